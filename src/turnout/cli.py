@@ -1,0 +1,189 @@
+"""The ``turnout`` command: serve, chat, models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import Config, load_config
+from .errors import ConfigError, TurnoutError
+
+__all__ = ["main"]
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .gateway import Gateway
+    from .logs import setup_logging
+    from .server import create_app
+
+    config = _config(args)
+    if args.host:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    setup_logging(config.log_level)
+    app = create_app(Gateway(config))
+    uvicorn.run(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=config.log_level,
+        access_log=args.access_log,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _prompt_with_files(prompt: str, files: list[str]) -> str:
+    parts = []
+    for name in files:
+        path = Path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot attach {name}: {exc}") from None
+        parts.append(f"File: {path.name}\n```\n{text}\n```")
+    parts.append(prompt)
+    return "\n\n".join(parts)
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from .gateway import Gateway
+    from .streaming import ChatStream
+    from .types import ChatResult
+
+    gateway = Gateway(_config(args))
+    model = args.model or gateway.router.default_model()
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": _prompt_with_files(args.prompt, args.file)})
+    request: dict[str, object] = {"model": model, "messages": messages}
+    if args.max_tokens:
+        request["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        request["temperature"] = args.temperature
+    started = time.perf_counter()
+    try:
+        if args.no_stream:
+            result = await gateway.chat(request)
+            print(result.text)
+            served: ChatResult | ChatStream = result
+        else:
+            stream = await gateway.stream(request)
+            from .types import TextDelta
+
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+            sys.stdout.write("\n")
+            served = stream
+        total = time.perf_counter() - started
+        ttft = served.time_to_first_token
+        cost = gateway.cost(served)
+        usage = served.usage
+        print(
+            f"[{served.provider} · {served.model} · ttft "
+            f"{f'{ttft:.2f}s' if ttft is not None else 'n/a'} · total {total:.2f}s · "
+            f"tokens {usage.prompt_tokens} in / {usage.completion_tokens} out · "
+            f"cost {f'${cost:.6f}' if cost is not None else 'unknown'}"
+            f"{f' · attempts {served.attempts}' if served.attempts > 1 else ''}]",
+            file=sys.stderr,
+        )
+    finally:
+        await gateway.aclose()
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    return asyncio.run(_chat(args))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .gateway import Gateway
+
+    gateway = Gateway(_config(args))
+    rows = [("NAME", "PROVIDER", "CONTEXT", "MAX OUT", "$/M IN", "$/M OUT", "CAPABILITIES")]
+    for name, entry in gateway.models():
+        if entry is None:
+            rows.append((name, "route", "", "", "", "", ""))
+            continue
+        rows.append(
+            (
+                name,
+                entry.provider,
+                str(entry.context_window or ""),
+                str(entry.max_output or ""),
+                "" if entry.input_price is None else f"{entry.input_price:g}",
+                "" if entry.output_price is None else f"{entry.output_price:g}",
+                ",".join(sorted(entry.capabilities)),
+            )
+        )
+    for route in gateway.router.routes():
+        chain = " -> ".join(d.id for d in route.deployments)
+        rows.append((route.name, "route", "", "", "", "", chain))
+    rows = list(dict.fromkeys(rows))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="turnout", description="Turnout LLM gateway")
+    parser.add_argument(
+        "--config", "-c", help="YAML config file (default: $TURNOUT_CONFIG or ./turnout.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
+    serve.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 4000)")
+    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.set_defaults(func=cmd_serve)
+
+    chat = sub.add_parser("chat", help="send one prompt and print the answer as it streams")
+    chat.add_argument("prompt")
+    chat.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    chat.add_argument("--model", "-m", help="route, catalogue model or provider:model")
+    chat.add_argument("--file", "-f", action="append", default=[], help="attach a file as context")
+    chat.add_argument("--system", "-s", help="system prompt")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    chat.set_defaults(func=cmd_chat)
+
+    models = sub.add_parser("models", help="list routes and catalogue models")
+    models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TurnoutError as exc:
+        print(f"turnout: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The one validated configuration object, loaded from one YAML file plus the environment.
+
+Sources, later wins: built-in defaults, the YAML file (``--config``, ``$TURNOUT_CONFIG`` or
+``./turnout.yaml``), then the environment variables in ``ENV_KEYS``. ``${VAR}`` and
+``${VAR:-default}`` inside YAML strings are expanded from the environment, so secrets stay
+out of the file. Validation errors name the file (or variable), the key and what was expected.
+
+Written over plain pydantic rather than pydantic-settings because every error must say which
+source a bad value came from, and the overlay is a dozen lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "ENV_KEYS",
+    "Config",
+    "DeploymentConfig",
+    "ModelConfig",
+    "ProviderConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "TimeoutsConfig",
+    "load_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimeoutsConfig(_Strict):
+    """Seconds. ``first_token`` applies to streams: no first token by then, next deployment."""
+
+    connect: float = Field(default=5.0, gt=0)
+    first_token: float = Field(default=30.0, gt=0)
+    total: float = Field(default=300.0, gt=0)
+
+
+class RetryConfig(_Strict):
+    """Retry rounds over a route. Each round tries every deployment still worth trying, in
+    order; between rounds the executor waits ``backoff_base * 2**round`` (capped, full jitter),
+    or the longest ``Retry-After`` an upstream asked for when that is longer and at most
+    ``max_retry_after``."""
+
+    retries: int = Field(default=1, ge=0, le=10)
+    backoff_base: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+    max_retry_after: float = Field(default=30.0, ge=0)
+
+
+class ProviderConfig(_Strict):
+    """A provider account: which host row it uses and how to authenticate."""
+
+    host: str | None = None
+    """Host row name (see ``turnout.hosts``); defaults to the provider's own name."""
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    settings: dict[str, str] = Field(default_factory=dict)
+    """Host-specific values: ``workspace`` (blaxel), ``api_version`` (azure), ``model_path``
+    (local), ``n_ctx`` (local), ..."""
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentConfig(_Strict):
+    model: str = Field(min_length=1)
+    """``provider:upstream-model`` or a catalogue id or alias."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Request fields applied when the caller did not set them (e.g. ``temperature``)."""
+
+
+class RouteConfig(_Strict):
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    retry: RetryConfig | None = None
+    timeouts: TimeoutsConfig | None = None
+
+    @field_validator("deployments", mode="before")
+    @classmethod
+    def _strings_are_models(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"model": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class ModelConfig(_Strict):
+    """A catalogue entry added or overridden by the user. Prices in USD per million tokens."""
+
+    id: str = Field(min_length=1, description="provider:upstream-model")
+    context_window: int | None = Field(default=None, gt=0)
+    max_output: int | None = Field(default=None, gt=0)
+    input_price: float | None = Field(default=None, ge=0)
+    output_price: float | None = Field(default=None, ge=0)
+    cached_input_price: float | None = Field(default=None, ge=0)
+    capabilities: list[Literal["tools", "vision", "json", "streaming"]] | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    master_key: SecretStr | None = None
+    """When set, every /v1 request needs ``Authorization: Bearer <master_key>``."""
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    preload_local: bool = True
+    """Load the embedded model in the background at start-up so the first request is fast."""
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    default_model: str | None = None
+    """What ``turnout chat`` uses without ``--model``; defaults to the first route, else the
+    embedded model."""
+    drop_params: bool = False
+    """Drop request fields a deployment cannot honour instead of answering 400."""
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    source: str = Field(default="<defaults>", exclude=True)
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, routes: list[RouteConfig]) -> list[RouteConfig]:
+        seen: set[str] = set()
+        for route in routes:
+            if route.name in seen:
+                raise ValueError(f"route name '{route.name}' appears twice")
+            seen.add(route.name)
+        return routes
+
+
+ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "TURNOUT_HOST": ("server", "host"),
+    "TURNOUT_PORT": ("server", "port"),
+    "TURNOUT_MASTER_KEY": ("server", "master_key"),
+    "TURNOUT_MAX_BODY_BYTES": ("server", "max_body_bytes"),
+    "TURNOUT_PRELOAD_LOCAL": ("server", "preload_local"),
+    "TURNOUT_DEFAULT_MODEL": ("default_model",),
+    "TURNOUT_DROP_PARAMS": ("drop_params",),
+    "TURNOUT_LOG_LEVEL": ("log_level",),
+}
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any, where: str, path: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{where}: {path}: environment variable ${{{name}}} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, where, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("TURNOUT_CONFIG")
+    if env:
+        return Path(env)
+    default = Path("turnout.yaml")
+    return default if default.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the configuration; raise ``ConfigError`` naming source and key."""
+    file = find_config_file(path)
+    data: dict[str, Any] = {}
+    where = "<defaults>"
+    if file is not None:
+        where = str(file)
+        try:
+            import yaml
+
+            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: config file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read config file: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{where}: expected a mapping at the top level, got {type(raw).__name__}"
+            )
+        data = _expand(raw, where, "")
+
+    from_env: dict[tuple[str, ...], str] = {}
+    for var, keys in ENV_KEYS.items():
+        if var in os.environ:
+            node = data
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = os.environ[var]
+            from_env[keys] = var
+
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            source = next((f"${v}" for k, v in from_env.items() if loc[: len(k)] == k), where)
+            got = err.get("input")
+            secret = any("key" in str(part) for part in loc)
+            plain = not (secret or isinstance(got, dict | list) or got is None)
+            shown = f" (got {got!r})" if plain else ""
+            problems.append(f"{source}: {_format_loc(loc)}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    config.source = where
+    return config

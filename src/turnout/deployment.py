@@ -1,0 +1,126 @@
+"""A deployment: one model at one provider account, fully resolved (URL, key, settings).
+
+Adapters receive a ``Deployment`` and nothing else about configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalogue import Catalogue, ModelEntry, parse_model_id
+from .config import Config, ProviderConfig
+from .errors import AuthenticationError, ConfigError, NotFoundError
+from .hosts import Host, get_host
+
+__all__ = ["Deployment", "resolve_deployment"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    id: str
+    """``provider:upstream-model``, as shown in logs, headers and errors."""
+    provider: str
+    host: Host
+    model: str
+    """The model name the upstream expects."""
+    base_url: str
+    api_key: str | None = field(repr=False)
+    settings: Mapping[str, str]
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    params: Mapping[str, Any]
+    entry: ModelEntry | None
+    drop_params: bool = False
+
+    @property
+    def key_hint(self) -> str:
+        """The key as it may be shown anywhere: its last four characters."""
+        return f"...{self.api_key[-4:]}" if self.api_key and len(self.api_key) > 8 else "(unset)"
+
+    def require_key(self) -> str | None:
+        if self.api_key is None and self.host.key_required:
+            hint = f"set {self.host.key_env}" if self.host.key_env else "set api_key"
+            raise AuthenticationError(
+                f"no API key for provider '{self.provider}': {hint} "
+                f"or providers.{self.provider}.api_key in the config",
+                provider=self.provider,
+                model=self.model,
+                code="missing_api_key",
+            )
+        return self.api_key
+
+
+class _Fill(dict[str, str]):
+    def __init__(self, values: Mapping[str, str], provider: str) -> None:
+        super().__init__(values)
+        self.provider = provider
+
+    def __missing__(self, key: str) -> str:
+        raise ConfigError(
+            f"provider '{self.provider}' needs setting '{key}': "
+            f"add providers.{self.provider}.settings.{key} to the config"
+        )
+
+
+def _fill(template: str, values: _Fill) -> str:
+    return template.format_map(values)
+
+
+def resolve_deployment(
+    model_id: str, config: Config, catalogue: Catalogue, params: Mapping[str, Any] | None = None
+) -> Deployment:
+    """Turn ``provider:model`` (or a catalogue id or alias) into a ready Deployment."""
+    entry = catalogue.get(model_id)
+    if entry is not None:
+        provider, upstream = entry.provider, entry.upstream
+    else:
+        provider, upstream = parse_model_id(model_id)
+    pconf = config.providers.get(provider)
+    host_name = (pconf.host if pconf and pconf.host else None) or provider
+    host = get_host(host_name)
+    if host is None:
+        if pconf is None:
+            raise NotFoundError(
+                f"unknown provider '{provider}' in model '{model_id}': configure it under "
+                f"providers.{provider} (with host and base_url) or use a known host",
+                param="model",
+            )
+        raise ConfigError(f"providers.{provider}.host: unknown host '{host_name}'")
+    pconf = pconf or ProviderConfig()
+
+    settings = dict(host.settings_defaults)
+    for name, var in host.settings_env.items():
+        if os.environ.get(var):
+            settings[name] = os.environ[var].rstrip("/")
+    settings.update(pconf.settings)
+    fill = _Fill({**settings, "model": upstream}, provider)
+
+    base_url = pconf.base_url or _fill(host.base_url, fill)
+    if not base_url and host.wire_api != "local":
+        raise ConfigError(f"provider '{provider}' needs providers.{provider}.base_url")
+
+    if pconf.api_key is not None:
+        api_key: str | None = pconf.api_key.get_secret_value()
+    else:
+        env_name = pconf.api_key_env or host.key_env
+        api_key = os.environ.get(env_name) if env_name else None
+
+    headers = {k: _fill(v, fill) for k, v in host.headers.items()}
+    headers.update(pconf.headers)
+    return Deployment(
+        id=f"{provider}:{upstream}",
+        provider=provider,
+        host=host,
+        model=upstream,
+        base_url=base_url.rstrip("/"),
+        api_key=api_key or None,
+        settings=settings,
+        headers=headers,
+        query={k: _fill(v, fill) for k, v in host.query.items()},
+        params=dict(params or {}),
+        entry=entry or catalogue.get(f"{provider}:{upstream}"),
+        drop_params=config.drop_params,
+    )

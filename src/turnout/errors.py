@@ -1,0 +1,274 @@
+"""One error hierarchy for the whole gateway: adapters raise these, routing decides on them.
+
+    TurnoutError                          base: status_code, type, code, provider, model
+    ├── ConfigError                       bad config file or environment (names file, key)
+    ├── MissingDependencyError            an optional extra is not installed (names it)
+    ├── BadRequestError              400  the request itself is wrong: never retried
+    │   ├── UnsupportedParameterError 400 one deployment cannot honour a field: next may
+    │   └── ContextWindowExceededError 400 prompt + output do not fit the model's window
+    ├── AuthenticationError          401  missing or wrong key (gateway's or provider's)
+    ├── PermissionDeniedError        403  key valid but not allowed
+    ├── NotFoundError                404  unknown model, route or upstream path
+    ├── RequestTooLargeError         413  body over the server's limit
+    ├── RateLimitError               429  retry_after seconds when the upstream said so
+    ├── UpstreamTimeoutError         504  connect, first-token or total timeout
+    ├── UpstreamConnectionError      502  refused, reset, DNS failure
+    ├── UpstreamServerError          502  upstream 5xx, or a malformed response or stream
+    │   └── OverloadedError          503  upstream 503 / 529
+    └── AllAttemptsFailedError            every deployment of a route failed; lists attempts
+
+Classification is by status first, message second (see ``from_status``). Two flags drive
+resilience: ``retryable`` (worth trying the same deployment again) and ``failover`` (worth
+trying the next deployment). Nothing else is consulted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = [
+    "AllAttemptsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ContextWindowExceededError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "TurnoutError",
+    "UnsupportedParameterError",
+    "UpstreamConnectionError",
+    "UpstreamServerError",
+    "UpstreamTimeoutError",
+    "from_status",
+]
+
+
+class TurnoutError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status_code: int = 500
+    type: str = "api_error"
+    default_code: ClassVar[str | None] = None
+    retryable: ClassVar[bool] = False
+    failover: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.code = code or self.default_code
+        self.param = param
+
+    def __str__(self) -> str:
+        where = f"{self.provider}:{self.model}" if self.provider and self.model else self.provider
+        return f"[{where}] {self.message}" if where else self.message
+
+
+class ConfigError(TurnoutError):
+    default_code = "config_error"
+
+
+class MissingDependencyError(TurnoutError):
+    type = "api_error"
+    default_code = "missing_dependency"
+
+
+class BadRequestError(TurnoutError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameterError(BadRequestError):
+    default_code = "unsupported_parameter"
+    failover = True
+
+
+class ContextWindowExceededError(BadRequestError):
+    default_code = "context_length_exceeded"
+
+
+class AuthenticationError(TurnoutError):
+    status_code = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+    failover = True
+
+
+class PermissionDeniedError(TurnoutError):
+    status_code = 403
+    type = "permission_error"
+    failover = True
+
+
+class NotFoundError(TurnoutError):
+    status_code = 404
+    type = "not_found_error"
+    default_code = "model_not_found"
+    failover = True
+
+
+class RequestTooLargeError(TurnoutError):
+    status_code = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(TurnoutError):
+    status_code = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+    retryable = True
+    failover = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeoutError(TurnoutError):
+    status_code = 504
+    type = "timeout_error"
+    default_code = "timeout"
+    retryable = True
+    failover = True
+
+
+class UpstreamConnectionError(TurnoutError):
+    status_code = 502
+    type = "api_connection_error"
+    default_code = "upstream_unreachable"
+    retryable = True
+    failover = True
+
+
+class UpstreamServerError(TurnoutError):
+    status_code = 502
+    type = "api_error"
+    default_code = "upstream_error"
+    retryable = True
+    failover = True
+
+
+class OverloadedError(UpstreamServerError):
+    status_code = 503
+    type = "overloaded_error"
+    default_code = "overloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one deployment, as reported in an aggregate error and in logs."""
+
+    deployment: str
+    error: TurnoutError
+    elapsed: float
+
+
+class AllAttemptsFailedError(TurnoutError):
+    """Every deployment of a route failed. The status is the last error's when all agree on
+    being the client's fault (4xx), else 502/503-class from the last error."""
+
+    failover = False
+    retryable = False
+
+    def __init__(self, route: str, attempts: Sequence[Attempt]) -> None:
+        lines = "; ".join(
+            f"{a.deployment}: {type(a.error).__name__} ({a.error.status_code}) {a.error.message}"
+            for a in attempts
+        )
+        super().__init__(f"all {len(attempts)} attempt(s) for '{route}' failed: {lines}")
+        self.route = route
+        self.attempts = list(attempts)
+        last = attempts[-1].error if attempts else UpstreamServerError("no attempts")
+        self.status_code = last.status_code
+        self.type = last.type
+        self.code = last.code
+
+
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "too many tokens",
+    "context window",
+    "prompt is too long",
+    "reduce the length",
+)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms") or headers.get("Retry-After-Ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        import time
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def from_status(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    code: str | None = None,
+) -> TurnoutError:
+    """Classify an upstream HTTP error: status first, message second."""
+    kw: dict[str, str | None] = {"provider": provider, "model": model, "code": code}
+    lowered = message.lower()
+    if status == 400 or status == 422:
+        if (code and "context_length" in code) or any(h in lowered for h in _CONTEXT_HINTS):
+            return ContextWindowExceededError(message, **kw)
+        return BadRequestError(message, **kw)
+    if status == 401:
+        return AuthenticationError(message, **kw)
+    if status == 403:
+        return PermissionDeniedError(message, **kw)
+    if status == 404:
+        return NotFoundError(message, **kw)
+    if status == 408:
+        return UpstreamTimeoutError(message, **kw)
+    if status == 413:
+        if any(h in lowered for h in _CONTEXT_HINTS):
+            return ContextWindowExceededError(message, **kw)
+        return RequestTooLargeError(message, **kw)
+    if status == 429:
+        return RateLimitError(message, retry_after=parse_retry_after(headers or {}), **kw)
+    if status in (503, 529):
+        return OverloadedError(message, **kw)
+    if status == 504:
+        return UpstreamTimeoutError(message, **kw)
+    if status >= 500:
+        return UpstreamServerError(message, **kw)
+    return BadRequestError(f"unexpected upstream status {status}: {message}", **kw)

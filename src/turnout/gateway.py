@@ -1,0 +1,185 @@
+"""The library's front door: ``Gateway`` takes a request and returns a result or a stream.
+
+Async first (``chat``, ``stream``); ``chat_sync`` and ``stream_sync`` run the same coroutines on
+a private event loop in one background thread, so sync callers share the connection pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from .adapters import AdapterSet
+from .catalogue import Catalogue, ModelEntry
+from .config import Config, load_config
+from .errors import BadRequestError
+from .http import HttpPool
+from .routing import Executor, Route, Router
+from .streaming import ChatStream
+from .types import ChatRequest, ChatResult, StreamEvent
+
+__all__ = ["Gateway", "parse_request"]
+
+T = TypeVar("T")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_request(obj: ChatRequest | Mapping[str, Any]) -> ChatRequest:
+    """Validate a request body; a ``BadRequestError`` names each wrong field."""
+    if isinstance(obj, ChatRequest):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise BadRequestError("the request body must be a JSON object")
+    try:
+        return ChatRequest.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise BadRequestError(
+            f"invalid request: {_describe(exc)}", param=".".join(str(p) for p in first) or None
+        ) from None
+
+
+class Gateway:
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.catalogue = Catalogue.default(self.config.models)
+        self.router = Router(self.config, self.catalogue)
+        self.adapters = AdapterSet(HttpPool())
+        self.executor = Executor(self.adapters)
+        self._portal: _Portal | None = None
+
+    @classmethod
+    def from_config(cls, path: str | None = None) -> Gateway:
+        """Load ``path``, ``$TURNOUT_CONFIG`` or ``./turnout.yaml``; defaults when none."""
+        return cls(load_config(path))
+
+    # --- async API ---------------------------------------------------------------------
+
+    def route_for(self, request: ChatRequest) -> Route:
+        return self.router.resolve(request.model)
+
+    async def chat(
+        self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> ChatResult:
+        req = parse_request(request if request is not None else fields)
+        return await self.executor.chat(self.route_for(req), req)
+
+    async def stream(
+        self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> ChatStream:
+        """A stream whose first event has already arrived (failover is over by then)."""
+        req = parse_request(request if request is not None else fields)
+        return await self.executor.stream(self.route_for(req), req)
+
+    async def preload(self) -> bool:
+        """Load the embedded model now rather than on first use, if it is what a route or the
+        default model uses. True when it was loaded."""
+        candidates = [d for r in self.router.routes() for d in r.deployments]
+        if not candidates:
+            candidates = list(self.router.resolve(self.router.default_model()).deployments)
+        local = next((d for d in candidates if d.host.wire_api == "local"), None)
+        if local is None:
+            return False
+        from .adapters.local import LocalAdapter
+
+        adapter = self.adapters.get("local")
+        assert isinstance(adapter, LocalAdapter)
+        await adapter.load(local)
+        return True
+
+    def cost(self, result: ChatResult | ChatStream) -> float | None:
+        """USD for a finished request from the catalogue's prices; None when unknown."""
+        entry = self.catalogue.get(result.deployment)
+        return entry.cost(result.usage) if entry else None
+
+    def models(self) -> list[tuple[str, ModelEntry | None]]:
+        """What can be asked for by name: routes, then catalogue entries."""
+        out: list[tuple[str, ModelEntry | None]] = [
+            (r.name, r.deployments[0].entry) for r in self.router.routes()
+        ]
+        out.extend((e.id, e) for e in self.catalogue)
+        return out
+
+    async def aclose(self) -> None:
+        await self.adapters.aclose()
+
+    # --- sync API ----------------------------------------------------------------------
+
+    def _run(self, coro: Any) -> Any:
+        if self._portal is None:
+            self._portal = _Portal()
+        return self._portal.run(coro)
+
+    def chat_sync(
+        self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> ChatResult:
+        result: ChatResult = self._run(self.chat(request, **fields))
+        return result
+
+    def stream_sync(
+        self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> Iterator[StreamEvent]:
+        stream: ChatStream = self._run(self.stream(request, **fields))
+
+        async def step() -> StreamEvent | None:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (event := self._run(step())) is not None:
+                yield event
+        finally:
+            self._run(stream.aclose())
+
+    def close(self) -> None:
+        if self._portal is not None:
+            self._portal.run(self.aclose())
+            self._portal.stop()
+            self._portal = None
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _Portal:
+    """An event loop in a daemon thread that sync callers submit coroutines to."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="turnout-sync", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

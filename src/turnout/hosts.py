@@ -1,0 +1,111 @@
+"""Hosts as data: where a wire API is served, how to authenticate, and its small quirks.
+
+A host is not a module. Adding an OpenAI-compatible provider is adding a row here; a host gets
+code only when it has behaviour, and then the behaviour is named by a field that the adapter
+reads (``body_quirks``), never by sniffing the host's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["HOSTS", "Host", "get_host"]
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    wire_api: str
+    """Adapter module that speaks to it: ``openai_chat`` or ``local`` (more come later)."""
+    base_url: str = ""
+    """May hold ``{placeholders}`` filled from the provider's ``settings`` (and ``{model}``)."""
+    path: str = "/chat/completions"
+    key_env: str | None = None
+    key_required: bool = True
+    auth_header: str = "Authorization"
+    auth_prefix: str = "Bearer "
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers; values may hold ``{placeholders}`` like ``base_url``."""
+    query: Mapping[str, str] = field(default_factory=dict)
+    """Query parameters; values may hold ``{placeholders}``."""
+    settings_defaults: Mapping[str, str] = field(default_factory=dict)
+    settings_env: Mapping[str, str] = field(default_factory=dict)
+    """Setting name -> environment variable it is read from when not configured."""
+    renames: Mapping[str, str] = field(default_factory=dict)
+    """Request fields the host spells differently (``seed`` -> ``random_seed``)."""
+    unsupported: frozenset[str] = frozenset()
+    """Request fields the host rejects: removed with ``drop_params``, else a 400."""
+    stream_usage: bool = True
+    """Whether the host understands ``stream_options.include_usage``."""
+    stream_above_max_tokens: int | None = None
+    """Requests whose output cap exceeds this must stream upstream (Fireworks)."""
+    body_quirks: str | None = None
+    """Named pure function in ``openai_chat`` applied to the body last."""
+
+
+_OPENAI_COMPATIBLE: tuple[Host, ...] = (
+    Host("openai", "openai_chat", "https://api.openai.com/v1", key_env="OPENAI_API_KEY"),
+    Host(
+        "azure",
+        "openai_chat",
+        "{endpoint}/openai/deployments/{model}",
+        key_env="AZURE_OPENAI_API_KEY",
+        auth_header="api-key",
+        auth_prefix="",
+        query={"api-version": "{api_version}"},
+        settings_defaults={"api_version": "2024-10-21"},
+        settings_env={"endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION"},
+    ),
+    Host("huggingface", "openai_chat", "https://router.huggingface.co/v1", key_env="HF_TOKEN"),
+    Host("sambanova", "openai_chat", "https://api.sambanova.ai/v1", key_env="SAMBANOVA_API_KEY"),
+    Host(
+        "fireworks",
+        "openai_chat",
+        "https://api.fireworks.ai/inference/v1",
+        key_env="FIREWORKS_API_KEY",
+        stream_above_max_tokens=4096,
+    ),
+    Host("groq", "openai_chat", "https://api.groq.com/openai/v1", key_env="GROQ_API_KEY"),
+    Host("together", "openai_chat", "https://api.together.xyz/v1", key_env="TOGETHER_API_KEY"),
+    Host("deepseek", "openai_chat", "https://api.deepseek.com/v1", key_env="DEEPSEEK_API_KEY"),
+    Host("openrouter", "openai_chat", "https://openrouter.ai/api/v1", key_env="OPENROUTER_API_KEY"),
+    Host(
+        "mistral",
+        "openai_chat",
+        "https://api.mistral.ai/v1",
+        key_env="MISTRAL_API_KEY",
+        renames={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
+        unsupported=frozenset({"user", "logprobs", "top_logprobs", "logit_bias"}),
+        stream_usage=False,
+        body_quirks="mistral",
+    ),
+    Host(
+        "ollama",
+        "openai_chat",
+        "{endpoint}/v1",
+        key_env="OLLAMA_API_KEY",
+        key_required=False,
+        settings_defaults={"endpoint": "http://localhost:11434"},
+        settings_env={"endpoint": "OLLAMA_HOST"},
+    ),
+    Host(
+        "blaxel",
+        "openai_chat",
+        "https://run.blaxel.ai/{workspace}/models/{model}/v1",
+        key_env="BL_API_KEY",
+        auth_header="X-Blaxel-Authorization",
+        headers={"X-Blaxel-Workspace": "{workspace}"},
+        settings_env={"workspace": "BL_WORKSPACE"},
+    ),
+    Host("modal", "openai_chat", "", key_env="MODAL_API_KEY", key_required=False),
+    Host("custom", "openai_chat", "", key_required=False),
+)
+
+_LOCAL = Host("local", "local", key_required=False)
+
+HOSTS: Mapping[str, Host] = {h.name: h for h in (*_OPENAI_COMPATIBLE, _LOCAL)}
+
+
+def get_host(name: str) -> Host | None:
+    return HOSTS.get(name)

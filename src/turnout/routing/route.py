@@ -1,0 +1,75 @@
+"""Routes: the name a client asks for, resolved to an ordered list of deployments.
+
+A request's ``model`` is looked up in one order: a configured route name, then a catalogue id
+or alias, then ``provider:model`` (a route of one deployment, made on first use and kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..catalogue import Catalogue
+from ..config import Config, RetryConfig, TimeoutsConfig
+from ..deployment import Deployment, resolve_deployment
+from ..errors import ConfigError, NotFoundError, TurnoutError
+
+__all__ = ["Route", "Router"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    deployments: tuple[Deployment, ...]
+    retry: RetryConfig
+    timeouts: TimeoutsConfig
+
+
+class Router:
+    def __init__(self, config: Config, catalogue: Catalogue) -> None:
+        self._config = config
+        self._catalogue = catalogue
+        self._routes: dict[str, Route] = {}
+        for rc in config.routes:
+            deployments = []
+            for i, dc in enumerate(rc.deployments):
+                try:
+                    deployments.append(resolve_deployment(dc.model, config, catalogue, dc.params))
+                except TurnoutError as exc:
+                    raise ConfigError(
+                        f"{config.source}: routes[{rc.name}].deployments[{i}]: {exc.message}"
+                    ) from None
+            self._routes[rc.name] = Route(
+                rc.name,
+                tuple(deployments),
+                rc.retry or config.retry,
+                rc.timeouts or config.timeouts,
+            )
+        self._direct: dict[str, Route] = {}
+
+    def resolve(self, model: str) -> Route:
+        route = self._routes.get(model) or self._direct.get(model)
+        if route is not None:
+            return route
+        if self._catalogue.get(model) is None and ":" not in model:
+            raise NotFoundError(
+                f"model '{model}' not found: it is not a route, a catalogue model or "
+                "provider:model (GET /v1/models lists what is served)",
+                param="model",
+            )
+        deployment = resolve_deployment(model, self._config, self._catalogue)
+        route = Route(model, (deployment,), self._config.retry, self._config.timeouts)
+        if len(self._direct) < 1024:
+            self._direct[model] = route
+        return route
+
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
+    def default_model(self) -> str:
+        if self._config.default_model:
+            return self._config.default_model
+        if self._routes:
+            return next(iter(self._routes))
+        from ..catalogue import LOCAL_MODEL_ID
+
+        return LOCAL_MODEL_ID

@@ -1,0 +1,241 @@
+"""The HTTP server: a thin Starlette layer over ``Gateway``. Handlers parse, call the library,
+serialise; every error leaves in the OpenAI error shape with its status code."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import AuthenticationError, BadRequestError, RequestTooLargeError, TurnoutError
+from ..gateway import Gateway, parse_request
+from ..streaming import ChatStream
+from ..types import ChatResult
+from .openai_wire import ChunkWriter, error_body, result_body
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("turnout.server")
+
+_JSON = "application/json"
+_DONE = b"data: [DONE]\n\n"
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=_JSON, headers=headers)
+
+
+def error_response(err: TurnoutError) -> Response:
+    headers = {}
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    return _json(error_body(err), err.status_code, headers)
+
+
+def _served_headers(provider: str, model: str, deployment: str, attempts: int) -> dict[str, str]:
+    return {
+        "x-turnout-provider": provider,
+        "x-turnout-model": model,
+        "x-turnout-deployment": deployment,
+        "x-turnout-attempts": str(attempts),
+    }
+
+
+def _authorize(request: Request) -> None:
+    key = request.app.state.master_key
+    if key is None:
+        return
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
+    if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise AuthenticationError("invalid API key")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def chat_completions(request: Request) -> Response:
+    _authorize(request)
+    gateway: Gateway = request.app.state.gateway
+    raw = await _read_body(request, request.app.state.max_body)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+    chat = parse_request(obj)
+    if chat.stream:
+        stream = await gateway.stream(chat)
+        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+        return StreamingResponse(
+            _frames(stream, chat.model, include_usage),
+            media_type="text/event-stream",
+            headers={
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                **_served_headers(
+                    stream.provider, stream.model, stream.deployment, stream.attempts
+                ),
+            },
+        )
+    result: ChatResult = await gateway.chat(chat)
+    return Response(
+        result_body(result, chat.model),
+        media_type=_JSON,
+        headers=_served_headers(result.provider, result.model, result.deployment, result.attempts),
+    )
+
+
+async def _frames(stream: ChatStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    writer = ChunkWriter(stream.id, stream.created, model, include_usage)
+    try:
+        async for event in stream:
+            frame = writer.event(event)
+            if frame:
+                yield frame
+        tail = writer.usage(stream.usage)
+        if tail:
+            yield tail
+        yield _DONE
+    except TurnoutError as err:
+        # Bytes already went out, so the status is fixed: report in-band, never truncate
+        # silently. OpenAI SDKs raise on a chunk that carries "error".
+        log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
+        yield b"data: " + orjson.dumps(error_body(err)) + b"\n\n"
+    finally:
+        await stream.aclose()
+
+
+async def list_models(request: Request) -> Response:
+    _authorize(request)
+    gateway: Gateway = request.app.state.gateway
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": entry.provider if entry else "turnout",
+        }
+        for name, entry in gateway.models()
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def health(request: Request) -> Response:
+    state = request.app.state
+    return _json(
+        {
+            "status": "ok",
+            "uptime_s": round(time.monotonic() - state.started, 3),
+            "local_model": state.local_status,
+        }
+    )
+
+
+async def _on_turnout_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TurnoutError)
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+    return error_response(exc)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _json(
+        {
+            "error": {
+                "message": "internal error in the gateway",
+                "type": "api_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        },
+        500,
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    return _json(
+        {
+            "error": {
+                "message": f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}",
+                "type": kind,
+                "param": None,
+                "code": None,
+            }
+        },
+        status,
+    )
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    config = gateway.config
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if config.server.preload_local:
+            task = asyncio.create_task(_preload(app, gateway))
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            await gateway.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={
+            TurnoutError: _on_turnout_error,
+            Exception: _on_unexpected,
+            404: _not_found,
+            405: _not_found,
+        },
+        lifespan=lifespan,
+    )
+    master = config.server.master_key
+    app.state.gateway = gateway
+    app.state.master_key = master.get_secret_value() if master else None
+    app.state.max_body = config.server.max_body_bytes
+    app.state.started = time.monotonic()
+    app.state.local_status = "not loaded"
+    return app
+
+
+async def _preload(app: Starlette, gateway: Gateway) -> None:
+    app.state.local_status = "loading"
+    try:
+        loaded = await gateway.preload()
+        app.state.local_status = "loaded" if loaded else "not used"
+    except TurnoutError as exc:
+        app.state.local_status = f"unavailable: {exc.message}"
+        log.warning("embedded model not preloaded: %s", exc.message)

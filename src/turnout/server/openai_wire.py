@@ -1,0 +1,113 @@
+"""What the OpenAI-compatible ingress sends back: results, stream chunks and errors in the
+OpenAI shape. Pure functions from library types to bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..errors import AllAttemptsFailedError, TurnoutError
+from ..types import ChatResult, Finish, StreamEvent, TextDelta, ToolCallDelta, Usage, UsageUpdate
+
+__all__ = ["ChunkWriter", "error_body", "result_body"]
+
+
+def result_body(result: ChatResult, public_model: str) -> bytes:
+    choices = []
+    for c in result.choices:
+        message: dict[str, Any] = {"role": "assistant", "content": c.content}
+        if c.tool_calls:
+            message["tool_calls"] = c.tool_calls
+        message["refusal"] = c.refusal
+        message.update(c.extra)
+        choices.append(
+            {
+                "index": c.index,
+                "message": message,
+                "finish_reason": c.finish_reason,
+                "logprobs": None,
+            }
+        )
+    body: dict[str, Any] = {
+        "id": result.id,
+        "object": "chat.completion",
+        "created": result.created,
+        "model": public_model,
+        "choices": choices,
+        "usage": result.usage.to_openai(),
+    }
+    if result.system_fingerprint:
+        body["system_fingerprint"] = result.system_fingerprint
+    return orjson.dumps(body)
+
+
+class ChunkWriter:
+    """Turns stream events into ``data: {chunk}\\n\\n`` frames for one response."""
+
+    __slots__ = ("_head", "_include_usage", "_roles_sent")
+
+    def __init__(self, id: str, created: int, model: str, include_usage: bool) -> None:
+        self._head = {
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self._roles_sent: set[int] = set()
+        self._include_usage = include_usage
+
+    def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: " + orjson.dumps({**self._head, "choices": choices, **extra}) + b"\n\n"
+
+    def _delta(self, choice: int, delta: dict[str, Any]) -> dict[str, Any]:
+        if choice not in self._roles_sent:
+            self._roles_sent.add(choice)
+            delta = {"role": "assistant", **delta}
+        return {"index": choice, "delta": delta, "finish_reason": None, "logprobs": None}
+
+    def event(self, event: StreamEvent) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._frame([self._delta(event.choice, {"content": event.text})])
+        if isinstance(event, ToolCallDelta):
+            call: dict[str, Any] = {"index": event.index}
+            if event.id is not None:
+                call["id"] = event.id
+                call["type"] = "function"
+            fn: dict[str, Any] = {"arguments": event.arguments}
+            if event.name is not None:
+                fn["name"] = event.name
+            call["function"] = fn
+            return self._frame([self._delta(event.choice, {"tool_calls": [call]})])
+        if isinstance(event, Finish):
+            choice = self._delta(event.choice, {})
+            choice["finish_reason"] = event.reason
+            return self._frame([choice])
+        if isinstance(event, UsageUpdate):
+            return b""  # usage goes once, at the end (see ``usage``)
+        raise TypeError(f"unknown stream event {event!r}")
+
+    def usage(self, usage: Usage) -> bytes:
+        if not self._include_usage:
+            return b""
+        return self._frame([], usage=usage.to_openai())
+
+
+def error_body(err: TurnoutError) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "message": str(err) if not isinstance(err, AllAttemptsFailedError) else err.message,
+        "type": err.type,
+        "param": err.param,
+        "code": err.code,
+    }
+    if isinstance(err, AllAttemptsFailedError):
+        error["attempts"] = [
+            {
+                "deployment": a.deployment,
+                "status": a.error.status_code,
+                "type": a.error.type,
+                "message": a.error.message,
+            }
+            for a in err.attempts
+        ]
+    return {"error": error}

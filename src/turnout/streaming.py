@@ -1,0 +1,193 @@
+"""The one streaming object: typed events in, usage accumulated, time to first token recorded,
+and ``final()`` giving the same ``ChatResult`` a non-streaming call returns.
+
+Every adapter's stream is wrapped in a ``ChatStream``, so timing is measured the same way for
+all of them: from the request's start to the first content event (text or tool call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .errors import UpstreamServerError, UpstreamTimeoutError
+from .types import (
+    ChatResult,
+    Choice,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
+
+__all__ = ["ChatStream", "new_id"]
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+class _ChoiceAcc:
+    __slots__ = ("finish", "text", "tools")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+
+
+class ChatStream:
+    """An async iterator of ``StreamEvent`` with the bookkeeping every consumer needs."""
+
+    def __init__(
+        self,
+        events: AsyncIterator[StreamEvent],
+        *,
+        id: str,
+        provider: str,
+        model: str,
+        deployment: str,
+        started: float | None = None,
+        created: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self._events = events
+        self.id = id or new_id()
+        self.provider = provider
+        self.model = model
+        self.deployment = deployment
+        self.started = started if started is not None else time.perf_counter()
+        self.created = created if created is not None else int(time.time())
+        self.time_to_first_token: float | None = None
+        self.latency: float | None = None
+        self.usage = Usage()
+        self.attempts = 1
+        self._choices: dict[int, _ChoiceAcc] = {}
+        self._pending: list[StreamEvent] = []
+        self._done = False
+        self._deadline = deadline
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._pending:
+            return self._pending.pop(0)
+        return await self._next()
+
+    async def _next(self) -> StreamEvent:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            if self._deadline is None:
+                event = await self._events.__anext__()
+            else:
+                async with asyncio.timeout_at(self._deadline):
+                    event = await self._events.__anext__()
+        except TimeoutError:
+            self._done = True
+            await self.aclose()
+            raise UpstreamTimeoutError(
+                "stream exceeded its total timeout",
+                provider=self.provider,
+                model=self.model,
+                code="total_timeout",
+            ) from None
+        except StopAsyncIteration:
+            self._done = True
+            self.latency = time.perf_counter() - self.started
+            if not self._choices or any(c.finish is None for c in self._choices.values()):
+                raise UpstreamServerError(
+                    "stream ended before the model finished (no finish reason): "
+                    "the answer would be truncated",
+                    provider=self.provider,
+                    model=self.model,
+                    code="stream_truncated",
+                ) from None
+            raise
+        self._record(event)
+        return event
+
+    async def peek(self) -> StreamEvent | None:
+        """Wait for the first event without consuming it (used to fail over before anything
+        reaches the client). None when the stream ended cleanly with no events."""
+        if not self._pending:
+            try:
+                self._pending.append(await self._next())
+            except StopAsyncIteration:
+                return None
+        return self._pending[0]
+
+    def _record(self, event: StreamEvent) -> None:
+        if isinstance(event, UsageUpdate):
+            self.usage = event.usage
+            return
+        acc = self._choices.get(event.choice)
+        if acc is None:
+            acc = self._choices[event.choice] = _ChoiceAcc()
+        if isinstance(event, TextDelta):
+            if self.time_to_first_token is None:
+                self.time_to_first_token = time.perf_counter() - self.started
+            acc.text.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            if self.time_to_first_token is None:
+                self.time_to_first_token = time.perf_counter() - self.started
+            call = acc.tools.get(event.index)
+            if call is None:
+                call = acc.tools[event.index] = {"id": event.id, "name": event.name, "args": []}
+            else:
+                call["id"] = call["id"] or event.id
+                call["name"] = call["name"] or event.name
+            call["args"].append(event.arguments)
+        elif isinstance(event, Finish):
+            acc.finish = event.reason
+
+    async def aclose(self) -> None:
+        self._done = True
+        closer = getattr(self._events, "aclose", None)
+        if closer is not None:
+            await closer()
+
+    async def collect(self) -> ChatResult:
+        """Drain the stream and return the assembled result."""
+        async for _ in self:
+            pass
+        return self.final()
+
+    def final(self) -> ChatResult:
+        choices = []
+        for index in sorted(self._choices):
+            acc = self._choices[index]
+            tools = [
+                {
+                    "id": call["id"] or f"call_{index}_{n}",
+                    "type": "function",
+                    "function": {"name": call["name"] or "", "arguments": "".join(call["args"])},
+                }
+                for n, call in sorted(acc.tools.items())
+            ]
+            text = "".join(acc.text)
+            choices.append(
+                Choice(
+                    index=index,
+                    content=text if text or not tools else None,
+                    tool_calls=tools or None,
+                    finish_reason=acc.finish,
+                )
+            )
+        return ChatResult(
+            id=self.id,
+            model=self.model,
+            provider=self.provider,
+            choices=choices,
+            usage=self.usage,
+            created=self.created,
+            deployment=self.deployment,
+            time_to_first_token=self.time_to_first_token,
+            latency=self.latency,
+        )

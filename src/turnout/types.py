@@ -1,0 +1,301 @@
+"""The canonical shapes: a chat request (OpenAI Chat Completions is the lingua franca), the
+result, the stream events and the usage every adapter reports.
+
+Requests are pydantic models (they arrive from outside and must be validated); results and
+events are slotted dataclasses (built on the hot path by our own code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AssistantMessage",
+    "ChatRequest",
+    "ChatResult",
+    "Choice",
+    "ContentPart",
+    "DeveloperMessage",
+    "Finish",
+    "FunctionCall",
+    "ImagePart",
+    "Message",
+    "StreamEvent",
+    "SystemMessage",
+    "TextDelta",
+    "TextPart",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolMessage",
+    "Usage",
+    "UsageUpdate",
+    "UserMessage",
+]
+
+
+class _Open(BaseModel):
+    """Known fields validated, unknown fields kept (they pass through to OpenAI hosts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- content parts -------------------------------------------------------------------------
+
+
+class TextPart(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Open):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudioPart(_Open):
+    type: Literal["input_audio"]
+    input_audio: dict[str, Any]
+
+
+class FilePart(_Open):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+class RefusalPart(_Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | InputAudioPart | FilePart | RefusalPart, Field(discriminator="type")
+]
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+class FunctionCall(_Open):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Open):
+    role: Literal["system"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class DeveloperMessage(_Open):
+    role: Literal["developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(_Open):
+    role: Literal["user"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(_Open):
+    role: Literal["assistant"]
+    content: str | list[TextPart | RefusalPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    name: str | None = None
+
+
+class ToolMessage(_Open):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+Message = Annotated[
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage,
+    Field(discriminator="role"),
+]
+
+
+# --- tools and formats ---------------------------------------------------------------------
+
+
+class FunctionDefinition(_Open):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Open):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function"]
+    function: dict[str, str]
+
+
+class JSONSchemaFormat(_Open):
+    name: str
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class ChatRequest(_Open):
+    """An OpenAI Chat Completions request. ``model`` names a route, an alias or
+    ``provider:model``; unknown top-level fields are kept in ``model_extra``."""
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    user: str | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+
+    @property
+    def output_limit(self) -> int | None:
+        """The caller's output cap, whichever of the two names it used."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def set_fields(self) -> set[str]:
+        """Names of every top-level field the caller actually sent (known or extra)."""
+        return set(self.model_fields_set) | set(self.model_extra or ())
+
+    def to_openai(self) -> dict[str, Any]:
+        """The request as an OpenAI JSON body: only what the caller set, extras included."""
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class Choice:
+    index: int = 0
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    refusal: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Upstream message fields we do not model (e.g. ``reasoning_content``), kept verbatim."""
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A finished completion, whether it arrived whole or was assembled from a stream."""
+
+    id: str
+    model: str
+    provider: str
+    choices: list[Choice]
+    usage: Usage
+    created: int
+    deployment: str = ""
+    time_to_first_token: float | None = None
+    latency: float | None = None
+    system_fingerprint: str | None = None
+    attempts: int = 1
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].content or "" if self.choices else ""
+
+
+# --- stream events -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first piece of each call carries id and name, later pieces
+    carry argument fragments that concatenate to the full JSON arguments."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class UsageUpdate:
+    usage: Usage
+
+
+StreamEvent = TextDelta | ToolCallDelta | Finish | UsageUpdate
