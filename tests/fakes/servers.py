@@ -34,6 +34,10 @@ class AiohttpThread:
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()
+        pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 
