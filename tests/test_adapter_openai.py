@@ -11,7 +11,7 @@ from turnout.gateway import Gateway
 from turnout.types import TextDelta
 
 from .conftest import UPSTREAM_KEY, make_config, openai_validator
-from .fakes.openai_upstream import Cut, FakeOpenAI, Fail, Raw, Reply
+from .fakes.openai_upstream import Cut, Fail, FakeOpenAI, Raw, Reply
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -23,18 +23,31 @@ async def gw(fake_url: str):
     await gateway.aclose()
 
 
-async def test_chat_sends_a_valid_request_and_reads_the_result(gw: Gateway, fake: FakeOpenAI) -> None:
+async def test_chat_sends_a_valid_request_and_reads_the_result(
+    gw: Gateway, fake: FakeOpenAI
+) -> None:
     fake.then(Reply(text="Bonjour.", prompt_tokens=9, completion_tokens=2, cached_tokens=4))
     result = await gw.chat(
         model="single",
         messages=[{"role": "system", "content": "Be brief."}, *HI],
-        temperature=0.2, max_completion_tokens=50, seed=7, stop=["\n\n"],
+        temperature=0.2,
+        max_completion_tokens=50,
+        seed=7,
+        stop=["\n\n"],
         response_format={"type": "json_object"},
         metadata={"trace": "abc"},  # unknown to our model: passes through to OpenAI hosts
     )
     assert result.text == "Bonjour."
-    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens) == (9, 2, 4)
-    assert (result.provider, result.model, result.deployment) == ("primary", "model-a", "primary:model-a")
+    assert (
+        result.usage.prompt_tokens,
+        result.usage.completion_tokens,
+        result.usage.cached_tokens,
+    ) == (9, 2, 4)
+    assert (result.provider, result.model, result.deployment) == (
+        "primary",
+        "model-a",
+        "primary:model-a",
+    )
     call = fake.calls[-1]
     assert call["path"] == "/v1/chat/completions"
     assert call["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
@@ -45,25 +58,47 @@ async def test_chat_sends_a_valid_request_and_reads_the_result(gw: Gateway, fake
 
 
 async def test_tool_call_round_trip(gw: Gateway, fake: FakeOpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     fake.then(Reply(tool_call=("lookup", '{"city": "Paris"}')))
     first = await gw.chat(model="single", messages=HI, tools=tools, tool_choice="required")
     call = first.choices[0].tool_calls[0]
     assert call["function"] == {"name": "lookup", "arguments": '{"city": "Paris"}'}
     assert first.choices[0].finish_reason == "tool_calls"
-    follow_up = [*HI, {"role": "assistant", "content": None, "tool_calls": [call]},
-                 {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]
+    follow_up = [
+        *HI,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+    ]
     await gw.chat(model="single", messages=follow_up, tools=tools)
     sent = fake.calls[-1]["body"]
-    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_fake_1", "content": "sunny"}
+    assert sent["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "call_fake_1",
+        "content": "sunny",
+    }
     assert list(openai_validator("CreateChatCompletionRequest").iter_errors(sent)) == []
 
 
-@pytest.mark.parametrize("shape", [
-    Reply(), Reply(crlf=True), Reply(comments=True), Reply(split=True), Reply(done=False),
-    Reply(crlf=True, comments=True, split=True, done=False),
-], ids=["plain", "crlf", "comments", "split", "no-done", "everything"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        Reply(),
+        Reply(crlf=True),
+        Reply(comments=True),
+        Reply(split=True),
+        Reply(done=False),
+        Reply(crlf=True, comments=True, split=True, done=False),
+    ],
+    ids=["plain", "crlf", "comments", "split", "no-done", "everything"],
+)
 async def test_stream_survives_wire_variations(gw: Gateway, fake: FakeOpenAI, shape: Reply) -> None:
     fake.then(shape)
     stream = await gw.stream(model="single", messages=HI)
@@ -87,20 +122,35 @@ async def test_streamed_tool_call_arguments_reassemble(gw: Gateway, fake: FakeOp
     assert result.choices[0].finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize(("reply", "expected"), [
-    (Fail(401, "bad key"), errors.AuthenticationError),
-    (Fail(403, "not allowed"), errors.PermissionDeniedError),
-    (Fail(404, "no such model"), errors.NotFoundError),
-    (Fail(400, "This model's maximum context length is 8192 tokens", code="context_length_exceeded"),
-     errors.ContextWindowExceededError),
-    (Fail(400, "temperature must be <= 2"), errors.BadRequestError),
-    (Fail(429, "slow down", headers={"Retry-After": "7"}), errors.RateLimitError),
-    (Fail(500, "boom"), errors.UpstreamServerError),
-    (Fail(503, "busy"), errors.OverloadedError),
-    (Raw(b"<html>bad gateway</html>", status=502, content_type="text/html"), errors.UpstreamServerError),
-    (Raw(b"{not json"), errors.UpstreamServerError),
-], ids=lambda v: getattr(v, "status", None) or getattr(v, "__name__", ""))
-async def test_errors_map_to_the_hierarchy(gw: Gateway, fake: FakeOpenAI, reply: object, expected: type) -> None:
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (Fail(401, "bad key"), errors.AuthenticationError),
+        (Fail(403, "not allowed"), errors.PermissionDeniedError),
+        (Fail(404, "no such model"), errors.NotFoundError),
+        (
+            Fail(
+                400,
+                "This model's maximum context length is 8192 tokens",
+                code="context_length_exceeded",
+            ),
+            errors.ContextWindowExceededError,
+        ),
+        (Fail(400, "temperature must be <= 2"), errors.BadRequestError),
+        (Fail(429, "slow down", headers={"Retry-After": "7"}), errors.RateLimitError),
+        (Fail(500, "boom"), errors.UpstreamServerError),
+        (Fail(503, "busy"), errors.OverloadedError),
+        (
+            Raw(b"<html>bad gateway</html>", status=502, content_type="text/html"),
+            errors.UpstreamServerError,
+        ),
+        (Raw(b"{not json"), errors.UpstreamServerError),
+    ],
+    ids=lambda v: getattr(v, "status", None) or getattr(v, "__name__", ""),
+)
+async def test_errors_map_to_the_hierarchy(
+    gw: Gateway, fake: FakeOpenAI, reply: object, expected: type
+) -> None:
     for streaming in (False, True):
         fake.then(reply)
         with pytest.raises(expected) as info:

@@ -11,7 +11,7 @@ from turnout.gateway import Gateway
 from turnout.routing import Executor
 
 from .conftest import make_config
-from .fakes.openai_upstream import FakeOpenAI, Fail, Hang, Reply
+from .fakes.openai_upstream import Fail, FakeOpenAI, Hang, Reply
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -69,13 +69,17 @@ async def test_refused_connection_fails_over(fake: FakeOpenAI, fake_url: str, st
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_timeout_fails_over(fake: FakeOpenAI, fake_url: str, stream: bool) -> None:
     # total (json) or first-token (stream) timeout of 0.3 s; the first deployment hangs
-    config = make_config(fake_url, timeouts={"connect": 1, "first_token": 0.3, "total": 0.3 if not stream else 5})
+    config = make_config(
+        fake_url, timeouts={"connect": 1, "first_token": 0.3, "total": 0.3 if not stream else 5}
+    )
     fake.then(Hang(3), Reply(text="in time"))
     result = await run(Gateway(config), stream)
     assert result.text == "in time" and result.attempts == 2
 
 
-async def test_stream_that_stalls_before_first_token_fails_over(fake: FakeOpenAI, fake_url: str) -> None:
+async def test_stream_that_stalls_before_first_token_fails_over(
+    fake: FakeOpenAI, fake_url: str
+) -> None:
     config = make_config(fake_url, timeouts={"connect": 1, "first_token": 0.3, "total": 5})
     fake.then(Reply(delay=2), Reply(text="quick"))
     result = await run(Gateway(config), True)
@@ -93,8 +97,13 @@ async def test_retry_rounds_back_off_and_honour_retry_after(
     fake: FakeOpenAI, fake_url: str, sleeps: Sleeps
 ) -> None:
     config = make_config(fake_url, retry={"retries": 2, "backoff_base": 0.01, "backoff_max": 1})
-    fake.then(Fail(429, "slow", headers={"Retry-After": "0.5"}), Fail(500, "boom"),
-              Fail(502, "again"), Fail(503, "still"), Reply(text="third round"))
+    fake.then(
+        Fail(429, "slow", headers={"Retry-After": "0.5"}),
+        Fail(500, "boom"),
+        Fail(502, "again"),
+        Fail(503, "still"),
+        Reply(text="third round"),
+    )
     result = await run(sleeps.gateway(config), False)
     assert result.text == "third round"
     assert result.attempts == 5
@@ -105,8 +114,9 @@ async def test_retry_rounds_back_off_and_honour_retry_after(
 async def test_retry_after_longer_than_allowed_is_not_waited_for(
     fake: FakeOpenAI, fake_url: str, sleeps: Sleeps
 ) -> None:
-    config = make_config(fake_url, routes=chain("primary:model-a"),
-                         retry={"retries": 3, "max_retry_after": 5})
+    config = make_config(
+        fake_url, routes=chain("primary:model-a"), retry={"retries": 3, "max_retry_after": 5}
+    )
     fake.then(Fail(429, "come back in an hour", headers={"Retry-After": "3600"}))
     with pytest.raises(errors.RateLimitError) as info:
         await run(sleeps.gateway(config), False)
@@ -114,12 +124,17 @@ async def test_retry_after_longer_than_allowed_is_not_waited_for(
 
 
 async def test_when_all_fail_one_error_names_every_attempt(fake: FakeOpenAI, fake_url: str) -> None:
-    config = make_config(fake_url, routes=chain("primary:model-a", "down:model-x"), retry={"retries": 0})
+    config = make_config(
+        fake_url, routes=chain("primary:model-a", "down:model-x"), retry={"retries": 0}
+    )
     fake.then(Fail(503, "overloaded"))
     with pytest.raises(errors.AllAttemptsFailedError) as info:
         await run(Gateway(config), True)
     err = info.value
     assert [a.deployment for a in err.attempts] == ["primary:model-a", "down:model-x"]
-    assert [type(a.error) for a in err.attempts] == [errors.OverloadedError, errors.UpstreamConnectionError]
+    assert [type(a.error) for a in err.attempts] == [
+        errors.OverloadedError,
+        errors.UpstreamConnectionError,
+    ]
     assert "primary:model-a" in err.message and "down:model-x" in err.message
     assert err.status_code == 502

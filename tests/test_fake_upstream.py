@@ -7,10 +7,12 @@ import openai
 import pytest
 
 from .conftest import openai_validator
-from .fakes.openai_upstream import FakeOpenAI, Fail, Reply
+from .fakes.openai_upstream import Fail, FakeOpenAI, Reply
 
 
-@pytest.mark.parametrize("reply", [Reply(), Reply(tool_call=("lookup", '{"city": "Paris"}'), cached_tokens=4)])
+@pytest.mark.parametrize(
+    "reply", [Reply(), Reply(tool_call=("lookup", '{"city": "Paris"}'), cached_tokens=4)]
+)
 def test_openai_sdk_parses_fake_completions(fake: FakeOpenAI, fake_url: str, reply: Reply) -> None:
     fake.then(reply)
     client = openai.OpenAI(base_url=fake_url, api_key="x", max_retries=0)
@@ -21,23 +23,38 @@ def test_openai_sdk_parses_fake_completions(fake: FakeOpenAI, fake_url: str, rep
         assert (call.function.name, call.function.arguments) == reply.tool_call
     else:
         assert out.choices[0].message.content == reply.text
-    errors = list(openai_validator("CreateChatCompletionResponse").iter_errors(reply.completion("m")))
+    errors = list(
+        openai_validator("CreateChatCompletionResponse").iter_errors(reply.completion("m"))
+    )
     assert errors == []
 
 
-@pytest.mark.parametrize("reply", [Reply(), Reply(crlf=True, comments=True, split=True),
-                                   Reply(tool_call=("lookup", '{"city": "Paris"}'))])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(),
+        Reply(crlf=True, comments=True, split=True),
+        Reply(tool_call=("lookup", '{"city": "Paris"}')),
+    ],
+)
 def test_openai_sdk_parses_fake_streams(fake: FakeOpenAI, fake_url: str, reply: Reply) -> None:
     fake.then(reply)
     client = openai.OpenAI(base_url=fake_url, api_key="x", max_retries=0)
-    chunks = list(client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "hi"}], stream=True,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage is not None and chunks[-1].choices == []
     if reply.tool_call:
-        args = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
-                       for c in chunks[:-1] if c.choices and c.choices[0].delta.tool_calls)
+        args = "".join(
+            c.choices[0].delta.tool_calls[0].function.arguments or ""
+            for c in chunks[:-1]
+            if c.choices and c.choices[0].delta.tool_calls
+        )
         assert args == reply.tool_call[1]
     else:
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -8,15 +8,19 @@ import openai
 import pytest
 
 from .conftest import MASTER_KEY, UPSTREAM_KEY, make_config
-from .fakes.openai_upstream import Cut, FakeOpenAI, Fail, Reply
+from .fakes.openai_upstream import Cut, Fail, FakeOpenAI, Reply
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
 def gateway_url(serve, fake_url: str) -> str:
-    return serve(make_config(fake_url, server={"master_key": MASTER_KEY, "preload_local": False,
-                                               "max_body_bytes": 4096}))
+    return serve(
+        make_config(
+            fake_url,
+            server={"master_key": MASTER_KEY, "preload_local": False, "max_body_bytes": 4096},
+        )
+    )
 
 
 def test_sync_sdk_json(gateway_url: str, fake: FakeOpenAI) -> None:
@@ -35,13 +39,18 @@ def test_sync_sdk_json(gateway_url: str, fake: FakeOpenAI) -> None:
 def test_sync_sdk_stream_with_usage(gateway_url: str, fake: FakeOpenAI) -> None:
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=MASTER_KEY, max_retries=0)
     fake.then(Reply(text="one two three", completion_tokens=3))
-    chunks = list(client.chat.completions.create(
-        model="chain", messages=HI, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="chain", messages=HI, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three"
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
 
 
@@ -59,12 +68,19 @@ async def test_async_sdk_json_and_stream(gateway_url: str, fake: FakeOpenAI) -> 
 def test_tool_calls_through_the_server(gateway_url: str, fake: FakeOpenAI) -> None:
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=MASTER_KEY, max_retries=0)
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    fake.then(Reply(tool_call=("lookup", '{"q": "x"}')), Reply(tool_call=("lookup", '{"q": "streamed"}')))
+    fake.then(
+        Reply(tool_call=("lookup", '{"q": "x"}')), Reply(tool_call=("lookup", '{"q": "streamed"}'))
+    )
     out = client.chat.completions.create(model="chain", messages=HI, tools=tools)
     assert out.choices[0].message.tool_calls[0].function.arguments == '{"q": "x"}'
-    chunks = list(client.chat.completions.create(model="chain", messages=HI, tools=tools, stream=True))
-    args = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
-                   for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+    chunks = list(
+        client.chat.completions.create(model="chain", messages=HI, tools=tools, stream=True)
+    )
+    args = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+    )
     assert args == '{"q": "streamed"}'
 
 
@@ -86,14 +102,20 @@ def test_mid_stream_failure_is_reported_not_truncated(gateway_url: str, fake: Fa
             pass
 
 
-def test_all_failed_is_one_openai_error_listing_attempts(gateway_url: str, fake: FakeOpenAI) -> None:
+def test_all_failed_is_one_openai_error_listing_attempts(
+    gateway_url: str, fake: FakeOpenAI
+) -> None:
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=MASTER_KEY, max_retries=0)
     fake.then(*[Fail(500, "boom")] * 4)
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="chain", messages=HI)
     body = info.value.body
     assert [a["deployment"] for a in body["attempts"]] == [
-        "primary:model-a", "backup:model-b", "primary:model-a", "backup:model-b"]
+        "primary:model-a",
+        "backup:model-b",
+        "primary:model-a",
+        "backup:model-b",
+    ]
     assert UPSTREAM_KEY not in info.value.response.text
 
 
@@ -114,11 +136,17 @@ def test_models_and_health(gateway_url: str) -> None:
 
 # --- bad input: each gets the OpenAI error shape and the right status --------------------------
 
-def _post(url: str, content: bytes | str, key: str | None = MASTER_KEY, **headers: str) -> httpx.Response:
+
+def _post(
+    url: str, content: bytes | str, key: str | None = MASTER_KEY, **headers: str
+) -> httpx.Response:
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return httpx.post(url + "/v1/chat/completions", content=content,
-                      headers={"Content-Type": "application/json", **headers})
+    return httpx.post(
+        url + "/v1/chat/completions",
+        content=content,
+        headers={"Content-Type": "application/json", **headers},
+    )
 
 
 def _assert_openai_error(resp: httpx.Response, status: int, kind: str) -> dict:
@@ -129,22 +157,46 @@ def _assert_openai_error(resp: httpx.Response, status: int, kind: str) -> dict:
     return error
 
 
-@pytest.mark.parametrize(("body", "status", "kind", "needle"), [
-    (b"{not json", 400, "invalid_request_error", "not valid JSON"),
-    (b"[1, 2]", 400, "invalid_request_error", "JSON object"),
-    (b'{"model": "chain"}', 400, "invalid_request_error", "messages"),
-    (b'{"model": "chain", "messages": []}', 400, "invalid_request_error", "messages"),
-    (b'{"model": "chain", "messages": [{"role": "wizard", "content": "x"}]}', 400,
-     "invalid_request_error", "role"),
-    (b'{"model": "chain", "messages": [{"role": "user", "content": "x"}], "temperature": 7}', 400,
-     "invalid_request_error", "temperature"),
-    (b'{"model": "chain", "messages": [{"role": "user", "content": "x"}], "max_tokens": "lots"}', 400,
-     "invalid_request_error", "max_tokens"),
-    (b'{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}', 404,
-     "not_found_error", "no-such-model"),
-    (b'{"model": "nowhere:foo", "messages": [{"role": "user", "content": "x"}]}', 404,
-     "not_found_error", "nowhere"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "kind", "needle"),
+    [
+        (b"{not json", 400, "invalid_request_error", "not valid JSON"),
+        (b"[1, 2]", 400, "invalid_request_error", "JSON object"),
+        (b'{"model": "chain"}', 400, "invalid_request_error", "messages"),
+        (b'{"model": "chain", "messages": []}', 400, "invalid_request_error", "messages"),
+        (
+            b'{"model": "chain", "messages": [{"role": "wizard", "content": "x"}]}',
+            400,
+            "invalid_request_error",
+            "role",
+        ),
+        (
+            b'{"model": "chain", "messages": [{"role": "user", "content": "x"}], "temperature": 7}',
+            400,
+            "invalid_request_error",
+            "temperature",
+        ),
+        (
+            b'{"model": "chain", "messages": [{"role": "user", "content": "x"}], '
+            b'"max_tokens": "lots"}',
+            400,
+            "invalid_request_error",
+            "max_tokens",
+        ),
+        (
+            b'{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "not_found_error",
+            "no-such-model",
+        ),
+        (
+            b'{"model": "nowhere:foo", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "not_found_error",
+            "nowhere",
+        ),
+    ],
+)
 def test_bad_requests(gateway_url: str, body: bytes, status: int, kind: str, needle: str) -> None:
     error = _assert_openai_error(_post(gateway_url, body), status, kind)
     assert needle in error["message"]
@@ -166,8 +218,11 @@ def test_oversized_body(gateway_url: str) -> None:
     def chunked():
         yield big.encode()
 
-    resp = httpx.post(gateway_url + "/v1/chat/completions", content=chunked(),
-                      headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    resp = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        content=chunked(),
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+    )
     _assert_openai_error(resp, 413, "invalid_request_error")
 
 
@@ -177,9 +232,13 @@ def test_unknown_path_and_method(gateway_url: str) -> None:
     assert resp.status_code == 405 and "error" in resp.json()
 
 
-def test_upstream_key_problems_name_the_provider_not_the_key(serve, fake_url: str, fake: FakeOpenAI) -> None:
+def test_upstream_key_problems_name_the_provider_not_the_key(
+    serve, fake_url: str, fake: FakeOpenAI
+) -> None:
     url = serve(make_config(fake_url))
     fake.then(Fail(401, f"Incorrect API key provided: {UPSTREAM_KEY}"))
-    resp = _post(url, b'{"model": "single", "messages": [{"role": "user", "content": "x"}]}', key=None)
+    resp = _post(
+        url, b'{"model": "single", "messages": [{"role": "user", "content": "x"}]}', key=None
+    )
     error = _assert_openai_error(resp, 401, "authentication_error")
     assert UPSTREAM_KEY not in resp.text and "primary" in error["message"]

