@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turnout.sse import SSEDecoder, ServerSentEvent
+from turnout.sse import ServerSentEvent, SSEDecoder
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -69,20 +69,12 @@ def test_mixed_line_endings_in_one_stream():
     assert [e.data for e in decode(raw)] == ["a", "b", "c"]
 
 
-CR_CR_BUG = pytest.mark.xfail(
-    reason="BUG: a read ending in CR CR (end of line + blank line, CR-only endings) loses the "
-    "blank line: sse.py feed turns the last CR into LF, making CR+LF, which is then collapsed "
-    "as one CRLF; the event is not dispatched and merges with the next one",
-    strict=True,
-)
-
-
 @pytest.mark.parametrize(
     "ending",
     [
         pytest.param(b"\n", id="LF"),
         pytest.param(b"\r\n", id="CRLF"),
-        pytest.param(b"\r", id="CR", marks=CR_CR_BUG),
+        pytest.param(b"\r", id="CR"),
     ],
 )
 def test_split_at_every_byte_offset(ending: bytes):
@@ -133,18 +125,12 @@ def test_cr_only_line_end_at_chunk_boundary_is_not_held_back():
     assert decoder.feed(b"\r") == [ServerSentEvent("a")]
 
 
-@CR_CR_BUG
 def test_cr_only_events_in_separate_reads_stay_separate():
     decoder = SSEDecoder()
     assert decoder.feed(b"data: b\r\r") == [ServerSentEvent("b")]
     assert decoder.feed(b"data: c\r\r") == [ServerSentEvent("c")]
 
 
-@pytest.mark.xfail(
-    reason="BUG: feed(b'') between the CR and LF of a CRLF forgets the pending CR, so the LF "
-    "becomes a blank line and ends the event early (sse.py feed, _skip_lf reset)",
-    strict=True,
-)
 def test_empty_read_between_cr_and_lf_changes_nothing():
     assert decode(b"data: a\r", b"", b"\ndata: b\r\n\r\n") == [ServerSentEvent("a\nb")]
 
@@ -164,7 +150,7 @@ def test_only_one_space_after_colon_is_stripped():
 def test_event_names_kept_and_reset_after_each_event():
     raw = (
         b"event: message_start\ndata: {}\n\n"
-        b"event: content_block_delta\ndata: {\"t\": 1}\n\n"
+        b'event: content_block_delta\ndata: {"t": 1}\n\n'
         b"data: plain\n\n"
     )
     assert decode(raw) == [

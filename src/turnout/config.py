@@ -156,25 +156,33 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(value: Any, where: str, path: str) -> Any:
+def _expand(value: Any, where: str, path: str, expanded: set[str]) -> Any:
+    """Expand ``${VAR}`` in strings; every string that took a value from the environment is
+    added to ``expanded`` so that error messages never echo it (it may be a secret)."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
+            if default is not None and not os.environ.get(name):
+                return default  # ":-" means unset or empty, as in the shell
             if name in os.environ:
                 return os.environ[name]
-            if default is not None:
-                return default
             raise ConfigError(
                 f"{where}: {path}: environment variable ${{{name}}} is not set "
                 f"(set it, or write ${{{name}:-default}})"
             )
 
-        return _VAR.sub(sub, value)
+        result = _VAR.sub(sub, value)
+        if result != value:
+            expanded.add(result)
+        return result
     if isinstance(value, dict):
-        return {k: _expand(v, where, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {
+            k: _expand(v, where, f"{path}.{k}" if path else str(k), expanded)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_expand(v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, where, f"{path}[{i}]", expanded) for i, v in enumerate(value)]
     return value
 
 
@@ -200,6 +208,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     file = find_config_file(path)
     data: dict[str, Any] = {}
     where = "<defaults>"
+    expanded: set[str] = set()
     if file is not None:
         where = str(file)
         try:
@@ -218,14 +227,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             raise ConfigError(
                 f"{where}: expected a mapping at the top level, got {type(raw).__name__}"
             )
-        data = _expand(raw, where, "")
+        data = _expand(raw, where, "", expanded)
 
     from_env: dict[tuple[str, ...], str] = {}
     for var, keys in ENV_KEYS.items():
         if var in os.environ:
             node = data
             for key in keys[:-1]:
-                node = node.setdefault(key, {})
+                if not isinstance(node.get(key), dict):
+                    node[key] = {}  # an empty YAML section reads as None
+                node = node[key]
             node[keys[-1]] = os.environ[var]
             from_env[keys] = var
 
@@ -237,7 +248,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             loc = tuple(err["loc"])
             source = next((f"${v}" for k, v in from_env.items() if loc[: len(k)] == k), where)
             got = err.get("input")
-            secret = any("key" in str(part) for part in loc)
+            secret = any("key" in str(part) for part in loc) or (
+                isinstance(got, str) and got in expanded
+            )
             plain = not (secret or isinstance(got, dict | list) or got is None)
             shown = f" (got {got!r})" if plain else ""
             problems.append(f"{source}: {_format_loc(loc)}: {err['msg']}{shown}")

@@ -28,6 +28,8 @@ class Deployment:
     """The model name the upstream expects."""
     base_url: str
     api_key: str | None = field(repr=False)
+    key_env: str | None
+    """The environment variable the key is read from, named in errors when it is missing."""
     settings: Mapping[str, str]
     headers: Mapping[str, str]
     query: Mapping[str, str]
@@ -42,7 +44,7 @@ class Deployment:
 
     def require_key(self) -> str | None:
         if self.api_key is None and self.host.key_required:
-            hint = f"set {self.host.key_env}" if self.host.key_env else "set api_key"
+            hint = f"set {self.key_env}" if self.key_env else "set api_key"
             raise AuthenticationError(
                 f"no API key for provider '{self.provider}': {hint} "
                 f"or providers.{self.provider}.api_key in the config",
@@ -63,6 +65,14 @@ class _Fill(dict[str, str]):
             f"provider '{self.provider}' needs setting '{key}': "
             f"add providers.{self.provider}.settings.{key} to the config"
         )
+
+
+def _normalise(name: str, value: str) -> str:
+    """URLs in settings join cleanly: no trailing slash; a bare ``host:port`` endpoint (as
+    ``OLLAMA_HOST`` is usually written) gets ``http://``."""
+    if name == "endpoint" and value and "://" not in value:
+        value = "http://" + value
+    return value.rstrip("/") if "://" in value else value
 
 
 def _fill(template: str, values: _Fill) -> str:
@@ -94,18 +104,19 @@ def resolve_deployment(
     settings = dict(host.settings_defaults)
     for name, var in host.settings_env.items():
         if os.environ.get(var):
-            settings[name] = os.environ[var].rstrip("/")
+            settings[name] = os.environ[var]
     settings.update(pconf.settings)
+    settings = {k: _normalise(k, v) for k, v in settings.items()}
     fill = _Fill({**settings, "model": upstream}, provider)
 
     base_url = pconf.base_url or _fill(host.base_url, fill)
     if not base_url and host.wire_api != "local":
         raise ConfigError(f"provider '{provider}' needs providers.{provider}.base_url")
 
+    env_name = pconf.api_key_env or host.key_env
     if pconf.api_key is not None:
         api_key: str | None = pconf.api_key.get_secret_value()
     else:
-        env_name = pconf.api_key_env or host.key_env
         api_key = os.environ.get(env_name) if env_name else None
 
     headers = {k: _fill(v, fill) for k, v in host.headers.items()}
@@ -117,6 +128,7 @@ def resolve_deployment(
         model=upstream,
         base_url=base_url.rstrip("/"),
         api_key=api_key or None,
+        key_env=None if pconf.api_key is not None else env_name,
         settings=settings,
         headers=headers,
         query={k: _fill(v, fill) for k, v in host.query.items()},

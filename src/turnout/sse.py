@@ -33,16 +33,16 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Add bytes from the network; return the events completed by them."""
+        if not chunk:
+            return []
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
-            if buf.endswith(b"\r"):
-                # The line is complete; its LF, if it is a CRLF, is still in flight.
-                self._skip_lf = True
-                buf = buf[:-1] + b"\n"
+            # A CR at the very end ends its line now; its LF, if it is a CRLF, is in flight.
+            self._skip_lf = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._buf = lines.pop()

@@ -126,6 +126,12 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
         )
     choices = []
     for i, raw in enumerate(obj["choices"]):
+        if not isinstance(raw, dict) or not isinstance(raw.get("message") or {}, dict):
+            raise UpstreamServerError(
+                f"malformed response: choices[{i}] is not an object",
+                provider=d.provider,
+                model=d.model,
+            )
         message = raw.get("message") or {}
         extra = {k: v for k, v in message.items() if k not in _MESSAGE_KNOWN and v is not None}
         choices.append(
@@ -156,10 +162,17 @@ def parse_chunk(obj: Any, d: Deployment) -> list[StreamEvent]:
         raise UpstreamServerError("malformed stream chunk", provider=d.provider, model=d.model)
     if obj.get("error"):
         err = obj["error"]
-        status = int(err.get("code")) if isinstance(err.get("code"), int) else 500
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
         raise from_status(status, _message(err), provider=d.provider, model=d.model)
     events: list[StreamEvent] = []
     for raw in obj.get("choices") or ():
+        if not isinstance(raw, dict) or not isinstance(raw.get("delta") or {}, dict):
+            raise UpstreamServerError(
+                "malformed stream chunk: a choice is not an object",
+                provider=d.provider,
+                model=d.model,
+            )
         index = raw.get("index", 0)
         delta = raw.get("delta") or {}
         text = delta.get("content")
