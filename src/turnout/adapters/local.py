@@ -248,7 +248,7 @@ class LocalAdapter:
         def emit(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        job = self._worker.submit(self._generate, kwargs, emit, cancelled)
+        self._worker.submit(self._generate, kwargs, emit, cancelled)
         try:
             while True:
                 item = await queue.get()
@@ -267,7 +267,6 @@ class LocalAdapter:
                     yield Finish(choice["finish_reason"])
         finally:
             cancelled.set()
-            del job
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         stream = ChatStream(

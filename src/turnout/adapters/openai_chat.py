@@ -283,13 +283,7 @@ class OpenAIChatAdapter:
             resp.release()
         if resp.status >= 400:
             raise map_error(resp.status, raw, resp.headers, d)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamServerError(
-                "malformed response: not JSON", provider=d.provider, model=d.model
-            ) from None
-        return from_response(obj, d)
+        return from_response(_loads(raw, d), d)
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
@@ -304,7 +298,7 @@ class OpenAIChatAdapter:
                 raise map_error(resp.status, await resp.read(), resp.headers, d)
             if resp.content_type == "application/json":
                 # Some hosts ignore "stream": answer whole; replay it as events.
-                result = from_response(_loads((await resp.read()).decode("utf-8", "replace"), d), d)
+                result = from_response(_loads(await resp.read(), d), d)
                 for event in _replay(result):
                     yield event
                 clean = True
@@ -337,12 +331,13 @@ class OpenAIChatAdapter:
                 resp.close()
 
 
-def _loads(data: str, d: Deployment) -> Any:
+def _loads(data: str | bytes, d: Deployment) -> Any:
+    """Upstream JSON (a whole body or one stream event); malformed is the upstream's fault."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamServerError(
-            f"malformed stream event: {data[:200]!r}", provider=d.provider, model=d.model
+            f"malformed upstream JSON: {data[:200]!r}", provider=d.provider, model=d.model
         ) from None
 
 

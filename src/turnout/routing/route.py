@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalogue import Catalogue
+from ..catalogue import LOCAL_MODEL_ID, Catalogue
 from ..config import Config, RetryConfig, TimeoutsConfig
 from ..deployment import Deployment, resolve_deployment
 from ..errors import ConfigError, NotFoundError, TurnoutError
@@ -70,6 +70,4 @@ class Router:
             return self._config.default_model
         if self._routes:
             return next(iter(self._routes))
-        from ..catalogue import LOCAL_MODEL_ID
-
         return LOCAL_MODEL_ID
