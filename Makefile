@@ -1,6 +1,7 @@
 # The two commands of the README, each doing its own set-up on a fresh machine:
 #   make serve   start the gateway on the embedded model (no config, no key, no network)
 #   make test    install everything and run lint, type check and the test suite
+#   make bench   the gateway-overhead benchmark against LiteLLM (docs/benchmarks.md)
 # Needs python3 >= 3.11 with venv, a C/C++ compiler and cmake (llama-cpp-python builds from
 # source: about 7 minutes on 2 cores the first time; pip caches the wheel afterwards).
 
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 # Build only the library llama-cpp-python needs, tuned for this CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
-.PHONY: serve test lint setup clean
+.PHONY: serve test lint setup clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +31,21 @@ serve: $(VENV)/.serve-ready
 	$(BIN)/turnout serve $(ARGS)
 
 lint: $(VENV)/.test-ready
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Gateway overhead, Turnout vs LiteLLM on a mock upstream (docs/benchmarks.md). Creates
+# bench/.venv-litellm on first use. Options: make bench BENCH_ARGS="--quick".
+$(VENV)/.bench-ready: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[local,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-ready
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

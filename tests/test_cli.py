@@ -116,3 +116,57 @@ def test_chat_with_no_config_uses_the_embedded_model(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
     assert "local" in out.stderr and "cost $0.000000" in out.stderr
+
+
+def test_serve_with_two_workers(tmp_path: Path, fake: FakeOpenAI, fake_url: str) -> None:
+    """`turnout serve --workers 2`: two processes share the port, each with the config."""
+    import time
+
+    import httpx
+
+    from .fakes.servers import free_port
+
+    config = write_config(tmp_path, fake_url)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout.cli", "serve", "--config", str(config)]
+            + ["--port", str(port), "--workers", "2"],
+            cwd=tmp_path,
+            env={**os.environ, "ACME_KEY": UPSTREAM_KEY, "TURNOUT_PRELOAD_LOCAL": "false"},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        fake.then(Reply(text="from a worker"))
+        out = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "big", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert out.status_code == 200, out.text
+        assert out.json()["choices"][0]["message"]["content"] == "from a worker"
+        workers = subprocess.run(
+            ["pgrep", "-g", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) >= 3  # the supervisor and its two workers
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+
+
+def test_serve_rejects_zero_workers(tmp_path: Path) -> None:
+    out = turnout("serve", "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "--workers" in out.stderr and "at least 1" in out.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,13 @@ from .config import Config, load_config
 from .errors import ConfigError, TurnoutError
 
 __all__ = ["main"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -30,18 +38,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    workers = args.workers if args.workers is not None else config.server.workers
+    options = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_level": config.log_level,
+        "access_log": args.access_log,
+        "loop": "auto",
+        "http": "auto",
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        # Each worker process builds its own gateway from the same file and environment.
+        if config.source != "<defaults>":
+            os.environ["TURNOUT_CONFIG"] = str(Path(config.source).resolve())
+        uvicorn.run("turnout.server:app_from_env", factory=True, workers=workers, **options)
+        return 0
     setup_logging(config.log_level)
-    app = create_app(Gateway(config))
-    uvicorn.run(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=config.log_level,
-        access_log=args.access_log,
-        loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(create_app(Gateway(config)), **options)
     return 0
 
 
@@ -153,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4000)")
     serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes sharing the port (default 1, or server.workers)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     chat = sub.add_parser("chat", help="send one prompt and print the answer as it streams")

@@ -114,6 +114,8 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     preload_local: bool = True
     """Load the embedded model in the background at start-up so the first request is fast."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the port (``turnout serve --workers`` overrides it)."""
 
 
 class Config(_Strict):
@@ -148,6 +150,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_MASTER_KEY": ("server", "master_key"),
     "TURNOUT_MAX_BODY_BYTES": ("server", "max_body_bytes"),
     "TURNOUT_PRELOAD_LOCAL": ("server", "preload_local"),
+    "TURNOUT_WORKERS": ("server", "workers"),
     "TURNOUT_DEFAULT_MODEL": ("default_model",),
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),
