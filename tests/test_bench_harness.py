@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import openai
 import orjson
 import pytest
-
 from bench import mock_upstream, report
 from bench.client import Conn, Target, percentile
 

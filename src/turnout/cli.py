@@ -1,4 +1,4 @@
-"""The ``turnout`` command: serve, chat, models."""
+"""The ``turnout`` command: serve, chat, bench, models."""
 
 from __future__ import annotations
 
@@ -125,6 +125,93 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(_chat(args))
 
 
+class _Progress:
+    """A progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise.
+    Hand-written (a dozen lines) rather than adding a progress-bar dependency to the core."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.done = self.errors = 0
+        self._tty = sys.stderr.isatty()
+        self._last_tenth = -1
+
+    def __call__(self, sample: object) -> None:
+        self.done += 1
+        self.errors += getattr(sample, "error", None) is not None
+        errors = f" · {self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
+        filled = 30 * self.done // self.total
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} requests{errors}"
+        if self._tty:
+            end = "\n" if self.done == self.total else ""
+            sys.stderr.write(f"\r{line}{end}")
+        elif (tenth := 10 * self.done // self.total) != self._last_tenth:
+            self._last_tenth = tenth
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+async def _bench(args: argparse.Namespace) -> int:
+    import datetime
+
+    import orjson
+
+    from . import benchmark
+    from .gateway import Gateway
+
+    prompts = benchmark.load_prompts(args.prompts) if args.prompts else benchmark.BUILTIN_PROMPTS
+    gateway = Gateway(_config(args))
+    models = args.model or [gateway.router.default_model()]
+    for model in models:
+        gateway.router.resolve(model)  # an unknown model fails now, before any request
+    total = len(models) * len(prompts) * args.samples
+    print(
+        f"turnout bench: {len(models)} model(s) x {len(prompts)} prompt(s) x "
+        f"{args.samples} sample(s) = {total} requests, concurrency {args.concurrency}",
+        file=sys.stderr,
+    )
+    try:
+        samples = await benchmark.run(
+            gateway,
+            models,
+            prompts,
+            samples=args.samples,
+            concurrency=args.concurrency,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            system=args.system,
+            on_done=_Progress(total),
+        )
+    finally:
+        await gateway.aclose()
+    summaries = benchmark.summarise(samples)
+    print(benchmark.table(summaries))
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "date_utc": stamp,
+        "models": models,
+        "prompts": list(prompts),
+        "samples_per_prompt": args.samples,
+        "concurrency": args.concurrency,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+    }
+    path = out / f"bench-{stamp}.json"
+    data = benchmark.to_json(summaries, samples, meta)
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    written = [str(path)]
+    if not args.no_chart:
+        title = f"turnout bench · {len(prompts)} prompts x {args.samples} samples"
+        written.append(str(benchmark.chart(summaries, out / f"bench-{stamp}.png", title)))
+    print(f"wrote {' and '.join(written)}", file=sys.stderr)
+    return 1 if all(s.error is not None for s in samples) else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return asyncio.run(_bench(args))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .gateway import Gateway
 
@@ -184,6 +271,29 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
     chat.set_defaults(func=cmd_chat)
+
+    bench = sub.add_parser(
+        "bench",
+        help="time the same prompts against several models: TTFT, total, tokens/s, cost",
+    )
+    bench.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    bench.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        help="model, route or provider:model; repeat for several (default: the default model)",
+    )
+    bench.add_argument(
+        "--prompts", "-p", help="file of prompts: one per line, a JSON array or JSON Lines"
+    )
+    bench.add_argument("--samples", "-n", type=_positive, default=3, help="runs of each prompt")
+    bench.add_argument("--concurrency", type=_positive, default=1, help="requests at once")
+    bench.add_argument("--max-tokens", type=_positive, default=256)
+    bench.add_argument("--temperature", type=float)
+    bench.add_argument("--system", "-s", help="system prompt for every request")
+    bench.add_argument("--out", "-o", default="turnout-bench", help="folder for JSON and chart")
+    bench.add_argument("--no-chart", action="store_true", help="write the JSON only")
+    bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="list routes and catalogue models")
     models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
