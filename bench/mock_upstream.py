@@ -32,6 +32,7 @@ import orjson
 __all__ = [
     "CHAT_COMPLETION",
     "MockOptions",
+    "close_connections",
     "options_from_path",
     "serve",
     "start",
@@ -141,6 +142,7 @@ _NOT_FOUND = (
 )
 _NOT_FOUND_BODY = b'{"error":{"message":"not found","type":"invalid_request_error"}}'
 _STREAMS: dict[int, list[bytes]] = {}
+_OPEN: set[asyncio.Transport] = set()
 
 
 class _Protocol(asyncio.Protocol):
@@ -156,9 +158,13 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        _OPEN.add(self.transport)  # type: ignore[arg-type]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _OPEN.discard(self.transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -231,6 +237,12 @@ async def start(host: str, port: int) -> asyncio.Server:
     """Listen on ``host:port`` in the running loop; the caller owns the server."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(_Protocol, host, port, reuse_port=True, backlog=4096)
+
+
+def close_connections() -> None:
+    """Close every open client connection (for an embedding test's clean shutdown)."""
+    for transport in list(_OPEN):
+        transport.close()
 
 
 async def serve(host: str, port: int) -> None:

@@ -30,6 +30,7 @@ def mock_url() -> Iterator[str]:
         holder["server"] = loop.run_until_complete(mock_upstream.start("127.0.0.1", port))
         ready.set()
         loop.run_forever()
+        mock_upstream.close_connections()
         holder["server"].close()
         loop.run_until_complete(holder["server"].wait_closed())
         pending = asyncio.all_tasks(loop)
