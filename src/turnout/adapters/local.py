@@ -14,8 +14,9 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,33 @@ _SUPPORTED = frozenset(
         "n",
     }
 )
+
+
+@contextmanager
+def _no_extra_buffers() -> Iterator[None]:
+    """Load without ggml's "extra" weight buffers (AMX tiles, repacked layouts).
+
+    A llama.cpp built for a CPU with AMX (``GGML_NATIVE`` on Sapphire Rapids and later)
+    multiplies through AMX tiles, and that kernel crashes (SIGSEGV in
+    ``ggml_backend_amx_mul_mat``) on the embedded Q4_1 model under virtual machines. The
+    repacked layouts speed up other quantisations only, so nothing is lost for this model.
+    llama-cpp-python exposes the switch (``use_extra_bufts``) only through the default
+    parameters it reads while loading, so they are swapped for the load alone (loads run
+    one at a time, in the adapter's worker thread)."""
+    import llama_cpp.llama_cpp as capi
+
+    original = capi.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    capi.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        capi.llama_model_default_params = original
 
 
 def default_model_path() -> Path:
@@ -171,13 +199,14 @@ class LocalAdapter:
         if not path.is_file():
             raise ConfigError(f"local model file not found: {path}")
         threads = max(1, os.cpu_count() or 1)
-        self._llama = Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        with _no_extra_buffers():
+            self._llama = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
         return self._llama
 
     async def load(self, d: Deployment) -> Any:
