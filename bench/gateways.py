@@ -29,6 +29,7 @@ __all__ = [
     "start_litellm",
     "start_mock",
     "start_turnout",
+    "tree_cpu_seconds",
     "tree_rss",
 ]
 
@@ -68,6 +69,19 @@ def tree_pids(pid: int) -> list[int]:
     return pids
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and all its live descendants."""
+    ticks = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes."""
     total = 0
@@ -97,6 +111,9 @@ class Proc:
 
     def rss(self) -> int:
         return tree_rss(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pid)
 
     def stop(self) -> None:
         if self.popen.poll() is None:

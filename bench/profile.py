@@ -36,7 +36,7 @@ from .gateways import (
     free_port,
     start_mock,
     start_turnout,
-    tree_pids,
+    tree_cpu_seconds,
 )
 
 _BODY = b"x" * 557
@@ -58,17 +58,6 @@ async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _BODY})
 
 
-def _cpu_seconds(pid: int) -> float:
-    ticks = 0
-    for p in tree_pids(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 async def _in_process(n: int, call: Any) -> float:
     for _ in range(200):
         await call()
@@ -81,9 +70,9 @@ async def _in_process(n: int, call: Any) -> float:
 async def _server_cpu(proc: Proc, rate: float, duration: float) -> float:
     target = Target("t", "127.0.0.1", proc.port, api_key=MASTER_KEY)
     await open_loop(target, rate, 1.0)
-    before = _cpu_seconds(proc.pid)
+    before = tree_cpu_seconds(proc.pid)
     result = await open_loop(target, rate, duration)
-    used = _cpu_seconds(proc.pid) - before
+    used = tree_cpu_seconds(proc.pid) - before
     return used / max(1, result.ok) * 1e6
 
 

@@ -186,7 +186,11 @@ async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path)
 
                 with _PeakRss(proc) as peak:
                     entry["throughput"] = await max_rate(
-                        target, start=begin, duration=args.duration, on_step=show
+                        target,
+                        start=begin,
+                        duration=args.duration,
+                        on_step=show,
+                        cpu_seconds=proc.cpu_seconds,
                     )
                     if workers == 1 and not args.no_streams:
                         _log(f"{name}: concurrent paced streams")

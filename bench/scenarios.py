@@ -127,16 +127,24 @@ async def max_rate(
     bisect: int = 3,
     ceiling: float = 50_000,
     on_step: Callable[[LoadResult], None] | None = None,
+    cpu_seconds: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """Step the offered rate up by 1.5x until it is not sustained, then bisect."""
+    """Step the offered rate up by 1.5x until it is not sustained, then bisect. With
+    ``cpu_seconds`` (the server's CPU time so far), each step also records the server's CPU
+    microseconds per answered request: a figure that a busy machine disturbs far less than
+    the rate itself."""
     steps: list[dict[str, Any]] = []
     best: LoadResult | None = None
     low, high = 0.0, 0.0
     rate = start
 
     async def step(rate: float) -> LoadResult:
+        before = cpu_seconds() if cpu_seconds else 0.0
         result = await open_loop(target, rate, duration)
-        steps.append({**result.summary(), "sustained": _sustained(result)})
+        entry = {**result.summary(), "sustained": _sustained(result)}
+        if cpu_seconds is not None and result.ok:
+            entry["cpu_us_per_request"] = round((cpu_seconds() - before) / result.ok * 1e6, 1)
+        steps.append(entry)
         if on_step is not None:
             on_step(result)
         await asyncio.sleep(1.0)  # let queues drain before the next step
@@ -156,9 +164,10 @@ async def max_rate(
             best, low = result, mid
         else:
             high = mid
+    at_rate = next((s for s in steps if best and s["offered_rps"] == round(best.rate, 1)), None)
     return {
         "max_rps": round(best.achieved, 1) if best else 0.0,
-        "at_rate": best.summary() if best else None,
+        "at_rate": at_rate,
         "steps": steps,
         "method": "open loop, fixed arrival rate; latency from each request's due time",
     }
