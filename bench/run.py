@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-rounds", type=int, default=500)
     parser.add_argument("--gap-rounds", type=int, default=10)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per rate step")
-    parser.add_argument("--start-rate", type=float, default=200.0)
+    parser.add_argument("--start-rate", type=float, default=50.0)
     parser.add_argument(
         "--stream-ladder",
         type=lambda s: [int(n) for n in s.split(",")],

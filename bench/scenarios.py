@@ -119,6 +119,28 @@ def _sustained(r: LoadResult) -> bool:
     return r.error_rate <= 0.01 and r.achieved >= 0.97 * r.rate
 
 
+async def _recover(target: Target, limit: float = 60.0) -> float:
+    """After an overload, wait until the server answers one request within 200 ms again
+    (abandoned requests can keep it busy for a while); returns the seconds waited."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    raw = target.request()
+    while loop.time() - start < limit:
+        conn = None
+        try:
+            conn = await Conn.open(target.host, target.port)
+            reply = await asyncio.wait_for(conn.send(raw), 5)
+            if reply.status == 200 and reply.latency < 0.2:
+                return loop.time() - start
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+        await asyncio.sleep(0.5)
+    return loop.time() - start
+
+
 async def max_rate(
     target: Target,
     *,
@@ -148,6 +170,8 @@ async def max_rate(
         if on_step is not None:
             on_step(result)
         await asyncio.sleep(1.0)  # let queues drain before the next step
+        if not entry["sustained"]:
+            entry["recovery_s"] = round(await _recover(target), 1)
         return result
 
     while rate <= ceiling:
