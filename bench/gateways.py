@@ -279,6 +279,9 @@ def start_litellm(mock_port: int, workers: int, log_dir: Path) -> Proc:
         ' "loggers": {"uvicorn.access": {"level": "WARNING"}}}'
     )
     argv += ["--log_config", str(log_config)]
+    # uvicorn restarts a worker that misses its health check (5 s by default); LiteLLM's
+    # import alone can take longer than that on a busy machine, so it would never be ready.
+    argv += ["--timeout_worker_healthcheck", "120"]
     env = {
         "LITELLM_LOG": "ERROR",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",

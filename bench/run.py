@@ -18,7 +18,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -257,22 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     if "litellm" in args.gateways:
         results["import_ms"]["litellm"] = _import_time(str(litellm_python()), "litellm", runs=3)
 
-    with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
+    out = Path(args.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S") + (f"-{args.label}" if args.label else "")
+    log_dir = out / f"logs-{stamp}"  # configs and every process's output, kept for a look
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
         try:
-            try:
-                import uvloop
+            import uvloop
 
-                uvloop.run(_run(args, results, Path(tmp)))
-            except ImportError:
-                asyncio.run(_run(args, results, Path(tmp)))
-        except RuntimeError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
+            uvloop.run(_run(args, results, log_dir))
+        except ImportError:
+            asyncio.run(_run(args, results, log_dir))
+    except RuntimeError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
     results["machine"]["loadavg_end"] = list(os.getloadavg())
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S") + (f"-{args.label}" if args.label else "")
     summary = report.summarise(results)
     results["summary"] = summary
     data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
