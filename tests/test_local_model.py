@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import importlib.util
 
@@ -21,12 +23,19 @@ ASK = [{"role": "user", "content": "Name one colour."}]
 
 
 @pytest.fixture(scope="module")
-def local_url():
+def local_url(tmp_path_factory: pytest.TempPathFactory):
     from turnout.server import create_app
 
     from .fakes.servers import UvicornThread
 
-    server = UvicornThread(create_app(Gateway(Config()))).start()  # no config at all
+    # No config at all: the request log goes to ./turnout.db, so run from a scratch dir.
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("noconfig"))
+    try:
+        app = create_app(Gateway(Config()))
+    finally:
+        os.chdir(here)
+    server = UvicornThread(app).start()
     yield server.url
     server.stop()
 

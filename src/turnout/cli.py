@@ -1,4 +1,4 @@
-"""The ``turnout`` command: serve, chat, bench, models."""
+"""The ``turnout`` command: serve, chat, bench, models, keys, db."""
 
 from __future__ import annotations
 
@@ -298,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list routes and catalogue models")
     models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     models.set_defaults(func=cmd_models)
+
+    from .accounting.cli import add_db_commands, add_key_commands
+
+    keys = sub.add_parser("keys", help="gateway keys: create, list, update, revoke")
+    keys.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    add_key_commands(keys_sub, _config)
+    add_db_commands(sub, _config)
     return parser
 
 

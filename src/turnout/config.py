@@ -22,10 +22,12 @@ from .errors import ConfigError
 
 __all__ = [
     "ENV_KEYS",
+    "AlertsConfig",
     "Config",
     "DeploymentConfig",
     "ModelConfig",
     "ProviderConfig",
+    "RequestLogConfig",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
@@ -118,6 +120,34 @@ class ServerConfig(_Strict):
     """Server processes sharing the port (``turnout serve --workers`` overrides it)."""
 
 
+class RequestLogConfig(_Strict):
+    """The request log: one row per request, written off the request path in batches."""
+
+    enabled: bool = True
+    queue_size: int = Field(default=10_000, ge=1)
+    """Records waiting for the database; past this, new records are dropped and counted."""
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval: float = Field(default=1.0, gt=0)
+    """Seconds between writes when fewer than ``batch_size`` records are waiting."""
+    retention_days: float | None = Field(default=30, gt=0)
+    """Records older than this are deleted (hourly); None keeps everything."""
+
+
+class AlertsConfig(_Strict):
+    """Budget alerts: a structured log event (and a webhook POST) once per threshold and
+    budget period, when a gateway key's spend crosses a fraction of its budget."""
+
+    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    webhook_url: str | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if any(not 0 < v <= 10 for v in values):
+            raise ValueError("thresholds are fractions of the budget, e.g. [0.5, 0.8, 1.0]")
+        return sorted(set(values))
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -131,6 +161,15 @@ class Config(_Strict):
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    database_url: str | None = None
+    """SQLAlchemy-style URL of the request log and gateway keys: ``postgresql://...`` or
+    ``sqlite:///path``. Unset: ``turnout.db`` (SQLite, WAL) beside the config file;
+    ``none`` turns the database off (no request log, no gateway keys)."""
+    redis_url: str | None = None
+    """Shares rate limits, budget spend and key revocations between replicas."""
+    redis_prefix: str = Field(default="turnout:", min_length=1)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("routes")
@@ -154,6 +193,8 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_DEFAULT_MODEL": ("default_model",),
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),
+    "TURNOUT_DATABASE_URL": ("database_url",),
+    "TURNOUT_REDIS_URL": ("redis_url",),
 }
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

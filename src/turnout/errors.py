@@ -3,11 +3,13 @@
     TurnoutError                          base: status_code, type, code, provider, model
     ├── ConfigError                       bad config file or environment (names file, key)
     ├── MissingDependencyError            an optional extra is not installed (names it)
+    ├── DatabaseUnavailableError     503  the request log / key database cannot be reached
     ├── BadRequestError              400  the request itself is wrong: never retried
     │   ├── UnsupportedParameterError 400 one deployment cannot honour a field: next may
     │   └── ContextWindowExceededError 400 prompt + output do not fit the model's window
     ├── AuthenticationError          401  missing or wrong key (gateway's or provider's)
     ├── PermissionDeniedError        403  key valid but not allowed
+    ├── BudgetExceededError          402  a gateway key spent its budget for the period
     ├── NotFoundError                404  unknown model, route or upstream path
     ├── RequestTooLargeError         413  body over the server's limit
     ├── RateLimitError               429  retry_after seconds when the upstream said so
@@ -16,6 +18,8 @@
     ├── UpstreamServerError          502  upstream 5xx, or a malformed response or stream
     │   └── OverloadedError          503  upstream 503 / 529
     └── AllAttemptsFailedError            every deployment of a route failed; lists attempts
+
+An error may carry ``headers`` for the HTTP response (a gateway key's limit and reset time).
 
 Classification is by status first, message second (see ``from_status``). Two flags drive
 resilience: ``retryable`` (worth trying the same deployment again) and ``failover`` (worth
@@ -33,8 +37,10 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigError",
     "ContextWindowExceededError",
+    "DatabaseUnavailableError",
     "MissingDependencyError",
     "NotFoundError",
     "OverloadedError",
@@ -58,6 +64,7 @@ class TurnoutError(Exception):
     default_code: ClassVar[str | None] = None
     retryable: ClassVar[bool] = False
     failover: ClassVar[bool] = False
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -89,6 +96,11 @@ class MissingDependencyError(TurnoutError):
     default_code = "missing_dependency"
 
 
+class DatabaseUnavailableError(TurnoutError):
+    status_code = 503
+    default_code = "database_unavailable"
+
+
 class BadRequestError(TurnoutError):
     status_code = 400
     type = "invalid_request_error"
@@ -114,6 +126,15 @@ class PermissionDeniedError(TurnoutError):
     status_code = 403
     type = "permission_error"
     failover = True
+
+
+class BudgetExceededError(TurnoutError):
+    """The gateway key's budget for a period is spent; ``headers`` say which and when it
+    resets. Never failed over: another deployment would spend the same budget."""
+
+    status_code = 402
+    type = "insufficient_quota"
+    default_code = "budget_exceeded"
 
 
 class NotFoundError(TurnoutError):

@@ -4,7 +4,6 @@ serialise; every error leaves in the OpenAI error shape with its status code."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,10 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import AuthenticationError, BadRequestError, RequestTooLargeError, TurnoutError
+from ..accounting import Accounting, database_url
+from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
 from ..gateway import Gateway, parse_request
 from ..streaming import ChatStream
 from ..types import ChatResult
+from .admin import admin_routes
+from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, result_body
 
 __all__ = ["create_app"]
@@ -36,7 +38,7 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def error_response(err: TurnoutError) -> Response:
-    headers = {}
+    headers = dict(err.headers or {})
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
@@ -50,18 +52,6 @@ def _served_headers(provider: str, model: str, deployment: str, attempts: int) -
         "x-turnout-deployment": deployment,
         "x-turnout-attempts": str(attempts),
     }
-
-
-def _authorize(request: Request) -> None:
-    key = request.app.state.master_key
-    if key is None:
-        return
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
-    if not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise AuthenticationError("invalid API key")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -78,7 +68,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def chat_completions(request: Request) -> Response:
-    _authorize(request)
+    key = await authorize(request)
     gateway: Gateway = request.app.state.gateway
     raw = await _read_body(request, request.app.state.max_body)
     try:
@@ -86,11 +76,20 @@ async def chat_completions(request: Request) -> Response:
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     chat = parse_request(obj)
+    meter = Meter(request, key, chat.model, bool(chat.stream))
+    try:
+        await meter.admit()
+        if chat.stream:
+            stream = await gateway.stream(chat)
+        else:
+            result: ChatResult = await gateway.chat(chat)
+    except TurnoutError as err:
+        await meter.failed(err)
+        raise
     if chat.stream:
-        stream = await gateway.stream(chat)
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         return StreamingResponse(
-            _frames(stream, chat.model, include_usage),
+            _frames(stream, chat.model, include_usage, meter, gateway),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -98,18 +97,25 @@ async def chat_completions(request: Request) -> Response:
                 **_served_headers(
                     stream.provider, stream.model, stream.deployment, stream.attempts
                 ),
+                **meter.headers,
             },
         )
-    result: ChatResult = await gateway.chat(chat)
+    await meter.served(result, gateway.cost(result))
     return Response(
         result_body(result, chat.model),
         media_type=_JSON,
-        headers=_served_headers(result.provider, result.model, result.deployment, result.attempts),
+        headers={
+            **_served_headers(result.provider, result.model, result.deployment, result.attempts),
+            **meter.headers,
+        },
     )
 
 
-async def _frames(stream: ChatStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _frames(
+    stream: ChatStream, model: str, include_usage: bool, meter: Meter, gateway: Gateway
+) -> AsyncIterator[bytes]:
     writer = ChunkWriter(stream.id, stream.created, model, include_usage)
+    failure: TurnoutError | None = None
     try:
         async for event in stream:
             frame = writer.event(event)
@@ -122,14 +128,16 @@ async def _frames(stream: ChatStream, model: str, include_usage: bool) -> AsyncI
     except TurnoutError as err:
         # Bytes already went out, so the status is fixed: report in-band, never truncate
         # silently. OpenAI SDKs raise on a chunk that carries "error".
+        failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
         yield b"data: " + orjson.dumps(error_body(err)) + b"\n\n"
     finally:
         await stream.aclose()
+        meter.stream_closed(stream, gateway.cost(stream), failure)
 
 
 async def list_models(request: Request) -> Response:
-    _authorize(request)
+    await authorize(request)
     gateway: Gateway = request.app.state.gateway
     data = [
         {
@@ -192,19 +200,28 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starlette:
+    """The server for ``gateway``; ``accounting`` defaults to one built from its config
+    (request log, gateway keys, limits), or none when ``database_url`` is ``none`` and no
+    Redis is set."""
     config = gateway.config
+    if accounting is None and (database_url(config) is not None or config.redis_url):
+        accounting = Accounting(config)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
         if config.server.preload_local:
             task = asyncio.create_task(_preload(app, gateway))
+        if accounting is not None:
+            await accounting.start()
         try:
             yield
         finally:
             if task is not None and not task.done():
                 task.cancel()
+            if accounting is not None:
+                await accounting.aclose()
             await gateway.aclose()
 
     app = Starlette(
@@ -213,6 +230,7 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            *admin_routes(),
         ],
         exception_handlers={
             TurnoutError: _on_turnout_error,
@@ -224,6 +242,7 @@ def create_app(gateway: Gateway) -> Starlette:
     )
     master = config.server.master_key
     app.state.gateway = gateway
+    app.state.accounting = accounting
     app.state.master_key = master.get_secret_value() if master else None
     app.state.max_body = config.server.max_body_bytes
     app.state.started = time.monotonic()

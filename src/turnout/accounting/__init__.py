@@ -1,0 +1,21 @@
+"""Accounting: the request log, gateway keys with limits and budgets, budget alerts, and the
+state replicas share through Redis."""
+
+from .db import Database, DatabaseUnavailable, database_url
+from .keys import GatewayKey, KeySpec
+from .records import UsageRecord, record_error, record_result
+from .request_log import RequestLog
+from .service import Accounting
+
+__all__ = [
+    "Accounting",
+    "Database",
+    "DatabaseUnavailable",
+    "GatewayKey",
+    "KeySpec",
+    "RequestLog",
+    "UsageRecord",
+    "database_url",
+    "record_error",
+    "record_result",
+]

@@ -1,0 +1,275 @@
+"""The database behind the request log and gateway keys: SQLite (WAL) by default, PostgreSQL
+when ``database_url`` says so. Every method is synchronous and runs in a worker thread
+(``asyncio.to_thread``), never on the event loop; SQLAlchemy and the drivers are imported on
+first use.
+
+SQLAlchemy Core (not the ORM) because Alembic needs it and because it gives one dialect-neutral
+query layer over both databases; psycopg 3 is the PostgreSQL driver (the ``postgres`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError, DatabaseUnavailableError, MissingDependencyError
+
+__all__ = ["Database", "DatabaseUnavailable", "database_url"]
+
+log = logging.getLogger("turnout.db")
+
+
+DatabaseUnavailable = DatabaseUnavailableError
+"""The database could not be reached or refused a statement (wraps the driver's error)."""
+
+
+def database_url(config: Config) -> str | None:
+    """The SQLAlchemy URL for ``config``, or None when the database is turned off."""
+    url = config.database_url
+    if url is None:
+        beside = Path(config.source).parent if config.source != "<defaults>" else Path.cwd()
+        return f"sqlite:///{(beside / 'turnout.db').resolve()}"
+    if url.strip().lower() in ("none", "off", "false", ""):
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"{config.source}: database_url: expected postgresql://... or sqlite:///path "
+            f"(got a value without a scheme)"
+        )
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme in ("postgresql+psycopg", "sqlite"):
+        return url
+    raise ConfigError(
+        f"{config.source}: database_url: scheme '{scheme}' is not supported "
+        "(use postgresql:// or sqlite:///)"
+    )
+
+
+def _safe(url: str) -> str:
+    """The URL with any password replaced, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
+        self._engine: Any = None
+
+    def __repr__(self) -> str:
+        return f"Database({_safe(self.url)!r})"
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> Any:
+        try:
+            from sqlalchemy import create_engine, event, make_url
+        except ImportError:  # pragma: no cover - sqlalchemy is a core dependency
+            raise MissingDependencyError("the database needs SQLAlchemy") from None
+        if self.dialect == "postgresql":
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise MissingDependencyError(
+                    "database_url is PostgreSQL: install the extra with "
+                    "pip install 'turnout[postgres]'"
+                ) from None
+            # Fail fast when the server is gone or stuck: the request log retries on its own.
+            # Options in the URL (e.g. a search_path) are kept: connect_args would replace them.
+            options = f"{make_url(self.url).query.get('options', '')} -c statement_timeout=10000"
+            return create_engine(
+                self.url,
+                pool_pre_ping=True,
+                pool_size=2,
+                max_overflow=2,
+                connect_args={"connect_timeout": 3, "options": options.strip()},
+            )
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(self.url, connect_args={"timeout": 10})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return fn(*args)
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise DatabaseUnavailable(
+                f"{_safe(self.url)}: {detail[0] if detail else type(exc).__name__}"
+            ) from exc
+
+    # --- schema ------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the shipped Alembic migrations up to ``revision``."""
+        self._guard(self._upgrade, revision)
+
+    def _upgrade(self, revision: str) -> None:
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", "turnout.accounting:migrations")
+        with self.engine().begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def current_revision(self) -> str | None:
+        def read() -> str | None:
+            from alembic.runtime.migration import MigrationContext
+
+            with self.engine().connect() as conn:
+                rev = MigrationContext.configure(conn).get_current_revision()
+                return str(rev) if rev is not None else None
+
+        result: str | None = self._guard(read)
+        return result
+
+    # --- request log -------------------------------------------------------------------
+
+    def write_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert request-log rows and add their cost to each key's spend, in one
+        transaction (so spend and log never disagree)."""
+        self._guard(self._write_records, rows)
+
+    def _write_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        from sqlalchemy import text
+
+        from .periods import periods_of
+
+        spend: dict[tuple[str, str], float] = {}
+        for row in rows:
+            if row["key_id"] and row["cost"]:
+                for period in periods_of(row["ts"]):
+                    k = (row["key_id"], period)
+                    spend[k] = spend.get(k, 0.0) + row["cost"]
+        t = self.tables()
+        with self.engine().begin() as conn:
+            conn.execute(t["request_log"].insert(), list(rows))
+            if spend:
+                conn.execute(
+                    text(
+                        "INSERT INTO key_spend (key_id, period, spend) VALUES (:k, :p, :s) "
+                        "ON CONFLICT (key_id, period) "
+                        "DO UPDATE SET spend = key_spend.spend + excluded.spend"
+                    ),
+                    [{"k": k, "p": p, "s": s} for (k, p), s in spend.items()],
+                )
+
+    def prune(self, before_ts: float) -> int:
+        def run() -> int:
+            t = self.tables()["request_log"]
+            with self.engine().begin() as conn:
+                return int(conn.execute(t.delete().where(t.c.ts < before_ts)).rowcount or 0)
+
+        deleted: int = self._guard(run)
+        return deleted
+
+    def records_since(self, since: float, columns: Iterable[str]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            from sqlalchemy import select
+
+            t = self.tables()["request_log"]
+            query = select(*(t.c[name] for name in columns)).where(t.c.ts >= since)
+            with self.engine().connect() as conn:
+                return [tuple(r) for r in conn.execute(query)]
+
+        rows: list[tuple[Any, ...]] = self._guard(run)
+        return rows
+
+    # --- gateway keys ------------------------------------------------------------------
+
+    def insert_key(self, row: dict[str, Any]) -> None:
+        def run() -> None:
+            with self.engine().begin() as conn:
+                conn.execute(self.tables()["gateway_keys"].insert(), [row])
+
+        self._guard(run)
+
+    def update_key(self, key_id: str, values: dict[str, Any]) -> bool:
+        def run() -> bool:
+            t = self.tables()["gateway_keys"]
+            with self.engine().begin() as conn:
+                done = conn.execute(t.update().where(t.c.id == key_id).values(**values))
+                return bool(done.rowcount)
+
+        found: bool = self._guard(run)
+        return found
+
+    def keys(self, *, secret_hash: str | None = None, key_id: str | None = None) -> list[dict]:
+        """Every key, or the one with this hash or id."""
+
+        def run() -> list[dict[str, Any]]:
+            from sqlalchemy import select
+
+            t = self.tables()["gateway_keys"]
+            query = select(t).order_by(t.c.created_at)
+            if secret_hash is not None:
+                query = query.where(t.c.secret_hash == secret_hash)
+            if key_id is not None:
+                query = query.where(t.c.id == key_id)
+            with self.engine().connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query)]
+
+        rows: list[dict[str, Any]] = self._guard(run)
+        return rows
+
+    def keys_version(self) -> float:
+        """The latest ``updated_at`` over all keys: a cheap change detector."""
+
+        def run() -> float:
+            from sqlalchemy import func, select
+
+            t = self.tables()["gateway_keys"]
+            with self.engine().connect() as conn:
+                return float(conn.execute(select(func.max(t.c.updated_at))).scalar() or 0.0)
+
+        version: float = self._guard(run)
+        return version
+
+    def spend(self, periods: Sequence[str]) -> dict[tuple[str, str], float]:
+        """Recorded spend per (key id, period) for the given periods."""
+
+        def run() -> dict[tuple[str, str], float]:
+            from sqlalchemy import select
+
+            t = self.tables()["key_spend"]
+            query = select(t.c.key_id, t.c.period, t.c.spend).where(t.c.period.in_(periods))
+            with self.engine().connect() as conn:
+                return {(r[0], r[1]): float(r[2]) for r in conn.execute(query)}
+
+        rows: dict[tuple[str, str], float] = self._guard(run)
+        return rows
+
+    @staticmethod
+    def tables() -> dict[str, Any]:
+        from .schema import tables
+
+        return tables()
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

@@ -1,0 +1,83 @@
+"""The database tables, as SQLAlchemy Core metadata used by queries (the migrations in
+``migrations/versions`` create them; a test checks the two agree).
+
+Times are UNIX seconds in a double column: portable across SQLite and PostgreSQL, cheap to
+compare and to window over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["tables"]
+
+_TABLES: dict[str, Any] = {}
+
+
+def tables() -> dict[str, Any]:
+    """``{"request_log": Table, "gateway_keys": Table, "key_spend": Table}``, built on first
+    use so that importing Turnout does not import SQLAlchemy."""
+    if _TABLES:
+        return _TABLES
+    from sqlalchemy import (
+        JSON,
+        BigInteger,
+        Boolean,
+        Column,
+        Float,
+        Integer,
+        MetaData,
+        String,
+        Table,
+    )
+
+    meta = MetaData()
+    _TABLES["request_log"] = Table(
+        "request_log",
+        meta,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("ts", Float, nullable=False, index=True),
+        Column("request_id", String(64)),
+        Column("key_id", String(40), index=True),
+        Column("route", String(200)),
+        Column("strategy", String(40)),
+        Column("provider", String(100)),
+        Column("model", String(200)),
+        Column("deployment", String(300)),
+        Column("stream", Boolean, nullable=False, default=False),
+        Column("status", Integer, nullable=False),
+        Column("error", String(80)),
+        Column("attempts", Integer, nullable=False, default=1),
+        Column("ttft", Float),
+        Column("latency", Float),
+        Column("input_tokens", Integer, nullable=False, default=0),
+        Column("output_tokens", Integer, nullable=False, default=0),
+        Column("cached_tokens", Integer, nullable=False, default=0),
+        Column("cost", Float),
+    )
+    _TABLES["gateway_keys"] = Table(
+        "gateway_keys",
+        meta,
+        Column("id", String(40), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("secret_hash", String(64), nullable=False, unique=True),
+        Column("last4", String(4), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False, index=True),
+        Column("revoked_at", Float),
+        Column("budget_daily", Float),
+        Column("budget_monthly", Float),
+        Column("budget_total", Float),
+        Column("rpm", Integer),
+        Column("tpm", Integer),
+        Column("allowed_models", JSON),
+    )
+    _TABLES["key_spend"] = Table(
+        "key_spend",
+        meta,
+        Column("key_id", String(40), primary_key=True),
+        Column("period", String(16), primary_key=True),
+        Column("spend", Float, nullable=False, default=0.0),
+    )
+    _TABLES["metadata"] = meta
+    return _TABLES

@@ -1,0 +1,120 @@
+"""The admin API over ``Accounting`` (master key required): gateway keys and the request
+log's per-model statistics. Errors leave in the OpenAI error shape like everywhere else."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..accounting import Accounting, KeySpec
+from ..accounting.stats import parse_window
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+__all__ = ["admin_routes", "presented_key"]
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key a client sent: ``Authorization: Bearer`` (OpenAI) or ``x-api-key``
+    (Anthropic)."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _require_master(request: Request, *, open_without_master: bool = False) -> Accounting:
+    master = request.app.state.master_key
+    if master is None and not open_without_master:
+        raise PermissionDeniedError(
+            "the admin API needs a master key: set server.master_key (or TURNOUT_MASTER_KEY)"
+        )
+    token = presented_key(request)
+    if master is not None:
+        if token is None:
+            raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
+        if not hmac.compare_digest(token.encode(), master.encode()):
+            raise PermissionDeniedError("the admin API needs the master key")
+    accounting: Accounting | None = request.app.state.accounting
+    if accounting is None or accounting.db is None:
+        raise NotFoundError("gateway keys need a database: database_url is 'none'")
+    return accounting
+
+
+async def _spec(request: Request) -> KeySpec:
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+        return KeySpec.model_validate(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BadRequestError(f"invalid key settings: {loc}: {err['msg']}", param=loc) from None
+
+
+async def _shown(accounting: Accounting, key: Any) -> dict[str, Any]:
+    return dict(key.public(await accounting.spend(key)))
+
+
+async def create_key(request: Request) -> Response:
+    accounting = _require_master(request)
+    key, secret = await accounting.create_key(await _spec(request))
+    return _json({**(await _shown(accounting, key)), "key": secret}, 201)
+
+
+async def list_keys(request: Request) -> Response:
+    accounting = _require_master(request)
+    keys = await accounting.list_keys()
+    return _json({"object": "list", "data": [await _shown(accounting, k) for k in keys]})
+
+
+async def get_key(request: Request) -> Response:
+    accounting = _require_master(request)
+    key = await accounting.get_key(request.path_params["key_id"])
+    return _json(await _shown(accounting, key))
+
+
+async def update_key(request: Request) -> Response:
+    accounting = _require_master(request)
+    key = await accounting.update_key(request.path_params["key_id"], await _spec(request))
+    return _json(await _shown(accounting, key))
+
+
+async def revoke_key(request: Request) -> Response:
+    accounting = _require_master(request)
+    key = await accounting.revoke_key(request.path_params["key_id"])
+    return _json(await _shown(accounting, key))
+
+
+async def model_stats(request: Request) -> Response:
+    accounting = _require_master(request, open_without_master=True)
+    window = parse_window(request.query_params.get("window"))
+    data = await accounting.model_stats(window)
+    return _json({"object": "list", "window_s": window, "data": data})
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route("/api/keys", create_key, methods=["POST"]),
+        Route("/api/keys", list_keys, methods=["GET"]),
+        Route("/api/keys/{key_id}", get_key, methods=["GET"]),
+        Route("/api/keys/{key_id}", update_key, methods=["PATCH"]),
+        Route("/api/keys/{key_id}", revoke_key, methods=["DELETE"]),
+        Route("/api/models/stats", model_stats, methods=["GET"]),
+    ]

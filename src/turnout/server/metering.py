@@ -1,0 +1,91 @@
+"""Who is asking and what it cost: the server's bridge from a request to ``Accounting``.
+
+``authorize`` finds the caller (master key, gateway key, or nobody on an open server);
+a ``Meter`` admits one request against the key's limits and budget, then records how it
+ended (result, stream or error) exactly once. Any handler (OpenAI or Anthropic wire) uses
+the same two steps.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from starlette.requests import Request
+
+from ..accounting import Accounting, GatewayKey, record_error, record_result
+from ..errors import AuthenticationError, TurnoutError
+from ..streaming import ChatStream
+from ..types import ChatResult
+from .admin import presented_key
+
+__all__ = ["Meter", "authorize"]
+
+
+async def authorize(request: Request) -> GatewayKey | None:
+    """The gateway key of this request; None for the master key or an open server (no
+    master key set, and no known gateway key presented). Raises ``AuthenticationError``."""
+    master: str | None = request.app.state.master_key
+    accounting: Accounting | None = request.app.state.accounting
+    token = presented_key(request)
+    if token is None:
+        if master is None:
+            return None
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
+    if master is not None and hmac.compare_digest(token.encode(), master.encode()):
+        return None
+    key = await accounting.authenticate(token) if accounting is not None else None
+    if key is not None or master is None:
+        return key
+    raise AuthenticationError("invalid API key")
+
+
+class Meter:
+    __slots__ = ("_accounting", "_done", "headers", "key", "route", "stream", "ts")
+
+    def __init__(self, request: Request, key: GatewayKey | None, route: str, stream: bool):
+        self._accounting: Accounting | None = request.app.state.accounting
+        self.key = key
+        self.route = route
+        self.stream = stream
+        self.ts = time.time()
+        self.headers: dict[str, str] = {}
+        self._done = False
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key is not None else None
+
+    async def admit(self) -> None:
+        if self._accounting is not None and self.key is not None:
+            self.headers = await self._accounting.admit(self.key, self.route, self.ts)
+
+    async def failed(self, err: TurnoutError) -> None:
+        if self._accounting is None or self._done:
+            return
+        self._done = True
+        record = record_error(
+            err, ts=self.ts, route=self.route, stream=self.stream, key_id=self.key_id
+        )
+        await self._accounting.settle(self.key, record)
+
+    async def served(self, result: ChatResult, cost: float | None) -> None:
+        if self._accounting is None or self._done:
+            return
+        self._done = True
+        record = record_result(result, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id)
+        await self._accounting.settle(self.key, record)
+
+    def stream_closed(
+        self, stream: ChatStream, cost: float | None, error: TurnoutError | None
+    ) -> None:
+        """Called from the stream's ``finally``: must not wait (the client may be gone)."""
+        if self._accounting is None or self._done:
+            return
+        self._done = True
+        record = record_result(
+            stream, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id, error=error
+        )
+        if error is None and stream.latency is None:
+            record.status, record.error = 499, "ClientDisconnected"
+        self._accounting.settle_soon(self.key, record)
