@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import asyncio
 import importlib.util
+import os
 
 import openai
 import pytest
