@@ -195,6 +195,7 @@ class KeyRing:
         self._by_id: dict[str, GatewayKey] = {}
         self._hash_of: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
+        self._db_down_until = 0.0
         self.version = 0.0
         self.loaded = False
 
@@ -243,12 +244,14 @@ class KeyRing:
         if key is not None or self._db is None:
             return key
         now = time.monotonic()
-        if self._unknown.get(digest, 0.0) > now:
+        if self._unknown.get(digest, 0.0) > now or self._db_down_until > now:
             return None
         try:
             rows = await asyncio.to_thread(self._db.keys, secret_hash=digest)
         except DatabaseUnavailable as exc:
-            log.warning("cannot look up a gateway key: %s", exc)
+            # Do not make every request with an unknown key wait on a dead database.
+            log.warning("cannot look up a gateway key (skipped for 5 s): %s", exc)
+            self._db_down_until = now + 5.0
             rows = []
         if rows:
             return self.put_row(rows[0])

@@ -7,18 +7,16 @@ compare and to window over.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 __all__ = ["tables"]
 
-_TABLES: dict[str, Any] = {}
 
-
+@cache
 def tables() -> dict[str, Any]:
     """``{"request_log": Table, "gateway_keys": Table, "key_spend": Table}``, built on first
     use so that importing Turnout does not import SQLAlchemy."""
-    if _TABLES:
-        return _TABLES
     from sqlalchemy import (
         JSON,
         BigInteger,
@@ -32,7 +30,8 @@ def tables() -> dict[str, Any]:
     )
 
     meta = MetaData()
-    _TABLES["request_log"] = Table(
+    out: dict[str, Any] = {"metadata": meta}
+    out["request_log"] = Table(
         "request_log",
         meta,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
@@ -55,7 +54,7 @@ def tables() -> dict[str, Any]:
         Column("cached_tokens", Integer, nullable=False, default=0),
         Column("cost", Float),
     )
-    _TABLES["gateway_keys"] = Table(
+    out["gateway_keys"] = Table(
         "gateway_keys",
         meta,
         Column("id", String(40), primary_key=True),
@@ -72,12 +71,11 @@ def tables() -> dict[str, Any]:
         Column("tpm", Integer),
         Column("allowed_models", JSON),
     )
-    _TABLES["key_spend"] = Table(
+    out["key_spend"] = Table(
         "key_spend",
         meta,
         Column("key_id", String(40), primary_key=True),
         Column("period", String(16), primary_key=True),
         Column("spend", Float, nullable=False, default=0.0),
     )
-    _TABLES["metadata"] = meta
-    return _TABLES
+    return out

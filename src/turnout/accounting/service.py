@@ -55,6 +55,8 @@ class Accounting:
         self.migrated = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._redis_down_logged = 0.0
+        self.poll_interval = _POLL_KEYS
+        """Seconds between checks of the database for keys changed elsewhere."""
         self.rejections: dict[str, int] = {}
         """Requests refused by admission, by reason (rpm, tpm, budget, revoked, model)."""
 
@@ -95,7 +97,7 @@ class Accounting:
                     await self._seed()
             except DatabaseUnavailable as exc:
                 log.debug("key refresh skipped: %s", exc)
-            await asyncio.sleep(_POLL_KEYS)
+            await asyncio.sleep(self.poll_interval)
 
     async def _seed(self) -> None:
         """Start spend counters from the database for keys with a budget."""

@@ -1,0 +1,88 @@
+"""`turnout keys` and `turnout db` as an operator runs them (real subprocesses), against the
+SQLite file beside the config, and a running server that sees their changes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+
+from turnout.config import load_config
+from turnout.gateway import Gateway
+from turnout.server import create_app
+
+from .conftest import MASTER_KEY, UPSTREAM_KEY
+from .fakes.openai_upstream import FakeOpenAI
+from .fakes.servers import UvicornThread
+from .test_cli import turnout
+
+
+def _config(tmp_path: Path, fake_url: str) -> Path:
+    path = tmp_path / "turnout.yaml"
+    path.write_text(
+        "server: {master_key: '" + MASTER_KEY + "', preload_local: false}\n"
+        "providers:\n"
+        f"  acme: {{host: custom, base_url: '{fake_url}', api_key: '{UPSTREAM_KEY}'}}\n"
+        "routes:\n"
+        "  - {name: acme-route, deployments: [acme:acme-large]}\n"
+    )
+    return path
+
+
+def test_db_upgrade_then_keys_create_list_update_revoke(
+    tmp_path: Path, fake: FakeOpenAI, fake_url: str
+) -> None:
+    config = _config(tmp_path, fake_url)
+    up = turnout("-c", str(config), "db", "upgrade", cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert "revision 0001" in up.stdout and (tmp_path / "turnout.db").is_file()
+
+    made = turnout(
+        "keys", "-c", str(config), "create", "--name", "ci", "--rpm", "10",
+        "--budget-monthly", "25", "--model", "acme-route", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    secret = created["key"]
+    assert created["rpm"] == 10 and created["budget"]["monthly"] == 25
+    assert created["models"] == ["acme-route"]
+    with sqlite3.connect(tmp_path / "turnout.db") as conn:
+        (stored,) = conn.execute("SELECT secret_hash FROM gateway_keys").fetchone()
+    assert secret not in stored
+
+    # A server already running picks up keys made by the CLI, and refuses them once revoked.
+    app = create_app(Gateway(load_config(config)))
+    app.state.accounting.poll_interval = 0.05
+    server = UvicornThread(app).start()
+    try:
+        chat = {"model": "acme-route", "messages": [{"role": "user", "content": "hi"}]}
+        auth = {"authorization": f"Bearer {secret}"}
+        r = httpx.post(server.url + "/v1/chat/completions", json=chat, headers=auth)
+        assert r.status_code == 200 and r.headers["x-ratelimit-limit-requests"] == "10"
+
+        listed = turnout("keys", "-c", str(config), "list", cwd=tmp_path)
+        assert listed.returncode == 0 and created["id"] in listed.stdout
+        assert "active" in listed.stdout and secret not in listed.stdout
+
+        changed = turnout(
+            "keys", "-c", str(config), "update", created["id"], "--rpm", "0", cwd=tmp_path
+        )
+        assert changed.returncode == 0 and json.loads(changed.stdout)["rpm"] is None
+
+        gone = turnout("keys", "-c", str(config), "revoke", created["id"], cwd=tmp_path)
+        assert gone.returncode == 0 and "revoked" in gone.stdout
+        # Without Redis the server learns of a CLI revocation by polling the database (every
+        # 5 s by default, 0.05 s here); the admin API, or Redis, makes it immediate.
+        deadline = time.monotonic() + 10
+        while r.status_code != 401 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            r = httpx.post(server.url + "/v1/chat/completions", json=chat, headers=auth)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "key_revoked"
+    finally:
+        server.stop()
+
+    missing = turnout("keys", "-c", str(config), "revoke", "key_nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "no gateway key" in missing.stderr
