@@ -245,9 +245,15 @@ class Accounting:
         return key
 
     async def _announce(self, key_id: str) -> None:
+        """Tell the other replicas (they also poll the database, so a lost notice only
+        delays a change to limits; revocation does not depend on it)."""
         if self.redis is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.redis.announce(key_id)
+            except Exception as exc:
+                if not _is_redis_error(exc):
+                    raise
+                log.warning("could not announce a change to key %s: %s", key_id, exc)
 
     async def spend(self, key: GatewayKey) -> dict[str, float]:
         values: dict[str, float] = await self._call("spend", key, time.time())
