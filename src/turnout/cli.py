@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each worker process builds its own gateway from the same file and environment.
         if config.source != "<defaults>":
             os.environ["TURNOUT_CONFIG"] = str(Path(config.source).resolve())
+        os.environ["TURNOUT_WORKERS"] = str(workers)  # so each worker knows it has siblings
         uvicorn.run("turnout.server:app_from_env", factory=True, workers=workers, **options)
         return 0
     setup_logging(config.log_level)

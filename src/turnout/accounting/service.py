@@ -55,6 +55,7 @@ class Accounting:
         self.migrated = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._redis_down_logged = 0.0
+        self._workers = config.server.workers
         self.poll_interval = _POLL_KEYS
         """Seconds between checks of the database for keys changed elsewhere."""
         self.rejections: dict[str, int] = {}
@@ -63,6 +64,13 @@ class Accounting:
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._workers > 1 and self.redis is None:
+            log.warning(
+                "%d worker processes without redis_url: each enforces gateway key limits and "
+                "budgets on its own (up to %dx the limit); set redis_url to share them",
+                self._workers,
+                self._workers,
+            )
         if self.db is not None:
             self._spawn(self._maintain())
         if self.request_log is not None:
