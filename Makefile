@@ -8,8 +8,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Build only the library llama-cpp-python needs, tuned for this CPU.
-export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
+# Build only the library llama-cpp-python needs, for AVX2 CPUs. Not GGML_NATIVE: on CPUs with
+# AMX (seen here on 2026-11-22) -march=native compiles ggml's AMX kernels, which segfault in
+# this sandbox; an AVX2 build runs on every x86-64 machine we use.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
 .PHONY: serve test lint setup clean bench
 
