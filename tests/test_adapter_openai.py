@@ -11,7 +11,7 @@ from turnout.gateway import Gateway
 from turnout.types import TextDelta
 
 from .conftest import UPSTREAM_KEY, make_config, openai_validator
-from .fakes.openai_upstream import Cut, Fail, FakeOpenAI, Raw, Reply
+from .fakes.openai_upstream import Cut, Fail, FakeOpenAI, Raw, Reply, completion
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -176,6 +176,6 @@ async def test_connection_refused_and_mid_stream_cut(gw: Gateway, fake: FakeOpen
 async def test_upstream_that_ignores_stream_flag_is_replayed(gw: Gateway, fake: FakeOpenAI) -> None:
     import orjson
 
-    fake.then(Raw(orjson.dumps(Reply(text="whole answer").completion("m"))))
+    fake.then(Raw(orjson.dumps(completion(Reply(text="whole answer"), "m"))))
     stream = await gw.stream(model="single", messages=HI)
     assert (await stream.collect()).text == "whole answer"

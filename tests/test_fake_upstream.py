@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from .conftest import openai_validator
+from .fakes import openai_upstream as wire
 from .fakes.openai_upstream import Fail, FakeOpenAI, Reply
 
 
@@ -24,7 +25,7 @@ def test_openai_sdk_parses_fake_completions(fake: FakeOpenAI, fake_url: str, rep
     else:
         assert out.choices[0].message.content == reply.text
     errors = list(
-        openai_validator("CreateChatCompletionResponse").iter_errors(reply.completion("m"))
+        openai_validator("CreateChatCompletionResponse").iter_errors(wire.completion(reply, "m"))
     )
     assert errors == []
 
@@ -60,7 +61,7 @@ def test_openai_sdk_parses_fake_streams(fake: FakeOpenAI, fake_url: str, reply: 
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == reply.text
     validator = openai_validator("CreateChatCompletionStreamResponse")
-    for chunk in reply.chunks("m", True):
+    for chunk in wire.chunks(reply, "m", True):
         assert list(validator.iter_errors(chunk)) == []
 
 

@@ -1,0 +1,66 @@
+"""The adapters the conformance suite runs, one ``Vendor`` each.
+
+To add an adapter: write its fake upstream to the contract in ``tests/fakes/script.py``, add a
+``Vendor`` below, and run ``pytest tests/conformance -k <name>``. Where a case cannot apply to
+a wire API, name the case in ``not_applicable`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..fakes.openai_upstream import FakeOpenAI
+from ..fakes.script import FakeUpstream
+
+KEY = "sk-conformance-secret-9876"
+
+
+@dataclass(frozen=True)
+class Vendor:
+    name: str
+    make_fake: Callable[[], FakeUpstream] | None
+    """None: no upstream to script (the embedded model); only unscripted cases run."""
+    provider: Callable[[str], dict[str, Any]]
+    """The ``providers:`` config entry for a fake listening at this base URL."""
+    model: str
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    asks_json: Callable[[dict[str, Any]], bool] | None = None
+    """Does this upstream request body ask for JSON output?"""
+    overloaded_status: int = 503
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _openai_json(body: dict[str, Any]) -> bool:
+    return (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+
+LOCAL_ONLY = "the embedded model has no upstream to script"
+
+VENDORS: list[Vendor] = [
+    Vendor(
+        name="openai_chat",
+        make_fake=FakeOpenAI,
+        provider=lambda url: {"host": "custom", "base_url": url + "/v1", "api_key": KEY},
+        model="gpt-fake",
+        asks_json=_openai_json,
+    ),
+    Vendor(
+        name="local",
+        make_fake=None,
+        provider=lambda url: {"host": "local"},
+        model="smollm2-135m-instruct",
+        not_applicable={
+            "system_prompt": LOCAL_ONLY + " (test_local_model covers its chat template)",
+            "tool_call": "SmolLM2-135M has no tool calling; the adapter refuses tools with a 400",
+            "tool_stream": "SmolLM2-135M has no tool calling",
+            "cached_tokens": "llama.cpp reports no cached-token count",
+            "errors": LOCAL_ONLY + "; no HTTP statuses exist in-process",
+            "mid_stream": LOCAL_ONLY,
+            "timeout": LOCAL_ONLY,
+        },
+    ),
+]
