@@ -44,6 +44,9 @@ class ModelEntry:
     cached_input_price: float | None = None
     capabilities: frozenset[str] = frozenset({"streaming"})
     aliases: tuple[str, ...] = field(default=())
+    quality: float | None = None
+    """Relative answer quality in [0, 1] (read by the quality-aware routing strategies);
+    None when unknown."""
 
     def cost(self, usage: Usage) -> float | None:
         """USD for this usage, or None when the catalogue does not know the prices."""

@@ -23,13 +23,17 @@ from .errors import ConfigError
 __all__ = [
     "ENV_KEYS",
     "AlertsConfig",
+    "STRATEGIES",
     "Config",
     "DeploymentConfig",
+    "HealthConfig",
+    "HedgeConfig",
     "ModelConfig",
     "ProviderConfig",
     "RequestLogConfig",
     "RetryConfig",
     "RouteConfig",
+    "RoutingConfig",
     "ServerConfig",
     "TimeoutsConfig",
     "load_config",
@@ -48,16 +52,54 @@ class TimeoutsConfig(_Strict):
     total: float = Field(default=300.0, gt=0)
 
 
+ErrorClass = Literal["rate_limit", "timeout", "connection", "server", "overloaded"]
+
+
 class RetryConfig(_Strict):
     """Retry rounds over a route. Each round tries every deployment still worth trying, in
     order; between rounds the executor waits ``backoff_base * 2**round`` (capped, full jitter),
     or the longest ``Retry-After`` an upstream asked for when that is longer and at most
-    ``max_retry_after``."""
+    ``max_retry_after``. ``on`` sets the retries for one error class (a deployment is tried
+    again after that class of failure at most that many times); the others use ``retries``.
+    Client errors (400, auth, context length) are never retried."""
 
     retries: int = Field(default=1, ge=0, le=10)
     backoff_base: float = Field(default=0.25, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
     max_retry_after: float = Field(default=30.0, ge=0)
+    on: dict[ErrorClass, int] = Field(default_factory=dict)
+
+    @field_validator("on")
+    @classmethod
+    def _bounded(cls, on: dict[str, int]) -> dict[str, int]:
+        for name, n in on.items():
+            if not 0 <= n <= 10:
+                raise ValueError(f"on.{name}: retries must be between 0 and 10 (got {n})")
+        return on
+
+    def retries_for(self, error_class: str) -> int:
+        return self.on.get(error_class, self.retries)  # type: ignore[call-overload]
+
+
+class HealthConfig(_Strict):
+    """The per-deployment circuit breaker. ``allowed_fails`` failures (5xx, timeouts, refused
+    connections) within ``window`` seconds open the circuit for ``cooldown`` seconds; then one
+    probe request is let through (half-open): success closes the circuit, failure opens it
+    again. A 429 cools the deployment down for its ``Retry-After`` (or ``cooldown``)."""
+
+    enabled: bool = True
+    allowed_fails: int = Field(default=3, ge=1)
+    window: float = Field(default=60.0, gt=0)
+    cooldown: float = Field(default=30.0, ge=0)
+
+
+class HedgeConfig(_Strict):
+    """Hedged requests: when the deployment being tried has not produced its first token
+    (streams) or its answer (non-streaming) after ``after`` seconds, start the next one too;
+    the first to answer wins and the others are cancelled. ``max`` bounds how many run at once."""
+
+    after: float = Field(gt=0)
+    max: int = Field(default=2, ge=2, le=8)
 
 
 class ProviderConfig(_Strict):
@@ -74,11 +116,51 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+STRATEGIES = (
+    "manual",
+    "priority",
+    "round_robin",
+    "weighted",
+    "least_busy",
+    "cost",
+    "performance",
+    "quality",
+    "balanced",
+    "ab",
+    "task",
+    "auto",
+)
+StrategyName = Literal[
+    "manual",
+    "priority",
+    "round_robin",
+    "weighted",
+    "least_busy",
+    "cost",
+    "performance",
+    "quality",
+    "balanced",
+    "ab",
+    "task",
+    "auto",
+]
+Priority = Literal["speed", "quality", "cost", "balanced"]
+
+
 class DeploymentConfig(_Strict):
     model: str = Field(min_length=1)
     """``provider:upstream-model`` or a catalogue id or alias."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Request fields applied when the caller did not set them (e.g. ``temperature``)."""
+    weight: float = Field(default=1.0, ge=0)
+    """Share of traffic for ``weighted`` and ``ab`` (percentages for ``ab``)."""
+    tasks: list[str] = Field(default_factory=list)
+    """Task labels this deployment suits, for ``task`` and ``auto`` routing."""
+
+
+class BalanceWeights(_Strict):
+    cost: float = Field(default=0.6, ge=0)
+    quality: float = Field(default=0.4, ge=0)
 
 
 class RouteConfig(_Strict):
@@ -86,6 +168,20 @@ class RouteConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     retry: RetryConfig | None = None
     timeouts: TimeoutsConfig | None = None
+    strategy: StrategyName | None = None
+    """How the deployments are ordered for each request; ``routing.default_strategy`` when
+    unset. A request may override it (``x-turnout-strategy`` header or ``turnout.strategy``)."""
+    priority: Priority = "balanced"
+    """What ``auto`` optimises for when the caller does not say."""
+    balance: BalanceWeights = Field(default_factory=BalanceWeights)
+    """Weights of cost and quality for ``balanced`` (60/40 by default)."""
+    sticky: bool = False
+    """``ab``: the same caller (``turnout.caller``, ``user`` or key) always gets the same arm."""
+    tasks: dict[str, list[str]] = Field(default_factory=dict)
+    """Extra task labels, or extra example prompts for built-in ones, for ``task`` routing."""
+    context_fallback: bool = True
+    """On a context-length error, try the deployments with a larger context window."""
+    hedge: HedgeConfig | None = None
 
     @field_validator("deployments", mode="before")
     @classmethod
@@ -106,6 +202,23 @@ class ModelConfig(_Strict):
     cached_input_price: float | None = Field(default=None, ge=0)
     capabilities: list[Literal["tools", "vision", "json", "streaming"]] | None = None
     aliases: list[str] = Field(default_factory=list)
+    quality: float | None = Field(default=None, ge=0, le=1)
+    """Relative answer quality in [0, 1], used by quality-aware routing."""
+
+
+class RoutingConfig(_Strict):
+    """Gateway-wide routing settings (per-route settings live on each route)."""
+
+    default_strategy: StrategyName = "priority"
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    """Weight of the newest sample in the moving averages of TTFT and latency."""
+    cold_samples: int = Field(default=3, ge=0)
+    """``performance`` tries a deployment with fewer samples than this before ranking it."""
+    explore: float = Field(default=0.05, ge=0, le=1)
+    """Share of ``performance`` decisions that put a random other deployment first, so stale
+    measurements are refreshed."""
+    task_threshold: float = Field(default=0.25, ge=-1, le=1)
+    """Below this cosine similarity to every task, a request is unclassified (route order)."""
 
 
 class ServerConfig(_Strict):
@@ -160,6 +273,8 @@ class Config(_Strict):
     """Drop request fields a deployment cannot honour instead of answering 400."""
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     database_url: str | None = None
     """SQLAlchemy-style URL of the request log and gateway keys: ``postgresql://...`` or

@@ -19,7 +19,7 @@ from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
 from .errors import BadRequestError
 from .http import HttpPool
-from .routing import Executor, Route, Router
+from .routing import Executor, MemoryState, Plan, Planner, Route, Router
 from .streaming import ChatStream
 from .types import ChatRequest, ChatResult, StreamEvent
 
@@ -58,7 +58,11 @@ class Gateway:
         self.catalogue = Catalogue.default(self.config.models)
         self.router = Router(self.config, self.catalogue)
         self.adapters = AdapterSet(HttpPool())
-        self.executor = Executor(self.adapters)
+        self.state = MemoryState(self.config.health, alpha=self.config.routing.ewma_alpha)
+        """Live per-deployment stats and circuit breakers (swap for a shared store to let
+        several replicas see the same)."""
+        self.planner = Planner(self.config.routing, self.state)
+        self.executor = Executor(self.adapters, state=self.state)
         self._portal: _Portal | None = None
 
     @classmethod
@@ -71,18 +75,28 @@ class Gateway:
     def route_for(self, request: ChatRequest) -> Route:
         return self.router.resolve(request.model)
 
+    async def plan(self, request: ChatRequest | Mapping[str, Any]) -> Plan:
+        """The routing decision for a request (what ``chat`` would try, in order), without
+        sending it."""
+        req = parse_request(request)
+        return await self.planner.aplan(self.route_for(req), req)
+
     async def chat(
         self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
     ) -> ChatResult:
         req = parse_request(request if request is not None else fields)
-        return await self.executor.chat(self.route_for(req), req)
+        route = self.route_for(req)
+        plan = await self.planner.aplan(route, req)
+        return await self.executor.chat(route, req, plan)
 
     async def stream(
         self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
     ) -> ChatStream:
         """A stream whose first event has already arrived (failover is over by then)."""
         req = parse_request(request if request is not None else fields)
-        return await self.executor.stream(self.route_for(req), req)
+        route = self.route_for(req)
+        plan = await self.planner.aplan(route, req)
+        return await self.executor.stream(route, req, plan)
 
     async def preload(self) -> bool:
         """Load the embedded model now rather than on first use, if it is what a route or the
@@ -115,6 +129,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.adapters.aclose()
+        await self.state.aclose()
+        await self.planner.aclose()
 
     # --- sync API ----------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import UpstreamServerError, UpstreamTimeoutError
+from .errors import TurnoutError, UpstreamServerError, UpstreamTimeoutError
 from .types import (
     ChatResult,
     Choice,
@@ -67,6 +67,10 @@ class ChatStream:
         self.latency: float | None = None
         self.usage = Usage()
         self.attempts = 1
+        self.strategy = ""
+        self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
+        """Called once when the stream ends, fails or is closed (routing records its health
+        and latency here)."""
         self._choices: dict[int, _ChoiceAcc] = {}
         self._pending: list[StreamEvent] = []
         self._done = False
@@ -90,25 +94,32 @@ class ChatStream:
                 async with asyncio.timeout_at(self._deadline):
                     event = await self._events.__anext__()
         except TimeoutError:
-            self._done = True
-            await self.aclose()
-            raise UpstreamTimeoutError(
+            err: TurnoutError = UpstreamTimeoutError(
                 "stream exceeded its total timeout",
                 provider=self.provider,
                 model=self.model,
                 code="total_timeout",
-            ) from None
+            )
+            self._finish(err)
+            await self.aclose()
+            raise err from None
         except StopAsyncIteration:
             self._done = True
-            self.latency = time.perf_counter() - self.started
             if not self._choices or any(c.finish is None for c in self._choices.values()):
-                raise UpstreamServerError(
+                err = UpstreamServerError(
                     "stream ended before the model finished (no finish reason): "
                     "the answer would be truncated",
                     provider=self.provider,
                     model=self.model,
                     code="stream_truncated",
-                ) from None
+                )
+                self._finish(err)
+                raise err from None
+            self.latency = time.perf_counter() - self.started
+            self._finish(None)
+            raise
+        except TurnoutError as exc:
+            self._finish(exc)
             raise
         self._record(event)
         return event
@@ -147,8 +158,14 @@ class ChatStream:
         elif isinstance(event, Finish):
             acc.finish = event.reason
 
-    async def aclose(self) -> None:
+    def _finish(self, error: TurnoutError | None) -> None:
         self._done = True
+        callback, self.on_done = self.on_done, None
+        if callback is not None:
+            callback(self, error)
+
+    async def aclose(self) -> None:
+        self._finish(None)
         closer = getattr(self._events, "aclose", None)
         if closer is not None:
             await closer()

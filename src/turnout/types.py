@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .config import Priority, StrategyName
+
 __all__ = [
     "AssistantMessage",
     "ChatRequest",
@@ -23,6 +25,7 @@ __all__ = [
     "FunctionCall",
     "ImagePart",
     "Message",
+    "RoutingHints",
     "StreamEvent",
     "SystemMessage",
     "TextDelta",
@@ -170,6 +173,26 @@ class StreamOptions(_Open):
     include_usage: bool | None = None
 
 
+class RoutingHints(BaseModel):
+    """The caller's say in routing, sent as the body field ``turnout`` (never forwarded
+    upstream) or, for the strategy, the ``x-turnout-strategy`` header."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: StrategyName | None = None
+    priority: Priority | None = None
+    """``auto`` only: optimise for speed, quality, cost or a balance of cost and quality."""
+    deployment: str | None = None
+    """``manual``: the exact deployment of the route to use (``provider:model``)."""
+    caller: str | None = None
+    """Who is asking, for sticky A/B splits (defaults to the ``user`` field)."""
+    task: str | None = None
+    """The task label, when the caller knows it (skips the classifier)."""
+
+
+_GATEWAY_ONLY = frozenset({"turnout"})
+
+
 class ChatRequest(_Open):
     """An OpenAI Chat Completions request. ``model`` names a route, an alias or
     ``provider:model``; unknown top-level fields are kept in ``model_extra``."""
@@ -192,6 +215,7 @@ class ChatRequest(_Open):
     user: str | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    turnout: RoutingHints | None = None
 
     @property
     def output_limit(self) -> int | None:
@@ -200,11 +224,11 @@ class ChatRequest(_Open):
 
     def set_fields(self) -> set[str]:
         """Names of every top-level field the caller actually sent (known or extra)."""
-        return set(self.model_fields_set) | set(self.model_extra or ())
+        return (set(self.model_fields_set) | set(self.model_extra or ())) - _GATEWAY_ONLY
 
     def to_openai(self) -> dict[str, Any]:
         """The request as an OpenAI JSON body: only what the caller set, extras included."""
-        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True, exclude={"turnout"})
 
 
 # --- results -------------------------------------------------------------------------------
@@ -260,6 +284,8 @@ class ChatResult:
     latency: float | None = None
     system_fingerprint: str | None = None
     attempts: int = 1
+    strategy: str = ""
+    """The routing strategy that ordered the deployments (for x-turnout-strategy)."""
 
     @property
     def text(self) -> str:

@@ -15,9 +15,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import Cut, Fail, FakeUpstream, Hang, Raw, Reply, StreamError, drop
+from .script import Cut, Fail, FakeUpstream, Hang, Raw, Reply, Reset, Stall, StreamError, drop
 
-__all__ = ["Cut", "Fail", "FakeOpenAI", "Hang", "Raw", "Reply", "StreamError"]
+__all__ = [
+    "Cut",
+    "Fail",
+    "FakeOpenAI",
+    "Hang",
+    "Raw",
+    "Reply",
+    "Reset",
+    "Stall",
+    "StreamError",
+]
 
 _ids = itertools.count(1)
 
@@ -117,6 +127,12 @@ class FakeOpenAI(FakeUpstream):
             for c in chunks(Reply(text="one two three four five"), model, False)[: step.keep]:
                 await resp.write(b"data: " + orjson.dumps(c) + b"\n\n")
             return await drop(request, resp)
+        if isinstance(step, Stall):
+            resp = await _sse(request)
+            first = chunks(Reply(), model, False)[0]  # the role-only chunk: no content yet
+            await resp.write(b"data: " + orjson.dumps(first) + b"\n\n")
+            await asyncio.sleep(step.seconds)
+            return resp
         if isinstance(step, StreamError):
             resp = await _sse(request)
             for c in chunks(Reply(text="one two three four five"), model, False)[: step.after + 1]:

@@ -77,6 +77,18 @@ class StreamError:
 
 
 @dataclass
+class Reset:
+    """Read the request, then drop the connection without a byte of response."""
+
+
+@dataclass
+class Stall:
+    """Start a stream (headers and an empty first event), then say nothing for ``seconds``."""
+
+    seconds: float = 30.0
+
+
+@dataclass
 class Raw:
     """Exactly these bytes, for malformed-response tests."""
 
@@ -118,6 +130,10 @@ class FakeUpstream:
             }
         )
         step = self.script.popleft() if self.script else Reply()
+        if isinstance(step, Reset):
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
         if isinstance(step, Raw):
             return web.Response(body=step.body, status=step.status, content_type=step.content_type)
         return await self.render(step, request, body)

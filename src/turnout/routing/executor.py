@@ -1,11 +1,17 @@
-"""Walks a route's deployments with retries, backoff, timeouts and failover.
+"""Walks a plan's deployments with retries, backoff, timeouts, hedging and failover.
 
 Each round tries, in order, every deployment still worth trying; an error whose ``failover``
 flag is set moves on to the next deployment at once, one whose ``retryable`` flag is set makes
-the deployment eligible for the next round, after an exponential backoff with jitter (or the
-upstream's ``Retry-After`` when longer). A stream fails over only until its first event: the
-executor waits for that event before handing the stream to the caller, so nothing has reached
-the client when it switches. When everything failed, one error names every attempt.
+the deployment eligible for the next round (at most ``retry.on[class]`` or ``retry.retries``
+times per error class), after an exponential backoff with jitter (or the upstream's
+``Retry-After`` when longer). Client errors are never retried; a context-length error moves on
+to the deployments with a larger window when the route allows (``context_fallback``). A stream
+fails over only until its first event: the executor waits for that event before handing the
+stream to the caller, so nothing has reached the client when it switches. With ``hedge``, a
+deployment that has not answered after ``hedge.after`` seconds gets company: the next one
+starts too, the first to answer wins and the other is cancelled. Every attempt's outcome goes
+to the live state (circuit breaker, moving averages). When everything failed, one error names
+every attempt.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -22,15 +29,24 @@ from ..deployment import Deployment
 from ..errors import (
     AllAttemptsFailedError,
     Attempt,
+    AuthenticationError,
+    ContextWindowExceededError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
     RateLimitError,
     TurnoutError,
+    UpstreamConnectionError,
+    UpstreamServerError,
     UpstreamTimeoutError,
 )
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult
+from .planner import Plan
 from .route import Route
+from .state import LiveState, MemoryState
 
-__all__ = ["Executor", "backoff_delay"]
+__all__ = ["Executor", "backoff_delay", "error_class"]
 
 log = logging.getLogger("turnout.routing")
 
@@ -43,62 +59,222 @@ def backoff_delay(round_: int, base: float, cap: float, rand: float) -> float:
     return ceiling / 2 + rand * ceiling / 2
 
 
+def error_class(err: TurnoutError) -> str | None:
+    """The class of a failure that says something about the deployment (counted by the
+    circuit breaker, and the key of ``retry.on``); None for the caller's own mistakes."""
+    if isinstance(err, RateLimitError):
+        return "rate_limit"
+    if isinstance(err, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(err, UpstreamConnectionError):
+        return "connection"
+    if isinstance(err, OverloadedError):
+        return "overloaded"
+    if isinstance(err, UpstreamServerError):
+        return "server"
+    if isinstance(err, AuthenticationError | PermissionDeniedError):
+        return "auth"
+    if isinstance(err, NotFoundError):
+        return "not_found"
+    return None
+
+
+def _window(d: Deployment) -> int | None:
+    return d.entry.context_window if d.entry else None
+
+
+class _Walk:
+    """The bookkeeping of one request's walk over its plan."""
+
+    __slots__ = ("again", "asked_wait", "attempts", "queue", "route", "started", "used")
+
+    def __init__(self, route: Route, plan: Plan) -> None:
+        self.route = route
+        self.queue: deque[Deployment] = deque(plan.deployments)
+        self.again: list[Deployment] = []
+        self.attempts: list[Attempt] = []
+        self.used: dict[tuple[str, str], int] = {}
+        self.asked_wait = 0.0
+        self.started = 0
+
+    def failed(self, d: Deployment, err: TurnoutError, elapsed: float) -> None:
+        """Record a failed attempt and decide what follows it; raises when nothing should."""
+        self.attempts.append(Attempt(d.id, err, elapsed))
+        log.info(
+            "attempt %d on %s failed after %.3fs: %s (%s)",
+            len(self.attempts),
+            d.id,
+            elapsed,
+            type(err).__name__,
+            err.message,
+        )
+        if isinstance(err, ContextWindowExceededError) and self.route.context_fallback:
+            # Only a model with a larger window can help now.
+            limit = _window(d)
+            if limit is not None:
+                self.queue = deque(x for x in self.queue if (_window(x) or limit + 1) > limit)
+                self.again = [x for x in self.again if (_window(x) or limit + 1) > limit]
+            if self.queue or self.again:
+                return
+            raise err
+        if not err.failover:
+            raise err
+        if not err.retryable:
+            return
+        klass = error_class(err) or "server"
+        key = (d.id, klass)
+        used = self.used.get(key, 0)
+        if used >= self.route.retry.retries_for(klass):
+            return
+        wait = err.retry_after if isinstance(err, RateLimitError) else None
+        if wait is not None and wait > self.route.retry.max_retry_after:
+            return  # it asked for longer than we are willing to hold the caller
+        self.used[key] = used + 1
+        self.asked_wait = max(self.asked_wait, wait or 0.0)
+        if d not in self.again:
+            self.again.append(d)
+
+    def exhausted(self) -> TurnoutError:
+        if len(self.attempts) == 1:
+            return self.attempts[0].error
+        return AllAttemptsFailedError(self.route.name, self.attempts)
+
+
 class Executor:
     def __init__(
         self,
         adapters: AdapterSet,
         *,
+        state: LiveState | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._adapters = adapters
+        self.state: LiveState = state if state is not None else MemoryState()
         self._sleep = sleep
         self._rand = rand
 
+    async def _attempt(
+        self, d: Deployment, try_one: Callable[[Deployment, float], Awaitable[T]]
+    ) -> T:
+        """One try, with its outcome reported to the live state."""
+        state = self.state
+        state.begin(d.id)
+        t0 = time.perf_counter()
+        try:
+            return await try_one(d, t0)
+        except TurnoutError as err:
+            klass = error_class(err)
+            state.end(
+                d.id,
+                failure=klass,
+                retry_after=err.retry_after if isinstance(err, RateLimitError) else None,
+            )
+            raise
+        except BaseException:
+            state.end(d.id)  # cancelled (a lost hedge, a client gone): says nothing of health
+            raise
+
     async def _walk(
-        self, route: Route, try_one: Callable[[Deployment, float], Awaitable[T]]
+        self,
+        route: Route,
+        plan: Plan,
+        try_one: Callable[[Deployment, float], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]],
     ) -> tuple[T, int]:
-        attempts: list[Attempt] = []
-        pending = list(route.deployments)
+        walk = _Walk(route, plan)
         policy = route.retry
-        for round_ in range(policy.retries + 1):
-            again: list[Deployment] = []
-            asked_wait = 0.0
-            for deployment in pending:
-                t0 = time.perf_counter()
-                try:
-                    return await try_one(deployment, t0), len(attempts) + 1
-                except TurnoutError as err:
-                    elapsed = time.perf_counter() - t0
-                    attempts.append(Attempt(deployment.id, err, elapsed))
-                    log.info(
-                        "attempt %d on %s failed after %.3fs: %s (%s)",
-                        len(attempts),
-                        deployment.id,
-                        elapsed,
-                        type(err).__name__,
-                        err.message,
-                    )
-                    if not err.failover:
-                        raise
-                    if not err.retryable:
-                        continue
-                    wait = err.retry_after if isinstance(err, RateLimitError) else None
-                    if wait is not None and wait > policy.max_retry_after:
-                        continue  # it asked for longer than we are willing to hold the caller
-                    asked_wait = max(asked_wait, wait or 0.0)
-                    again.append(deployment)
-            if not again or round_ == policy.retries:
+        rounds = max(policy.retries, *policy.on.values()) if policy.on else policy.retries
+        for round_ in range(rounds + 1):
+            if route.hedge is not None:
+                won = await self._hedged_round(walk, try_one, discard)
+            else:
+                won = await self._round(walk, try_one)
+            if won is not None:
+                return won[0], walk.started
+            if not walk.again or round_ == rounds:
                 break
             delay = backoff_delay(round_, policy.backoff_base, policy.backoff_max, self._rand())
-            await self._sleep(max(delay, asked_wait))
-            pending = again
-        if len(attempts) == 1:
-            raise attempts[0].error
-        raise AllAttemptsFailedError(route.name, attempts)
+            await self._sleep(max(delay, walk.asked_wait))
+            walk.queue, walk.again, walk.asked_wait = deque(walk.again), [], 0.0
+        raise walk.exhausted()
 
-    async def chat(self, route: Route, request: ChatRequest) -> ChatResult:
+    async def _round(
+        self, walk: _Walk, try_one: Callable[[Deployment, float], Awaitable[T]]
+    ) -> tuple[T] | None:
+        while walk.queue:
+            d = walk.queue.popleft()
+            walk.started += 1
+            t0 = time.perf_counter()
+            try:
+                return (await self._attempt(d, try_one),)
+            except TurnoutError as err:
+                walk.failed(d, err, time.perf_counter() - t0)
+        return None
+
+    async def _hedged_round(
+        self,
+        walk: _Walk,
+        try_one: Callable[[Deployment, float], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]],
+    ) -> tuple[T] | None:
+        hedge = walk.route.hedge
+        assert hedge is not None
+        running: dict[asyncio.Task[T], tuple[Deployment, float]] = {}
+
+        def launch() -> None:
+            d = walk.queue.popleft()
+            walk.started += 1
+            task = asyncio.create_task(self._attempt(d, try_one))
+            running[task] = (d, time.perf_counter())
+
+        try:
+            while walk.queue or running:
+                if not running:
+                    launch()
+                can_hedge = bool(walk.queue) and len(running) < hedge.max
+                done, _ = await asyncio.wait(
+                    running,
+                    timeout=hedge.after if can_hedge else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    d0 = next(iter(running.values()))[0]
+                    log.info("hedging: %s has not answered in %gs", d0.id, hedge.after)
+                    launch()
+                    continue
+                winner: tuple[T] | None = None
+                for task in done:
+                    d, t0 = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        if winner is None:
+                            winner = (task.result(),)
+                        else:
+                            await discard(task.result())
+                    elif isinstance(exc, TurnoutError):
+                        walk.failed(d, exc, time.perf_counter() - t0)
+                    else:
+                        raise exc
+                if winner is not None:
+                    return winner
+            return None
+        finally:
+            for task in running:
+                task.cancel()
+            for task in running:
+                try:
+                    late = await task
+                except BaseException:  # noqa: S110 - a cancelled loser's outcome is moot
+                    continue
+                await discard(late)
+
+    async def chat(
+        self, route: Route, request: ChatRequest, plan: Plan | None = None
+    ) -> ChatResult:
+        plan = plan or Plan("priority", list(route.deployments))
         started = time.perf_counter()
+        state = self.state
 
         async def try_one(d: Deployment, t0: float) -> ChatResult:
             adapter = self._adapters.get(d.host.wire_api)
@@ -113,16 +289,27 @@ class Executor:
                     model=d.model,
                     code="total_timeout",
                 ) from None
-            result.latency = time.perf_counter() - started
+            now = time.perf_counter()
+            result.latency = now - started
+            state.first_token(d.id, None)
+            state.end(d.id, latency=now - t0)
             return result
 
-        result, attempts = await self._walk(route, try_one)
+        async def discard(result: ChatResult) -> None:
+            return None
+
+        result, attempts = await self._walk(route, plan, try_one, discard)
         result.attempts = attempts
+        result.strategy = plan.strategy
         return result
 
-    async def stream(self, route: Route, request: ChatRequest) -> ChatStream:
+    async def stream(
+        self, route: Route, request: ChatRequest, plan: Plan | None = None
+    ) -> ChatStream:
+        plan = plan or Plan("priority", list(route.deployments))
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        state = self.state
 
         async def try_one(d: Deployment, t0: float) -> ChatStream:
             adapter = self._adapters.get(d.host.wire_api)
@@ -150,8 +337,21 @@ class Executor:
             except BaseException:
                 await stream.aclose()
                 raise
+            ttft = time.perf_counter() - t0
+            state.first_token(d.id, ttft)
+
+            def done(s: ChatStream, error: TurnoutError | None) -> None:
+                klass = error_class(error) if error is not None else None
+                latency = time.perf_counter() - t0 if s.latency is not None else None
+                state.end(d.id, latency=latency, failure=klass)
+
+            stream.on_done = done
             return stream
 
-        stream, attempts = await self._walk(route, try_one)
+        async def discard(stream: ChatStream) -> None:
+            await stream.aclose()
+
+        stream, attempts = await self._walk(route, plan, try_one, discard)
         stream.attempts = attempts
+        stream.strategy = plan.strategy
         return stream

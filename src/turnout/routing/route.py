@@ -6,12 +6,21 @@ or alias, then ``provider:model`` (a route of one deployment, made on first use 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..catalogue import LOCAL_MODEL_ID, Catalogue
-from ..config import Config, RetryConfig, TimeoutsConfig
+from ..config import (
+    BalanceWeights,
+    Config,
+    HedgeConfig,
+    Priority,
+    RetryConfig,
+    StrategyName,
+    TimeoutsConfig,
+)
 from ..deployment import Deployment, resolve_deployment
 from ..errors import ConfigError, NotFoundError, TurnoutError
+from .strategies import Candidate
 
 __all__ = ["Route", "Router"]
 
@@ -22,6 +31,32 @@ class Route:
     deployments: tuple[Deployment, ...]
     retry: RetryConfig
     timeouts: TimeoutsConfig
+    candidates: tuple[Candidate, ...] = ()
+    strategy: StrategyName | None = None
+    """None: the gateway's ``routing.default_strategy``."""
+    priority: Priority = "balanced"
+    balance: BalanceWeights = field(default_factory=BalanceWeights)
+    sticky: bool = False
+    tasks: dict[str, list[str]] = field(default_factory=dict)
+    """Task label -> example prompts declared on the route (added to the built-in ones)."""
+    context_fallback: bool = True
+    hedge: HedgeConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            object.__setattr__(
+                self,
+                "candidates",
+                tuple(Candidate(d, i) for i, d in enumerate(self.deployments)),
+            )
+
+    @property
+    def task_labels(self) -> frozenset[str]:
+        """The labels a request on this route may be classified into."""
+        labels = set(self.tasks)
+        for c in self.candidates:
+            labels |= c.tasks
+        return frozenset(labels)
 
 
 class Router:
@@ -31,18 +66,29 @@ class Router:
         self._routes: dict[str, Route] = {}
         for rc in config.routes:
             deployments = []
+            candidates = []
             for i, dc in enumerate(rc.deployments):
                 try:
-                    deployments.append(resolve_deployment(dc.model, config, catalogue, dc.params))
+                    d = resolve_deployment(dc.model, config, catalogue, dc.params)
                 except TurnoutError as exc:
                     raise ConfigError(
                         f"{config.source}: routes[{rc.name}].deployments[{i}]: {exc.message}"
                     ) from None
+                deployments.append(d)
+                candidates.append(Candidate(d, i, dc.weight, frozenset(dc.tasks)))
             self._routes[rc.name] = Route(
                 rc.name,
                 tuple(deployments),
                 rc.retry or config.retry,
                 rc.timeouts or config.timeouts,
+                candidates=tuple(candidates),
+                strategy=rc.strategy,
+                priority=rc.priority,
+                balance=rc.balance,
+                sticky=rc.sticky,
+                tasks=rc.tasks,
+                context_fallback=rc.context_fallback,
+                hedge=rc.hedge,
             )
         self._direct: dict[str, Route] = {}
 

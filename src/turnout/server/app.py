@@ -17,10 +17,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..accounting import Accounting, database_url
+from ..config import STRATEGIES
 from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
 from ..gateway import Gateway, parse_request
 from ..streaming import ChatStream
-from ..types import ChatResult
+from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, result_body
@@ -45,13 +46,32 @@ def error_response(err: TurnoutError) -> Response:
     return _json(error_body(err), err.status_code, headers)
 
 
-def _served_headers(provider: str, model: str, deployment: str, attempts: int) -> dict[str, str]:
+def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
     return {
-        "x-turnout-provider": provider,
-        "x-turnout-model": model,
-        "x-turnout-deployment": deployment,
-        "x-turnout-attempts": str(attempts),
+        "x-turnout-provider": served.provider,
+        "x-turnout-model": served.model,
+        "x-turnout-deployment": served.deployment,
+        "x-turnout-attempts": str(served.attempts),
+        "x-turnout-strategy": served.strategy or "priority",
     }
+
+
+def _apply_strategy_header(request: Request, chat: ChatRequest) -> ChatRequest:
+    """``x-turnout-strategy`` overrides the route's strategy (a body ``turnout.strategy``
+    wins over the header)."""
+    name = request.headers.get("x-turnout-strategy")
+    if not name:
+        return chat
+    name = name.strip().lower()
+    if name not in STRATEGIES:
+        raise BadRequestError(
+            f"x-turnout-strategy: unknown strategy '{name}' (one of: {', '.join(STRATEGIES)})",
+            param="x-turnout-strategy",
+        )
+    hints = chat.turnout or RoutingHints()
+    if hints.strategy is None:
+        chat.turnout = hints.model_copy(update={"strategy": name})
+    return chat
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -75,7 +95,7 @@ async def chat_completions(request: Request) -> Response:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    chat = parse_request(obj)
+    chat = _apply_strategy_header(request, parse_request(obj))
     meter = Meter(request, key, chat.model, bool(chat.stream))
     try:
         await meter.admit()
@@ -94,9 +114,7 @@ async def chat_completions(request: Request) -> Response:
             headers={
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
-                **_served_headers(
-                    stream.provider, stream.model, stream.deployment, stream.attempts
-                ),
+                **_served_headers(stream),
                 **meter.headers,
             },
         )
@@ -105,7 +123,7 @@ async def chat_completions(request: Request) -> Response:
         result_body(result, chat.model),
         media_type=_JSON,
         headers={
-            **_served_headers(result.provider, result.model, result.deployment, result.attempts),
+            **_served_headers(result),
             **meter.headers,
         },
     )
@@ -211,6 +229,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
+        await gateway.state.start()
         if config.server.preload_local:
             task = asyncio.create_task(_preload(app, gateway))
         if accounting is not None:

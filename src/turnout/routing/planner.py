@@ -1,0 +1,178 @@
+"""The routing decision: filters, then a strategy, giving the ordered plan the executor walks.
+
+    route.candidates --filters (capability, context, budget hooks)--> able
+        --health (cooling down dropped unless all are)--> eligible
+        --strategy.order(eligible, live stats)--> Plan.deployments
+
+Which strategy: the request's (``x-turnout-strategy`` header or ``turnout.strategy``), else
+the route's ``strategy``, else ``routing.default_strategy``. ``task`` and ``auto`` ask the
+task classifier first (off the event loop) when the route declares task labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..config import RoutingConfig
+from ..deployment import Deployment
+from ..errors import BadRequestError, ContextWindowExceededError
+from ..types import ChatRequest
+from .filters import Filter, capability_filter, context_filter, request_needs
+from .route import Route
+from .state import LiveState
+from .strategies import STRATEGIES, Candidate, Context
+
+if TYPE_CHECKING:
+    from .classifier import TaskClassifier
+
+__all__ = ["Plan", "Planner", "last_user_text"]
+
+log = logging.getLogger("turnout.routing")
+
+
+@dataclass(slots=True)
+class Plan:
+    """The decision for one request: what to try, in order, and why."""
+
+    strategy: str
+    deployments: list[Deployment]
+    task: str | None = None
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    """(deployment id, reason) for every candidate left out."""
+
+
+def last_user_text(request: ChatRequest) -> str:
+    """The text of the last user message: what the task classifier reads."""
+    for m in reversed(request.messages):
+        if m.role != "user":
+            continue
+        if isinstance(m.content, str):
+            return m.content
+        return " ".join(t for p in m.content if (t := getattr(p, "text", None)))
+    return ""
+
+
+class Planner:
+    def __init__(
+        self,
+        settings: RoutingConfig,
+        state: LiveState,
+        *,
+        classifier: Callable[[], TaskClassifier] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.filters: list[Filter] = [capability_filter, context_filter]
+        """Hard filters, in order. The accounting layer appends its budget checks here; a
+        filter may also raise a ``TurnoutError`` to refuse the request outright."""
+        self._classifier_factory = classifier
+        self._classifier: TaskClassifier | None = None
+        self.rand = rand
+
+    def add_filter(self, f: Filter) -> None:
+        self.filters.append(f)
+
+    async def aclose(self) -> None:
+        if self._classifier is not None:
+            self._classifier.close()
+
+    def strategy_name(self, route: Route, request: ChatRequest) -> str:
+        hints = request.turnout
+        if hints is not None and hints.strategy:
+            return hints.strategy
+        return route.strategy or self.settings.default_strategy
+
+    @property
+    def classifier(self) -> TaskClassifier:
+        if self._classifier is None:
+            if self._classifier_factory is None:
+                from .classifier import TaskClassifier
+
+                self._classifier = TaskClassifier()
+            else:
+                self._classifier = self._classifier_factory()
+        return self._classifier
+
+    async def aplan(self, route: Route, request: ChatRequest) -> Plan:
+        """``plan``, after classifying the request when its strategy needs the task."""
+        name = self.strategy_name(route, request)
+        hints = request.turnout
+        task = hints.task if hints is not None else None
+        if task is None and name in ("task", "auto") and route.task_labels:
+            text = last_user_text(request)
+            if text:
+                task = await self.classifier.classify(text, route.task_labels, route.tasks)
+        return self.plan(route, request, task=task, strategy=name)
+
+    def plan(
+        self,
+        route: Route,
+        request: ChatRequest,
+        *,
+        task: str | None = None,
+        strategy: str | None = None,
+    ) -> Plan:
+        name = strategy or self.strategy_name(route, request)
+        needs = request_needs(request)
+        able: list[Candidate] = []
+        dropped: list[tuple[str, str]] = []
+        for c in route.candidates:
+            for f in self.filters:
+                reason = f(c.deployment, request, needs)
+                if reason is not None:
+                    dropped.append((c.id, reason))
+                    break
+            else:
+                able.append(c)
+        if not able:
+            raise _nothing_fits(route, dropped)
+        usable = self.state.usable
+        eligible = [c for c in able if usable(c.id)]
+        if not eligible:
+            eligible = able  # all cooling down: try them anyway rather than refuse
+        elif len(eligible) < len(able):
+            dropped.extend((c.id, "cooling down") for c in able if not usable(c.id))
+        if len(eligible) == 1 and name != "manual":
+            ordered = eligible
+        else:
+            hints = request.turnout
+            ctx = Context(
+                route=route.name,
+                request=request,
+                needs=needs,
+                state=self.state,
+                settings=self.settings,
+                rand=self.rand,
+                priority=(hints.priority if hints and hints.priority else route.priority),
+                balance=route.balance,
+                sticky=route.sticky,
+                caller=(hints.caller if hints and hints.caller else request.user),
+                deployment=hints.deployment if hints else None,
+                task=task,
+            )
+            ordered = STRATEGIES[name].order(eligible, ctx)
+        plan = Plan(name, [c.deployment for c in ordered], task, dropped)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "route %s strategy %s task %s: kept %s; dropped %s; order %s",
+                route.name,
+                name,
+                task,
+                [c.id for c in eligible],
+                [f"{d} ({why})" for d, why in dropped] or "none",
+                [d.id for d in plan.deployments],
+            )
+        return plan
+
+
+def _nothing_fits(route: Route, dropped: list[tuple[str, str]]) -> BadRequestError:
+    reasons = "; ".join(f"{d}: {why}" for d, why in dropped)
+    message = f"no deployment of '{route.name}' can serve this request: {reasons}"
+    if all(why.startswith("context window") for _, why in dropped):
+        return ContextWindowExceededError(message)
+    return BadRequestError(message, code="no_capable_deployment")
