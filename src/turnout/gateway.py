@@ -19,7 +19,7 @@ from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
 from .errors import BadRequestError
 from .http import HttpPool
-from .routing import Executor, MemoryState, Plan, Planner, Route, Router
+from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
 from .streaming import ChatStream
 from .types import ChatRequest, ChatResult, StreamEvent
 
@@ -58,7 +58,9 @@ class Gateway:
         self.catalogue = Catalogue.default(self.config.models)
         self.router = Router(self.config, self.catalogue)
         self.adapters = AdapterSet(HttpPool())
-        self.state = MemoryState(self.config.health, alpha=self.config.routing.ewma_alpha)
+        self.state: LiveState = MemoryState(
+            self.config.health, alpha=self.config.routing.ewma_alpha
+        )
         """Live per-deployment stats and circuit breakers (swap for a shared store to let
         several replicas see the same)."""
         self.planner = Planner(self.config.routing, self.state)
@@ -69,6 +71,11 @@ class Gateway:
     def from_config(cls, path: str | None = None) -> Gateway:
         """Load ``path``, ``$TURNOUT_CONFIG`` or ``./turnout.yaml``; defaults when none."""
         return cls(load_config(path))
+
+    def use_state(self, state: LiveState) -> None:
+        """Share live routing state (stats, cooldowns) through another store, e.g. one that
+        several replicas see."""
+        self.state = self.planner.state = self.executor.state = state
 
     # --- async API ---------------------------------------------------------------------
 

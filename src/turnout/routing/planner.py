@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..config import RoutingConfig
 from ..deployment import Deployment
-from ..errors import BadRequestError, ContextWindowExceededError
+from ..errors import BadRequestError, ContextWindowExceededError, MissingDependencyError
 from ..types import ChatRequest
 from .filters import Filter, capability_filter, context_filter, request_needs
 from .route import Route
@@ -73,9 +73,26 @@ class Planner:
         self._classifier_factory = classifier
         self._classifier: TaskClassifier | None = None
         self.rand = rand
+        self._warned = False
 
     def add_filter(self, f: Filter) -> None:
         self.filters.append(f)
+
+    def needs_classifier(self, routes: list[Route]) -> list[Route]:
+        """The routes whose strategy classifies requests (for preloading the model)."""
+        return [
+            r
+            for r in routes
+            if r.task_labels and (r.strategy or self.settings.default_strategy) in ("task", "auto")
+        ]
+
+    async def preload(self, routes: list[Route]) -> bool:
+        """Load the classifier and its example tables for these routes now (start-up), so
+        the first classified request does not wait for it. False when none needs it."""
+        wanted = self.needs_classifier(routes)
+        for route in wanted:
+            await self.classifier.preload(route.task_labels, route.tasks)
+        return bool(wanted)
 
     async def aclose(self) -> None:
         if self._classifier is not None:
@@ -93,7 +110,11 @@ class Planner:
             if self._classifier_factory is None:
                 from .classifier import TaskClassifier
 
-                self._classifier = TaskClassifier()
+                self._classifier = TaskClassifier(
+                    self.settings.task_model,
+                    threshold=self.settings.task_threshold,
+                    neighbours=self.settings.task_neighbours,
+                )
             else:
                 self._classifier = self._classifier_factory()
         return self._classifier
@@ -106,7 +127,14 @@ class Planner:
         if task is None and name in ("task", "auto") and route.task_labels:
             text = last_user_text(request)
             if text:
-                task = await self.classifier.classify(text, route.task_labels, route.tasks)
+                try:
+                    task = await self.classifier.classify(text, route.task_labels, route.tasks)
+                except MissingDependencyError as exc:
+                    # Routing must not fail a request the route can serve: go unclassified
+                    # (route order), and say why once.
+                    if not self._warned:
+                        self._warned = True
+                        log.warning("task routing is unclassified: %s", exc.message)
         return self.plan(route, request, task=task, strategy=name)
 
     def plan(

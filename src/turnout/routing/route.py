@@ -76,6 +76,7 @@ class Router:
                     ) from None
                 deployments.append(d)
                 candidates.append(Candidate(d, i, dc.weight, frozenset(dc.tasks)))
+            _check_tasks(config, rc.name, rc.strategy, candidates, rc.tasks)
             self._routes[rc.name] = Route(
                 rc.name,
                 tuple(deployments),
@@ -117,3 +118,28 @@ class Router:
         if self._routes:
             return next(iter(self._routes))
         return LOCAL_MODEL_ID
+
+
+def _check_tasks(
+    config: Config,
+    name: str,
+    strategy: str | None,
+    candidates: list[Candidate],
+    declared: dict[str, list[str]],
+) -> None:
+    from .tasks import BUILTIN_TASKS
+
+    where = f"{config.source}: routes[{name}]"
+    for c in candidates:
+        for label in sorted(c.tasks):
+            if label not in BUILTIN_TASKS and not declared.get(label):
+                raise ConfigError(
+                    f"{where}.deployments[{c.index}].tasks: unknown task '{label}' "
+                    f"(built in: {', '.join(BUILTIN_TASKS)}; or give example prompts under "
+                    f"routes[{name}].tasks.{label})"
+                )
+    if strategy == "task" and not any(c.tasks for c in candidates):
+        raise ConfigError(
+            f"{where}.strategy: 'task' needs task labels on the deployments "
+            f"(e.g. tasks: [code_generation])"
+        )

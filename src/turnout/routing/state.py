@@ -142,9 +142,12 @@ class MemoryState:
 
     def first_token(self, deployment: str, ttft: float | None) -> None:
         s = self.stats(deployment)
-        s.half_open = s.probing = False
-        s.open_until = 0.0
-        s.window_fails = 0
+        if s.half_open or s.probing:
+            # The probe answered: the circuit closes with a clean slate. (Other successes do
+            # not clear the window: failures count within it, not only consecutive ones.)
+            s.half_open = s.probing = False
+            s.open_until = 0.0
+            s.window_fails = 0
         s.last_error = None
         if ttft is not None:
             s.ttft = ttft if s.ttft is None else s.ttft + self.alpha * (ttft - s.ttft)

@@ -176,6 +176,7 @@ async def health(request: Request) -> Response:
             "status": "ok",
             "uptime_s": round(time.monotonic() - state.started, 3),
             "local_model": state.local_status,
+            "task_classifier": state.classifier_status,
         }
     )
 
@@ -228,17 +229,20 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         await gateway.state.start()
         if config.server.preload_local:
-            task = asyncio.create_task(_preload(app, gateway))
+            tasks.append(asyncio.create_task(_preload(app, gateway)))
+        if gateway.planner.needs_classifier(gateway.router.routes()):
+            tasks.append(asyncio.create_task(_preload_classifier(app, gateway)))
         if accounting is not None:
             await accounting.start()
         try:
             yield
         finally:
-            if task is not None and not task.done():
-                task.cancel()
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
             if accounting is not None:
                 await accounting.aclose()
             await gateway.aclose()
@@ -266,7 +270,18 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     app.state.max_body = config.server.max_body_bytes
     app.state.started = time.monotonic()
     app.state.local_status = "not loaded"
+    app.state.classifier_status = "not used"
     return app
+
+
+async def _preload_classifier(app: Starlette, gateway: Gateway) -> None:
+    app.state.classifier_status = "loading"
+    try:
+        await gateway.planner.preload(gateway.router.routes())
+        app.state.classifier_status = "loaded"
+    except TurnoutError as exc:
+        app.state.classifier_status = f"unavailable: {exc.message}"
+        log.warning("task classifier not loaded: %s", exc.message)
 
 
 async def _preload(app: Starlette, gateway: Gateway) -> None:
