@@ -306,3 +306,11 @@ async def test_health_filter_drops_cooling_deployments_unless_all_are() -> None:
     for dep in IDS:
         gw.state.stats(dep).open_until = gw.state.clock() + 60
     assert await order(gw) == IDS  # everyone cooling down: try anyway rather than refuse
+
+
+async def test_manual_ignores_cooldown_but_not_capability() -> None:
+    gw = gateway("manual")
+    gw.state.stats("dear:large").open_until = gw.state.clock() + 60
+    assert await order(gw, turnout={"deployment": "dear:large"}) == ["dear:large"]
+    with pytest.raises(errors.BadRequestError, match="not available"):
+        await decide(gw, tools=TOOLS, turnout={"deployment": "cheap:small"})

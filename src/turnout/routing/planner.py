@@ -160,7 +160,8 @@ class Planner:
         if not able:
             raise _nothing_fits(route, dropped)
         usable = self.state.usable
-        eligible = [c for c in able if usable(c.id)]
+        # manual: the caller named the deployment; a cooldown is not ours to overrule it with
+        eligible = able if name == "manual" else [c for c in able if usable(c.id)]
         if not eligible:
             eligible = able  # all cooling down: try them anyway rather than refuse
         elif len(eligible) < len(able):
