@@ -172,3 +172,14 @@ def test_unknown_task_label_is_a_config_error(fake_url: str) -> None:
                 }
             )
         )
+
+
+def test_embeddings_are_unit_vectors_close_for_paraphrases(classifier: TaskClassifier) -> None:
+    model = classifier._load()
+    a = model.embed("How do I reverse a linked list in Python?")
+    b = model.embed("Write a python function that reverses a linked list")
+    c = model.embed("What is the capital of France?")
+    assert a.shape == (384,) and abs(float(a @ a) - 1) < 1e-5
+    assert float(a @ b) > 0.8 and float(a @ c) < 0.2
+    long = model.embed("word " * 5000)  # cut to head and tail, not an error
+    assert long.shape == (384,)

