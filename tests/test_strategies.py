@@ -314,3 +314,16 @@ async def test_manual_ignores_cooldown_but_not_capability() -> None:
     assert await order(gw, turnout={"deployment": "dear:large"}) == ["dear:large"]
     with pytest.raises(errors.BadRequestError, match="not available"):
         await decide(gw, tools=TOOLS, turnout={"deployment": "cheap:small"})
+
+
+async def test_drop_params_keeps_a_model_without_the_capability() -> None:
+    config = {
+        "providers": {"cheap": {"host": "custom", "base_url": "http://127.0.0.1:9/v1"}},
+        "models": MODELS,
+        "routes": [{"name": "r", "deployments": ["cheap:small"]}],
+        "drop_params": True,
+    }
+    gw = Gateway(Config.model_validate(config))
+    assert await order(gw, tools=TOOLS) == ["cheap:small"]
+    with pytest.raises(errors.BadRequestError, match="drop_params: true"):
+        await decide(gateway(deployments=["cheap:small"]), tools=TOOLS)

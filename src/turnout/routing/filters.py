@@ -97,8 +97,9 @@ def request_needs(request: ChatRequest) -> Needs:
 
 def capability_filter(d: Deployment, request: ChatRequest, needs: Needs) -> str | None:
     """Drop deployments whose catalogue entry lacks a capability the request uses. A model
-    the catalogue does not know is kept: its capabilities are unknown, not absent."""
-    if not needs.capabilities or d.entry is None:
+    the catalogue does not know is kept: its capabilities are unknown, not absent; so is one
+    with ``drop_params``, whose adapter drops what the model cannot take."""
+    if not needs.capabilities or d.entry is None or d.drop_params:
         return None
     missing = needs.capabilities - d.entry.capabilities
     if missing:

@@ -204,4 +204,6 @@ def _nothing_fits(route: Route, dropped: list[tuple[str, str]]) -> BadRequestErr
     message = f"no deployment of '{route.name}' can serve this request: {reasons}"
     if all(why.startswith("context window") for _, why in dropped):
         return ContextWindowExceededError(message)
+    if any(why.endswith(" support") for _, why in dropped):
+        message += " (remove the field, use another model, or set drop_params: true)"
     return BadRequestError(message, code="no_capable_deployment")
