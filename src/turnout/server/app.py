@@ -56,21 +56,28 @@ def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
     }
 
 
-def _apply_strategy_header(request: Request, chat: ChatRequest) -> ChatRequest:
+def _routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> ChatRequest:
     """``x-turnout-strategy`` overrides the route's strategy (a body ``turnout.strategy``
-    wins over the header)."""
+    wins over the header); the gateway key is the caller of sticky A/B splits unless the body
+    names one (``turnout.caller`` or ``user``)."""
     name = request.headers.get("x-turnout-strategy")
-    if not name:
+    update: dict[str, str] = {}
+    if name:
+        name = name.strip().lower()
+        if name not in STRATEGIES:
+            raise BadRequestError(
+                f"x-turnout-strategy: unknown strategy '{name}' (one of: {', '.join(STRATEGIES)})",
+                param="x-turnout-strategy",
+            )
+        update["strategy"] = name
+    if caller is not None and chat.user is None:
+        update["caller"] = caller
+    if not update:
         return chat
-    name = name.strip().lower()
-    if name not in STRATEGIES:
-        raise BadRequestError(
-            f"x-turnout-strategy: unknown strategy '{name}' (one of: {', '.join(STRATEGIES)})",
-            param="x-turnout-strategy",
-        )
     hints = chat.turnout or RoutingHints()
-    if hints.strategy is None:
-        chat.turnout = hints.model_copy(update={"strategy": name})
+    update = {k: v for k, v in update.items() if getattr(hints, k) is None}
+    if update:
+        chat.turnout = hints.model_copy(update=update)
     return chat
 
 
@@ -95,7 +102,7 @@ async def chat_completions(request: Request) -> Response:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    chat = _apply_strategy_header(request, parse_request(obj))
+    chat = _routing_hints(request, parse_request(obj), key.id if key is not None else None)
     meter = Meter(request, key, chat.model, bool(chat.stream))
     try:
         await meter.admit()
