@@ -83,12 +83,15 @@ def test_chat_no_stream_and_models(tmp_path: Path, fake: FakeOpenAI, fake_url: s
         "--model",
         "big",
         "--no-stream",
+        "--strategy",
+        "quality",
         cwd=tmp_path,
         env={"ACME_KEY": UPSTREAM_KEY},
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "whole"
-    assert "stream" not in fake.calls[-1]["body"]
+    assert "stream" not in fake.calls[-1]["body"] and "turnout" not in fake.calls[-1]["body"]
+    assert " · quality · " in out.stderr.strip().splitlines()[-1]
     listing = turnout("models", "--config", str(config), cwd=tmp_path, env={"ACME_KEY": "x"})
     assert "acme:acme-large" in listing.stdout and "local:smollm2-135m-instruct" in listing.stdout
     assert "acme-route" in listing.stdout

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, load_config
+from .config import STRATEGIES, Config, load_config
 from .errors import ConfigError, TurnoutError
 
 __all__ = ["main"]
@@ -89,6 +89,9 @@ async def _chat(args: argparse.Namespace) -> int:
         request["max_tokens"] = args.max_tokens
     if args.temperature is not None:
         request["temperature"] = args.temperature
+    hints = {k: v for k, v in (("strategy", args.strategy), ("priority", args.priority)) if v}
+    if hints:
+        request["turnout"] = hints
     started = time.perf_counter()
     try:
         if args.no_stream:
@@ -110,7 +113,7 @@ async def _chat(args: argparse.Namespace) -> int:
         cost = gateway.cost(served)
         usage = served.usage
         print(
-            f"[{served.provider} · {served.model} · ttft "
+            f"[{served.provider} · {served.model} · {served.strategy or 'priority'} · ttft "
             f"{f'{ttft:.2f}s' if ttft is not None else 'n/a'} · total {total:.2f}s · "
             f"tokens {usage.prompt_tokens} in / {usage.completion_tokens} out · "
             f"cost {f'${cost:.6f}' if cost is not None else 'unknown'}"
@@ -271,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    chat.add_argument("--strategy", choices=STRATEGIES, help="how the route orders its deployments")
+    chat.add_argument(
+        "--priority",
+        choices=["speed", "quality", "cost", "balanced"],
+        help="what --strategy auto optimises for",
+    )
     chat.set_defaults(func=cmd_chat)
 
     bench = sub.add_parser(
