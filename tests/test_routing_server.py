@@ -105,3 +105,26 @@ def test_debug_log_lists_candidates_and_reasons(
     assert r.status_code == 200 and r.headers["x-turnout-deployment"] == "backup:model-b"
     line = next(m for m in caplog.messages if m.startswith("route chain"))
     assert "primary:model-a (no tools support)" in line and "backup:model-b" in line
+
+
+def test_routing_status_shows_strategy_circuits_and_measurements(
+    serve, fake_url: str, fake: FakeOpenAI
+) -> None:
+    config = make_config(fake_url, models=MODELS, health={"allowed_fails": 1, "cooldown": 60})
+    url = serve(config)
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    fake.then(Fail(500, "boom"), Reply())
+    client.chat.completions.create(model="chain", messages=HI)
+    status = httpx.get(url + "/api/routing").json()
+    chain = next(r for r in status["routes"] if r["name"] == "chain")
+    assert chain == {
+        "name": "chain",
+        "strategy": "priority",
+        "deployments": ["primary:model-a", "backup:model-b"],
+    }
+    primary = status["deployments"]["primary:model-a"]
+    assert primary["circuit"] == "open" and 59 < primary["cooldown_remaining_s"] <= 60
+    assert primary["failures"] == 1 and primary["last_error"] == "server"
+    backup = status["deployments"]["backup:model-b"]
+    assert backup["circuit"] == "closed" and backup["samples"] == 1
+    assert backup["latency_ms"] > 0 and backup["in_flight"] == 0

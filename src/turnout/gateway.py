@@ -121,6 +121,21 @@ class Gateway:
         await adapter.load(local)
         return True
 
+    def routing_status(self) -> dict[str, Any]:
+        """Each route's strategy and deployments, and what the gateway has measured of every
+        deployment it has used: circuit state, cooldown, moving-average TTFT and latency."""
+        now = self.state.now()
+        routes = [
+            {
+                "name": r.name,
+                "strategy": r.strategy or self.config.routing.default_strategy,
+                "deployments": [c.id for c in r.candidates],
+            }
+            for r in self.router.routes()
+        ]
+        deployments = {d: s.describe(now) for d, s in sorted(self.state.snapshot().items())}
+        return {"routes": routes, "deployments": deployments}
+
     def cost(self, result: ChatResult | ChatStream) -> float | None:
         """USD for a finished request from the catalogue's prices; None when unknown."""
         entry = self.catalogue.get(result.deployment)

@@ -63,6 +63,24 @@ class DeploymentStats:
             return "half_open"
         return "open" if self.open_until > 0 else "closed"
 
+    def describe(self, now: float) -> dict[str, object]:
+        """A JSON-ready view (times in milliseconds and seconds) for status endpoints."""
+        cooling = max(0.0, self.open_until - now) if self.open_until else 0.0
+        circuit = self.circuit
+        if circuit == "open" and not cooling:
+            circuit = "half_open"  # the cooldown is over: the next request is the probe
+        return {
+            "circuit": circuit,
+            "cooldown_remaining_s": round(cooling, 3),
+            "in_flight": self.in_flight,
+            "ttft_ms": None if self.ttft is None else round(self.ttft * 1000, 1),
+            "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
+            "samples": self.samples,
+            "successes": self.successes,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
+
 
 class LiveState(Protocol):
     """The store strategies read and the executor writes. Reads never wait on I/O."""
@@ -99,6 +117,10 @@ class LiveState(Protocol):
         ...
 
     def snapshot(self) -> dict[str, DeploymentStats]: ...
+
+    def now(self) -> float:
+        """The state's clock (what ``open_until`` is measured on)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -199,6 +221,9 @@ class MemoryState:
 
     def snapshot(self) -> dict[str, DeploymentStats]:
         return dict(self._stats)
+
+    def now(self) -> float:
+        return self.clock()
 
     def __iter__(self) -> Iterator[tuple[str, DeploymentStats]]:
         return iter(self._stats.items())

@@ -176,6 +176,12 @@ async def list_models(request: Request) -> Response:
     return _json({"object": "list", "data": data})
 
 
+async def routing_status(request: Request) -> Response:
+    await authorize(request)
+    gateway: Gateway = request.app.state.gateway
+    return _json(gateway.routing_status())
+
+
 async def health(request: Request) -> Response:
     state = request.app.state
     return _json(
@@ -260,6 +266,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
         ],
         exception_handlers={
