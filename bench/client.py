@@ -241,7 +241,10 @@ async def open_loop(
         conn = None
         while idle and conn is None:
             candidate = idle.pop()
-            conn = candidate if candidate.usable else None
+            if candidate.usable:
+                conn = candidate
+            else:
+                open_count -= 1  # the server closed it while idle
         try:
             if conn is None:
                 if open_count >= max_conns:

@@ -181,6 +181,7 @@ async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path)
                     _log(
                         f"  {name}: offered {s['offered_rps']:>7} achieved {s['achieved_rps']:>7}"
                         f" errors {s['error_rate']:.2%} p50 {s['p50_ms']} ms p99 {s['p99_ms']} ms"
+                        + (f" {s['errors']}" if s["errors"] else "")
                     )
 
                 with _PeakRss(proc) as peak:
