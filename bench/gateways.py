@@ -140,7 +140,16 @@ def _spawn(name: str, argv: list[str], port: int, log_dir: Path, env: dict[str, 
 
 
 def _wait_ready(proc: Proc, path: str, started: float, timeout: float = 120.0) -> None:
-    """Poll ``path`` until it answers 200; record seconds since ``started``."""
+    """Poll ``path`` until it answers 200; record seconds since ``started``. A process that
+    never gets ready is stopped before the error is raised (no orphan keeps burning CPU)."""
+    try:
+        _poll_ready(proc, path, started, timeout)
+    except BaseException:
+        proc.stop()
+        raise
+
+
+def _poll_ready(proc: Proc, path: str, started: float, timeout: float) -> None:
     url = f"http://127.0.0.1:{proc.port}{path}"
     deadline = started + timeout
     while time.perf_counter() < deadline:
