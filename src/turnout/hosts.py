@@ -17,7 +17,7 @@ __all__ = ["HOSTS", "Host", "get_host"]
 class Host:
     name: str
     wire_api: str
-    """Adapter module that speaks to it: ``openai_chat`` or ``local`` (more come later)."""
+    """Adapter module that speaks to it: ``openai_chat``, ``bedrock_converse``, ``local``, ..."""
     base_url: str = ""
     """May hold ``{placeholders}`` filled from the provider's ``settings`` (and ``{model}``)."""
     path: str = "/chat/completions"
@@ -92,10 +92,15 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
     Host(
         "blaxel",
         "openai_chat",
-        "https://run.blaxel.ai/{workspace}/models/{model}/v1",
+        "{run_url}/{workspace}/models/{model}/v1",
         key_env="BL_API_KEY",
         auth_header="X-Blaxel-Authorization",
         headers={"X-Blaxel-Workspace": "{workspace}"},
+        # control_url: the control API that `turnout models --provider` and key health use
+        settings_defaults={
+            "run_url": "https://run.blaxel.ai",
+            "control_url": "https://api.blaxel.ai/v0",
+        },
         settings_env={"workspace": "BL_WORKSPACE"},
     ),
     Host("modal", "openai_chat", "", key_env="MODAL_API_KEY", key_required=False),
@@ -104,7 +109,24 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
 
 _LOCAL = Host("local", "local", key_required=False)
 
-HOSTS: Mapping[str, Host] = {h.name: h for h in (*_OPENAI_COMPATIBLE, _LOCAL)}
+_BEDROCK = Host(
+    "bedrock",
+    "bedrock_converse",
+    "https://bedrock-runtime.{region}.amazonaws.com",
+    key_env="AWS_BEARER_TOKEN_BEDROCK",
+    # A Bedrock API key (Bearer) is optional: without one, requests are SigV4-signed with the
+    # access key pair below.
+    key_required=False,
+    settings_defaults={"region": "us-east-1"},
+    settings_env={
+        "region": "AWS_REGION",
+        "access_key_id": "AWS_ACCESS_KEY_ID",
+        "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "session_token": "AWS_SESSION_TOKEN",
+    },
+)
+
+HOSTS: Mapping[str, Host] = {h.name: h for h in (*_OPENAI_COMPATIBLE, _LOCAL, _BEDROCK)}
 
 
 def get_host(name: str) -> Host | None:

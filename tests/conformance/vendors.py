@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fakes.bedrock_upstream import FakeBedrock
 from ..fakes.openai_upstream import FakeOpenAI
 from ..fakes.script import FakeUpstream
 
@@ -40,6 +41,17 @@ def _openai_json(body: dict[str, Any]) -> bool:
 
 LOCAL_ONLY = "the embedded model has no upstream to script"
 
+# Bedrock signs with SigV4: the fake knows this key pair and recomputes every signature.
+AWS_KEY_ID = "AKIDCONFORMANCE0001"
+
+
+def _bedrock_json(body: dict[str, Any]) -> bool:
+    # Converse has no bare JSON mode: json_object is asked for in a system block.
+    return "outputConfig" in body or any(
+        "JSON" in b.get("text", "") for b in body.get("system", [])
+    )
+
+
 VENDORS: list[Vendor] = [
     Vendor(
         name="openai_chat",
@@ -62,5 +74,16 @@ VENDORS: list[Vendor] = [
             "mid_stream": LOCAL_ONLY,
             "timeout": LOCAL_ONLY,
         },
+    ),
+    Vendor(
+        name="bedrock_converse",
+        make_fake=lambda: FakeBedrock(credentials={AWS_KEY_ID: KEY}),
+        provider=lambda url: {
+            "host": "bedrock",
+            "base_url": url,
+            "settings": {"access_key_id": AWS_KEY_ID, "secret_access_key": KEY},
+        },
+        model="anthropic.claude-3-haiku-20240307-v1:0",
+        asks_json=_bedrock_json,
     ),
 ]

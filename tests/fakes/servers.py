@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -18,10 +19,11 @@ def free_port() -> int:
 
 
 class AiohttpThread:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ssl_context = ssl_context
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -30,7 +32,7 @@ class AiohttpThread:
         asyncio.set_event_loop(self._loop)
         self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()
@@ -38,7 +40,8 @@ class AiohttpThread:
         for task in pending:
             task.cancel()
         self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.run_until_complete(self._runner.cleanup())
+        if self.ssl_context is None:
+            self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 
     def start(self) -> AiohttpThread:
@@ -46,7 +49,13 @@ class AiohttpThread:
         self._ready.wait(10)
         return self
 
+    async def _close_tls(self) -> None:
+        await self._runner.cleanup()
+
     def stop(self) -> None:
+        if self.ssl_context is not None:
+            # TLS connections need loop turns to shut down: close them while the loop runs.
+            asyncio.run_coroutine_threadsafe(self._close_tls(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

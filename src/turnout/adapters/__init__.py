@@ -36,6 +36,7 @@ class Adapter(Protocol):
 _MODULES = {
     "openai_chat": ("openai_chat", "OpenAIChatAdapter"),
     "local": ("local", "LocalAdapter"),
+    "bedrock_converse": ("bedrock_converse", "BedrockConverseAdapter"),
 }
 
 

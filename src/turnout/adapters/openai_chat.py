@@ -215,6 +215,10 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
     if d.api_key and d.api_key in message:
         message = message.replace(d.api_key, d.key_hint)
+    if status == 403 and "not allowed on sandbox model" in message.lower():
+        from ..blaxel import sandbox_error
+
+        return sandbox_error(message, d.provider, d.model, d.settings.get("workspace"))
     return from_status(
         status, message, headers=headers, provider=d.provider, model=d.model, code=code
     )

@@ -4,6 +4,7 @@ serialise; every error leaves in the OpenAI error shape with its status code."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,11 +19,18 @@ from starlette.routing import Route
 
 from ..accounting import Accounting, database_url
 from ..config import STRATEGIES
-from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    TurnoutError,
+)
 from ..gateway import Gateway, parse_request
+from ..keyhealth import KeyMonitor
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
-from .admin import admin_routes
+from .admin import admin_routes, presented_key
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, result_body
 
@@ -182,6 +190,21 @@ async def routing_status(request: Request) -> Response:
     return _json(gateway.routing_status())
 
 
+async def provider_keys(request: Request) -> Response:
+    """Key health per provider, as last checked by the background monitor. Behind the master
+    key when one is set (gateway keys may not see it)."""
+    master: str | None = request.app.state.master_key
+    if master is not None:
+        token = presented_key(request)
+        if token is None:
+            raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
+        if not hmac.compare_digest(token.encode(), master.encode()):
+            raise PermissionDeniedError("provider key health needs the master key")
+    monitor = request.app.state.key_monitor
+    data = [s.to_json() for s in monitor.snapshot()] if monitor is not None else []
+    return _json({"object": "list", "data": data})
+
+
 async def health(request: Request) -> Response:
     state = request.app.state
     return _json(
@@ -250,12 +273,15 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             tasks.append(asyncio.create_task(_preload_classifier(app, gateway)))
         if accounting is not None:
             await accounting.start()
+        if app.state.key_monitor is not None:
+            tasks.append(asyncio.create_task(app.state.key_monitor.run()))
         try:
             yield
         finally:
             for task in tasks:
                 if not task.done():
                     task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if accounting is not None:
                 await accounting.aclose()
             await gateway.aclose()
@@ -265,6 +291,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
+            Route("/api/models/providers", provider_keys, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
@@ -285,6 +312,11 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     app.state.started = time.monotonic()
     app.state.local_status = "not loaded"
     app.state.classifier_status = "not used"
+    app.state.key_monitor = (
+        KeyMonitor(config, gateway.catalogue, gateway.adapters.http)
+        if config.key_health.enabled
+        else None
+    )
     return app
 
 

@@ -1,0 +1,430 @@
+"""AWS Bedrock Converse / ConverseStream wire API (``bedrock-runtime``, 2023-09-30).
+
+Translation is pure functions (``to_body``, ``from_response``, ``parse_event``, and
+``map_error`` from ``bedrock_aws``); ``BedrockConverseAdapter`` is the thin network edge.
+Requests carry a Bedrock API key as a Bearer token or a SigV4 signature (``bedrock_aws``); the
+binary ``application/vnd.amazon.eventstream`` reply is framed and CRC-checked by botocore's own
+``EventStreamBuffer`` (no need for a decoder of our own). botocore is the ``bedrock`` extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+
+from ..config import TimeoutsConfig
+from ..deployment import Deployment
+from ..errors import (
+    BadRequestError,
+    UnsupportedParameterError,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
+)
+from ..http import HttpPool
+from ..types import ChatRequest, ChatResult, StreamEvent
+from .bedrock_aws import authorise, botocore, map_error
+from .bedrock_response import StreamState, from_response, loads, malformed, parse_event
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "BedrockConverseAdapter",
+    "StreamState",
+    "from_response",
+    "map_error",
+    "parse_event",
+    "to_body",
+    "to_request",
+]
+
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+# --- pure translation: request -------------------------------------------------------------
+
+# OpenAI fields Converse can honour; anything else is a 400 unless drop_params.
+_SUPPORTED = frozenset(
+    [
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "user",
+        "n",
+    ]
+)
+# Converse's own top-level fields, passed through verbatim when a caller sends them.
+_PASSTHROUGH = frozenset(
+    [
+        "additionalModelRequestFields",
+        "additionalModelResponseFieldPaths",
+        "guardrailConfig",
+        "performanceConfig",
+        "requestMetadata",
+        "serviceTier",
+        "promptVariables",
+    ]
+)
+_IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
+_JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
+
+
+def _unsupported(field: str, d: Deployment, why: str = "") -> UnsupportedParameterError:
+    return UnsupportedParameterError(
+        f"'{field}' is not supported by Bedrock Converse{why}; remove it, route the request "
+        "elsewhere, or set drop_params",
+        provider=d.provider,
+        model=d.model,
+        param=field,
+    )
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def _image(url: str, where: str, d: Deployment) -> dict[str, Any]:
+    if url.startswith("data:"):
+        meta, sep, data = url[5:].partition(",")
+        mime, _, encoding = meta.partition(";")
+        fmt = _IMAGE_FORMATS.get(mime.removeprefix("image/"))
+        if not sep or encoding != "base64" or fmt is None:
+            raise BadRequestError(
+                f"{where}: images must be base64 data URLs of png, jpeg, gif or webp",
+                provider=d.provider,
+                model=d.model,
+                param=where,
+            )
+        try:
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError(
+                f"{where}: the image data is not valid base64", param=where
+            ) from None
+        return {"image": {"format": fmt, "source": {"bytes": data}}}
+    if url.startswith("s3://"):
+        fmt = _IMAGE_FORMATS.get(url.rsplit(".", 1)[-1].lower())
+        if fmt is None:
+            raise BadRequestError(
+                f"{where}: cannot tell the image format of {url!r} from its extension",
+                param=where,
+            )
+        return {"image": {"format": fmt, "source": {"s3Location": {"uri": url}}}}
+    raise _unsupported(
+        f"{where} (image URL)", d, ": Bedrock takes images as base64 data URLs or s3:// URIs"
+    )
+
+
+def _user_blocks(content: Any, where: str, d: Deployment) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for n, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text":
+            if part["text"]:
+                blocks.append({"text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_image(part["image_url"]["url"], f"{where}.content[{n}]", d))
+        elif not d.drop_params:
+            raise _unsupported(f"{where}.content[{n}] ({kind})", d)
+    return blocks
+
+
+def _tool_input(arguments: str, where: str, d: Deployment) -> Any:
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        raise BadRequestError(
+            f"{where}: tool call arguments are not valid JSON",
+            provider=d.provider,
+            model=d.model,
+            param=where,
+        ) from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _messages(
+    raw: list[dict[str, Any]], d: Deployment
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """Converse ``system`` blocks, alternating ``messages``, and the tool names used in them."""
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        role = m["role"]
+        if role in ("system", "developer"):
+            text = _text_of(m["content"])
+            if text:
+                system.append({"text": text})
+            continue
+        if role == "user":
+            blocks, turn = _user_blocks(m["content"], where, d), "user"
+        elif role == "tool":
+            result = _text_of(m["content"])
+            blocks = [
+                {
+                    "toolResult": {
+                        "toolUseId": m["tool_call_id"],
+                        "content": [{"text": result or "(empty)"}],
+                    }
+                }
+            ]
+            turn = "user"
+        else:
+            turn = "assistant"
+            text = _text_of(m.get("content"))
+            blocks = [{"text": text}] if text else []
+            for call in m.get("tool_calls") or ():
+                fn = call["function"]
+                used.add(fn["name"])
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call["id"],
+                            "name": fn["name"],
+                            "input": _tool_input(fn["arguments"], f"{where}.tool_calls", d),
+                        }
+                    }
+                )
+        if not blocks:
+            continue  # Converse rejects empty turns; an empty message says nothing anyway
+        if out and out[-1]["role"] == turn:
+            out[-1]["content"].extend(blocks)  # Converse wants roles to alternate
+        else:
+            out.append({"role": turn, "content": blocks})
+    if not out or out[0]["role"] != "user":
+        raise BadRequestError(
+            "Bedrock Converse needs the conversation to start with a user message",
+            provider=d.provider,
+            model=d.model,
+            param="messages",
+        )
+    return system, out, used
+
+
+def _tool_config(body: Mapping[str, Any], used: set[str]) -> dict[str, Any] | None:
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if choice == "none" and not used:
+        return None  # Converse has no "none": leaving the tools out is the same thing
+    specs = [
+        {
+            "toolSpec": {
+                "name": t["function"]["name"],
+                **(
+                    {"description": t["function"]["description"]}
+                    if t["function"].get("description")
+                    else {}
+                ),
+                "inputSchema": {
+                    "json": t["function"].get("parameters") or {"type": "object", "properties": {}}
+                },
+            }
+        }
+        for t in tools
+    ]
+    declared = {s["toolSpec"]["name"] for s in specs}
+    # Converse refuses toolUse/toolResult blocks without a toolConfig: declare what was used.
+    for name in sorted(used - declared):
+        specs.append({"toolSpec": {"name": name, "inputSchema": {"json": {"type": "object"}}}})
+    if not specs:
+        return None
+    config: dict[str, Any] = {"tools": specs}
+    if choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice == "auto":
+        config["toolChoice"] = {"auto": {}}
+    elif isinstance(choice, dict):
+        config["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
+    return config
+
+
+def to_body(request: ChatRequest, d: Deployment) -> dict[str, Any]:
+    """The Converse request body (``modelId`` travels in the URL)."""
+    body = request.to_openai()
+    for key, value in d.params.items():
+        body.setdefault(key, value)
+    for field in sorted(body.keys() - _SUPPORTED - _PASSTHROUGH):
+        if not d.drop_params:
+            raise _unsupported(field, d)
+    if (body.get("n") or 1) > 1 and not d.drop_params:
+        raise _unsupported("n", d, " above 1")
+
+    system, messages, used = _messages(body["messages"], d)
+    out: dict[str, Any] = {"messages": messages}
+
+    inference: dict[str, Any] = {}
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit:
+        inference["maxTokens"] = limit
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if temperature > 1 and not d.drop_params:
+            raise _unsupported("temperature", d, " above 1 (Bedrock takes 0 to 1)")
+        inference["temperature"] = min(temperature, 1.0)
+    if body.get("top_p") is not None:
+        inference["topP"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if inference:
+        out["inferenceConfig"] = inference
+
+    tool_config = _tool_config(body, used)
+    if tool_config:
+        out["toolConfig"] = tool_config
+
+    rf = body.get("response_format") or {}
+    if rf.get("type") == "json_schema" and rf.get("json_schema"):
+        js = rf["json_schema"]
+        schema: dict[str, Any] = {"schema": orjson.dumps(js.get("schema") or {}).decode()}
+        if js.get("name"):
+            schema["name"] = js["name"]
+        if js.get("description"):
+            schema["description"] = js["description"]
+        out["outputConfig"] = {
+            "textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}
+        }
+    elif rf.get("type") == "json_object":
+        # Converse has a JSON-schema output mode but no bare JSON mode: ask in the system prompt.
+        system.append({"text": _JSON_INSTRUCTION})
+    if system:
+        out["system"] = system
+
+    if body.get("user"):
+        out["requestMetadata"] = {"user": str(body["user"])[:256]}
+    for key in _PASSTHROUGH & body.keys():
+        out[key] = body[key]
+    return out
+
+
+def to_request(
+    request: ChatRequest, d: Deployment, *, stream: bool
+) -> tuple[str, dict[str, str], bytes]:
+    """URL, signed headers and JSON body for one upstream call."""
+    body = orjson.dumps(to_body(request, d))
+    # Model ids hold ':' and ARNs hold '/': one path segment, every reserved byte escaped,
+    # as botocore does for the {modelId} label.
+    path = f"/model/{quote(d.model, safe='-._~')}/{'converse-stream' if stream else 'converse'}"
+    url = d.base_url + path
+    headers = {"Content-Type": "application/json", **d.headers}
+    if stream:
+        headers["Accept"] = EVENTSTREAM
+    return url, authorise(url, headers, body, d), body
+
+
+# --- network edge --------------------------------------------------------------------------
+
+
+class BedrockConverseAdapter:
+    wire_api = "bedrock_converse"
+
+    def __init__(self, http: HttpPool) -> None:
+        self._http = http
+
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes, d: Deployment, t: TimeoutsConfig
+    ) -> aiohttp.ClientResponse:
+        import aiohttp
+        from yarl import URL
+
+        try:
+            # encoded=True: the path was escaped and signed as is; it must go out unchanged.
+            return await self._http.session().post(
+                URL(url, encoded=True),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=t.connect, connect=t.connect
+                ),
+            )
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"no connection within {t.connect:g}s",
+                provider=d.provider,
+                model=d.model,
+                code="connect_timeout",
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(
+                f"cannot reach {d.provider}: {type(exc).__name__}: {exc}",
+                provider=d.provider,
+                model=d.model,
+            ) from None
+
+    async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
+        import aiohttp
+
+        url, headers, body = to_request(request, d, stream=False)
+        resp = await self._post(url, headers, body, d, t)
+        try:
+            raw = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(
+                f"connection lost reading the response: {exc}", provider=d.provider, model=d.model
+            ) from None
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise map_error(resp.status, raw, resp.headers, d)
+        result = from_response(loads(raw, d), d)
+        result.id = resp.headers.get("x-amzn-RequestId", "")
+        return result
+
+    async def stream(
+        self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
+    ) -> AsyncIterator[StreamEvent]:
+        import aiohttp
+
+        eventstream = botocore("eventstream")
+        url, headers, body = to_request(request, d, stream=True)
+        resp = await self._post(url, headers, body, d, t)
+        clean = False
+        try:
+            if resp.status >= 400:
+                raise map_error(resp.status, await resp.read(), resp.headers, d)
+            buffer = eventstream.EventStreamBuffer()
+            state = StreamState()
+            async for chunk in resp.content.iter_any():
+                buffer.add_data(chunk)
+                while True:
+                    try:
+                        message = next(buffer)
+                    except StopIteration:
+                        break  # the rest of the message is still on the wire
+                    except eventstream.ParserError as exc:
+                        raise malformed(f"corrupt event stream: {exc}", d) from None
+                    for event in parse_event(message.headers, message.payload, state, d):
+                        yield event
+            clean = True
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise UpstreamConnectionError(
+                f"stream interrupted: {type(exc).__name__}: {exc}",
+                provider=d.provider,
+                model=d.model,
+            ) from None
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()

@@ -1,0 +1,180 @@
+"""Bedrock Converse answers translated: a ``ConverseResponse`` body into a ``ChatResult``, and
+each ConverseStream event-stream message into stream events (exception messages raise)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..deployment import Deployment
+from ..errors import UpstreamServerError
+from ..types import (
+    ChatResult,
+    Choice,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
+from .bedrock_aws import classify
+
+__all__ = [
+    "StreamState",
+    "finish_reason",
+    "from_response",
+    "loads",
+    "malformed",
+    "parse_event",
+    "usage_of",
+]
+
+
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+def finish_reason(stop_reason: str | None) -> str:
+    return _STOP_REASONS.get(stop_reason or "", "stop")
+
+
+def usage_of(raw: Mapping[str, Any] | None) -> Usage:
+    """Converse counts cache reads and writes apart from ``inputTokens``; OpenAI's
+    ``prompt_tokens`` includes them, with the cache reads also in ``cached_tokens``."""
+    if not raw:
+        return Usage()
+    read = int(raw.get("cacheReadInputTokens") or 0)
+    write = int(raw.get("cacheWriteInputTokens") or 0)
+    return Usage(
+        prompt_tokens=int(raw.get("inputTokens") or 0) + read + write,
+        completion_tokens=int(raw.get("outputTokens") or 0),
+        cached_tokens=read,
+    )
+
+
+def malformed(what: str, d: Deployment) -> UpstreamServerError:
+    return UpstreamServerError(f"malformed response: {what}", provider=d.provider, model=d.model)
+
+
+def from_response(obj: Any, d: Deployment) -> ChatResult:
+    """A ChatResult from a ``ConverseResponse`` body."""
+    if not isinstance(obj, dict):
+        raise malformed("not a JSON object", d)
+    message = (obj.get("output") or {}).get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise malformed("no output.message.content list", d)
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in message["content"]:
+        if not isinstance(block, dict):
+            raise malformed("a content block is not an object", d)
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            calls.append(
+                {
+                    "id": use["toolUseId"],
+                    "type": "function",
+                    "function": {
+                        "name": use["name"],
+                        "arguments": orjson.dumps(use.get("input", {})).decode(),
+                    },
+                }
+            )
+        elif "reasoningContent" in block:
+            text = (block["reasoningContent"].get("reasoningText") or {}).get("text")
+            if text:
+                reasoning.append(text)
+    text = "".join(texts)
+    return ChatResult(
+        id=str(obj.get("ResponseMetadata", {}).get("RequestId") or ""),
+        model=d.model,
+        provider=d.provider,
+        choices=[
+            Choice(
+                index=0,
+                content=text if text or not calls else None,
+                tool_calls=calls or None,
+                finish_reason=finish_reason(obj.get("stopReason")),
+                extra={"reasoning_content": "".join(reasoning)} if reasoning else {},
+            )
+        ],
+        usage=usage_of(obj.get("usage")),
+        created=int(time.time()),
+        deployment=d.id,
+    )
+
+
+class StreamState:
+    """What a ConverseStream parser remembers between events: which content blocks are tool
+    calls, and their OpenAI tool-call index."""
+
+    __slots__ = ("tools",)
+
+    def __init__(self) -> None:
+        self.tools: dict[int, int] = {}
+
+
+def parse_event(
+    headers: Mapping[str, Any], payload: bytes, state: StreamState, d: Deployment
+) -> list[StreamEvent]:
+    """Events from one event-stream message; an exception or error message raises."""
+    kind = headers.get(":message-type")
+    if kind == "exception":
+        name = str(headers.get(":exception-type") or "")
+        obj = loads(payload, d) if payload else {}
+        message = (str(obj.get("message") or "") if isinstance(obj, dict) else "") or name
+        raise classify(name[:1].upper() + name[1:], 500, message, {}, d)
+    if kind == "error":
+        code = headers.get(":error-code") or "error"
+        raise UpstreamServerError(
+            f"{code}: {headers.get(':error-message') or 'stream error'}",
+            provider=d.provider,
+            model=d.model,
+        )
+    if kind != "event":
+        raise malformed(f"event-stream message of type {kind!r}", d)
+    event = headers.get(":event-type")
+    obj = loads(payload, d)
+    if not isinstance(obj, dict):
+        raise malformed(f"{event} event is not an object", d)
+    if event == "contentBlockDelta":
+        delta = obj.get("delta") or {}
+        block = int(obj.get("contentBlockIndex") or 0)
+        if "text" in delta:
+            return [TextDelta(delta["text"])] if delta["text"] else []
+        if "toolUse" in delta:
+            index = state.tools.setdefault(block, len(state.tools))
+            return [ToolCallDelta(index, delta["toolUse"].get("input") or "")]
+        return []  # reasoning, citations: not part of the OpenAI answer
+    if event == "contentBlockStart":
+        use = (obj.get("start") or {}).get("toolUse")
+        if use is None:
+            return []
+        index = state.tools.setdefault(int(obj.get("contentBlockIndex") or 0), len(state.tools))
+        return [ToolCallDelta(index, "", use.get("toolUseId"), use.get("name"))]
+    if event == "messageStop":
+        return [Finish(finish_reason(obj.get("stopReason")))]
+    if event == "metadata":
+        return [UsageUpdate(usage_of(obj.get("usage")))]
+    return []  # messageStart, contentBlockStop and events added later
+
+
+def loads(data: bytes, d: Deployment) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise malformed(f"invalid JSON {data[:200]!r}", d) from None
