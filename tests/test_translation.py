@@ -335,25 +335,27 @@ def test_host_base_urls(
     assert body["stream_options"] == {"include_usage": True}
 
 
-def test_ollama_defaults_to_localhost_and_needs_no_key():
-    d = deploy("ollama:llama3.2:3b")
+def test_ollama_openai_defaults_to_localhost_and_needs_no_key():
+    d = deploy("ollama_openai:llama3.2:3b")
     url, headers, body = build(d)
     assert url == "http://localhost:11434/v1/chat/completions"
     assert "Authorization" not in headers
     assert body["model"] == "llama3.2:3b"
 
 
-def test_ollama_endpoint_from_environment_and_optional_key(monkeypatch: pytest.MonkeyPatch):
+def test_ollama_openai_endpoint_from_environment_and_optional_key(
+    monkeypatch: pytest.MonkeyPatch,
+):
     monkeypatch.setenv("OLLAMA_HOST", "http://gpu-box:11434/")
     monkeypatch.setenv("OLLAMA_API_KEY", "ollama-key-0123456789")
-    url, headers, _ = build(deploy("ollama:qwen2.5"))
+    url, headers, _ = build(deploy("ollama_openai:qwen2.5"))
     assert url == "http://gpu-box:11434/v1/chat/completions"
     assert headers["Authorization"] == "Bearer ollama-key-0123456789"
 
 
-def test_ollama_host_without_scheme(monkeypatch: pytest.MonkeyPatch):
+def test_ollama_openai_host_without_scheme(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:11434")
-    url, _, _ = build(deploy("ollama:qwen2.5"))
+    url, _, _ = build(deploy("ollama_openai:qwen2.5"))
     assert url == "http://127.0.0.1:11434/v1/chat/completions"
 
 

@@ -230,6 +230,8 @@ _CONTEXT_HINTS = (
     "context window",
     "prompt is too long",
     "reduce the length",
+    "exceeds the maximum number of tokens",  # Gemini
+    "prompt too long",  # Ollama
 )
 
 

@@ -17,10 +17,12 @@ __all__ = ["HOSTS", "Host", "get_host"]
 class Host:
     name: str
     wire_api: str
-    """Adapter module that speaks to it: ``openai_chat``, ``bedrock_converse``, ``local``, ..."""
+    """Adapter module that speaks to it (``openai_chat``, ``gemini``, ``cohere_chat``,
+    ``ollama_chat``, ``bedrock_converse``, ``local``): a key of ``adapters._MODULES``."""
     base_url: str = ""
     """May hold ``{placeholders}`` filled from the provider's ``settings`` (and ``{model}``)."""
     path: str = "/chat/completions"
+    """Appended to the base URL; native adapters may fill ``{model}`` in it."""
     key_env: str | None = None
     key_required: bool = True
     auth_header: str = "Authorization"
@@ -80,8 +82,10 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
         stream_usage=False,
         body_quirks="mistral",
     ),
+    # The same Ollama server's OpenAI-compatible endpoint; ``ollama`` (below) is the native
+    # API, the default because it reports usage in every stream and takes ``options``.
     Host(
-        "ollama",
+        "ollama_openai",
         "openai_chat",
         "{endpoint}/v1",
         key_env="OLLAMA_API_KEY",
@@ -107,6 +111,29 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
     Host("custom", "openai_chat", "", key_required=False),
 )
 
+_NATIVE: tuple[Host, ...] = (
+    Host(
+        "gemini",
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        path="/models/{model}",
+        key_env="GEMINI_API_KEY",
+        auth_header="x-goog-api-key",
+        auth_prefix="",
+    ),
+    Host("cohere", "cohere_chat", "https://api.cohere.com", path="/v2/chat", key_env="CO_API_KEY"),
+    Host(
+        "ollama",
+        "ollama_chat",
+        "{endpoint}",
+        path="/api/chat",
+        key_env="OLLAMA_API_KEY",
+        key_required=False,
+        settings_defaults={"endpoint": "http://localhost:11434"},
+        settings_env={"endpoint": "OLLAMA_HOST"},
+    ),
+)
+
 _LOCAL = Host("local", "local", key_required=False)
 
 _BEDROCK = Host(
@@ -126,7 +153,9 @@ _BEDROCK = Host(
     },
 )
 
-HOSTS: Mapping[str, Host] = {h.name: h for h in (*_OPENAI_COMPATIBLE, _LOCAL, _BEDROCK)}
+HOSTS: Mapping[str, Host] = {
+    h.name: h for h in (*_OPENAI_COMPATIBLE, *_NATIVE, _LOCAL, _BEDROCK)
+}
 
 
 def get_host(name: str) -> Host | None:

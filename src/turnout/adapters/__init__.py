@@ -37,6 +37,9 @@ _MODULES = {
     "openai_chat": ("openai_chat", "OpenAIChatAdapter"),
     "local": ("local", "LocalAdapter"),
     "bedrock_converse": ("bedrock_converse", "BedrockConverseAdapter"),
+    "gemini": ("gemini", "GeminiAdapter"),
+    "cohere_chat": ("cohere_chat", "CohereChatAdapter"),
+    "ollama_chat": ("ollama_chat", "OllamaChatAdapter"),
 }
 
 

@@ -6,10 +6,9 @@ Translation is pure functions (``to_request``, ``from_response``, ``parse_chunk`
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -19,9 +18,7 @@ from ..deployment import Deployment
 from ..errors import (
     TurnoutError,
     UnsupportedParameterError,
-    UpstreamConnectionError,
     UpstreamServerError,
-    UpstreamTimeoutError,
     from_status,
 )
 from ..http import HttpPool
@@ -38,9 +35,7 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-
-if TYPE_CHECKING:
-    import aiohttp
+from . import edge
 
 __all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
 
@@ -213,8 +208,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
             code = err["code"]
     except orjson.JSONDecodeError:
         message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
-    if d.api_key and d.api_key in message:
-        message = message.replace(d.api_key, d.key_hint)
+    message = edge.redact(message, d)
     if status == 403 and "not allowed on sandbox model" in message.lower():
         from ..blaxel import sandbox_error
 
@@ -233,35 +227,6 @@ class OpenAIChatAdapter:
     def __init__(self, http: HttpPool) -> None:
         self._http = http
 
-    async def _post(
-        self, url: str, headers: dict[str, str], body: bytes, d: Deployment, t: TimeoutsConfig
-    ) -> aiohttp.ClientResponse:
-        import aiohttp
-
-        session = self._http.session()
-        try:
-            return await session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=t.connect, connect=t.connect
-                ),
-            )
-        except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"no connection within {t.connect:g}s",
-                provider=d.provider,
-                model=d.model,
-                code="connect_timeout",
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(
-                f"cannot reach {d.provider}: {type(exc).__name__}: {exc}",
-                provider=d.provider,
-                model=d.model,
-            ) from None
-
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         limit = d.host.stream_above_max_tokens
         if limit is not None and (request.output_limit or 0) > limit:
@@ -274,75 +239,31 @@ class OpenAIChatAdapter:
             )
             return await stream.collect()
         url, headers, body = to_request(request, d, stream=False)
-        import aiohttp
-
-        resp = await self._post(url, headers, body, d, t)
-        try:
-            raw = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(
-                f"connection lost reading the response: {exc}", provider=d.provider, model=d.model
-            ) from None
-        finally:
-            resp.release()
-        if resp.status >= 400:
-            raise map_error(resp.status, raw, resp.headers, d)
-        return from_response(_loads(raw, d), d)
+        return from_response(
+            await edge.post_json(self._http, url, headers, body, d, t, map_error), d
+        )
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
-        import aiohttp
-
         url, headers, body = to_request(request, d, stream=True)
-        resp = await self._post(url, headers, body, d, t)
-        clean = False
-        try:
-            if resp.status >= 400:
-                raise map_error(resp.status, await resp.read(), resp.headers, d)
+        async with edge.open_stream(self._http, url, headers, body, d, t, map_error) as resp:
             if resp.content_type == "application/json":
                 # Some hosts ignore "stream": answer whole; replay it as events.
-                result = from_response(_loads(await resp.read(), d), d)
-                for event in _replay(result):
+                for event in _replay(from_response(edge.loads(await resp.read(), d), d)):
                     yield event
-                clean = True
                 return
             decoder = SSEDecoder()
             async for chunk in resp.content.iter_any():
                 for sse in decoder.feed(chunk):
                     if sse.data == "[DONE]":
-                        clean = True
                         return
-                    for event in parse_chunk(_loads(sse.data, d), d):
+                    for event in parse_chunk(edge.loads(sse.data, d), d):
                         yield event
             for sse in decoder.close():
                 if sse.data != "[DONE]":
-                    for event in parse_chunk(_loads(sse.data, d), d):
+                    for event in parse_chunk(edge.loads(sse.data, d), d):
                         yield event
-            clean = True
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamConnectionError(
-                f"stream interrupted: {type(exc).__name__}: {exc}",
-                provider=d.provider,
-                model=d.model,
-            ) from None
-        except asyncio.CancelledError:
-            raise
-        finally:
-            if clean:
-                resp.release()
-            else:
-                resp.close()
-
-
-def _loads(data: str | bytes, d: Deployment) -> Any:
-    """Upstream JSON (a whole body or one stream event); malformed is the upstream's fault."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamServerError(
-            f"malformed upstream JSON: {data[:200]!r}", provider=d.provider, model=d.model
-        ) from None
 
 
 def _replay(result: ChatResult) -> list[StreamEvent]:

@@ -1,0 +1,111 @@
+"""Pure helpers shared by the native adapters' translations (Gemini, Cohere, Ollama): the
+request as a plain dict with the deployment's defaults, the fields no upstream field can carry,
+content flattening, data URLs and tool-call arguments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from ..deployment import Deployment
+from ..errors import BadRequestError, UnsupportedParameterError
+from ..types import ChatRequest
+
+__all__ = [
+    "IGNORED",
+    "arguments_object",
+    "arguments_text",
+    "data_url",
+    "new_call_id",
+    "request_fields",
+    "take_unsupported",
+    "text_of",
+]
+
+IGNORED = frozenset({"model", "messages", "stream", "stream_options", "user"})
+"""Fields no native adapter forwards and none needs to: routing and streaming are ours, and
+``user`` is an end-user tag the native APIs have no field for (it changes no output)."""
+
+
+def request_fields(request: ChatRequest, d: Deployment) -> dict[str, Any]:
+    """What the caller set, as JSON, with the deployment's ``params`` as defaults."""
+    fields = request.to_openai()
+    for key, value in d.params.items():
+        fields.setdefault(key, value)
+    return fields
+
+
+def take_unsupported(fields: Mapping[str, Any], handled: Iterable[str], d: Deployment) -> None:
+    """Raise for a field this wire API cannot carry, unless the config says to drop it."""
+    left = sorted(set(fields) - IGNORED - set(handled))
+    if left and not d.drop_params:
+        name = left[0]
+        raise UnsupportedParameterError(
+            f"'{name}' is not supported by {d.provider} ({d.host.wire_api}); "
+            "remove it or set drop_params",
+            provider=d.provider,
+            model=d.model,
+            param=name,
+        )
+
+
+def text_of(content: Any) -> str:
+    """Message content (a string or a list of text parts) as one string."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or p.get("refusal") or "" for p in content if isinstance(p, dict))
+
+
+def data_url(url: str, d: Deployment) -> tuple[str, str]:
+    """``(mime type, base64 data)`` from a ``data:`` URL; an http(s) URL cannot be inlined
+    without fetching it, which the gateway does not do on the request path."""
+    head, sep, payload = url.partition(",")
+    if not url.startswith("data:") or not sep or ";base64" not in head:
+        raise UnsupportedParameterError(
+            f"{d.provider} ({d.host.wire_api}) takes images inline only: send the image as a "
+            "base64 data URL (data:image/png;base64,...) rather than a link",
+            provider=d.provider,
+            model=d.model,
+            param="messages",
+        )
+    mime = head[5:].split(";", 1)[0] or "application/octet-stream"
+    return mime, payload
+
+
+def arguments_object(arguments: str, d: Deployment) -> dict[str, Any]:
+    """A canonical tool call's JSON ``arguments`` as the object native APIs want."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise BadRequestError(
+            f"tool call arguments are not valid JSON: {arguments[:100]!r}",
+            provider=d.provider,
+            model=d.model,
+            param="messages",
+        ) from None
+    if not isinstance(value, dict):
+        raise BadRequestError(
+            "tool call arguments must be a JSON object",
+            provider=d.provider,
+            model=d.model,
+            param="messages",
+        )
+    return value
+
+
+def arguments_text(args: Any) -> str:
+    """A native tool call's argument object as the canonical JSON string. One function for
+    whole answers and streams, so both give byte-identical arguments."""
+    return orjson.dumps(args if args is not None else {}).decode()
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
