@@ -38,7 +38,10 @@ from .specs import errors_of
 
 KEY = "AIza-test-gemini-key-0123456789"
 SPEC = "gemini-native.openapi.json"
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/"
+    "PchI7wAAAABJRU5ErkJggg=="
+)
 WEATHER = {
     "type": "function",
     "function": {
