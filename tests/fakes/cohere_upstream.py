@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import Cut, Fail, Hang, Reply, StreamError
-from .scripted import ScriptedFake, words, write_frames
+from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
+from .streams import write_frames
 
 _ids = itertools.count(1)
 TEMPLATE_TOKENS = 180
@@ -91,7 +91,7 @@ def events(reply: Reply) -> list[dict[str, Any]]:
         name, args = reply.tool_call
         out += [
             {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": p}}}
-            for p in words(plan(name))
+            for p in Reply(plan(name)).words
         ]
         call = {
             "id": f"{name}_fake1",
@@ -114,7 +114,7 @@ def events(reply: Reply) -> list[dict[str, Any]]:
                 "delta": {"message": {"content": {"type": "text", "text": ""}}},
             }
         )
-        for piece in words(reply.text):
+        for piece in reply.words:
             out.append(
                 {
                     "type": "content-delta",
@@ -135,18 +135,19 @@ def sse(obj: dict[str, Any]) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
-class FakeCohere(ScriptedFake):
+class FakeCohere(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
-        self.app.router.add_post("/v2/chat", self._chat)
+        self.app.router.add_post("/v2/chat", self.handle)
         self.app.router.add_get("/v1/models", self._models)
 
     async def _models(self, request: web.Request) -> web.Response:
         model = {"name": "command-a-03-2025", "endpoints": ["chat"], "context_length": 256000}
         return web.json_response({"models": [model]})
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body, step = await self.record(request)
+    async def render(
+        self, step: Any, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
         stream = bool(body.get("stream"))
         if isinstance(step, Fail):
             status = 503 if step.status == 529 else step.status

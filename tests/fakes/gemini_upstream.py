@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import Cut, Fail, Hang, Reply, StreamError
-from .scripted import ScriptedFake, words, write_frames
+from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
+from .streams import write_frames
 
 _ids = itertools.count(1)
 
@@ -83,7 +83,7 @@ def chunks(reply: Reply, model: str) -> list[dict[str, Any]]:
     finish reason and final usage on the last chunk."""
     if reply.tool_call:
         return [response([call_part(reply)], model, "STOP", usage(reply))]
-    pieces = words(reply.text) or [""]
+    pieces = reply.words
     out = [response([{"text": p}], model, None, usage(reply, False)) for p in pieces[:-1]]
     out.append(response([{"text": pieces[-1]}], model, "STOP", usage(reply)))
     return out
@@ -103,11 +103,11 @@ def sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\r\n\r\n"
 
 
-class FakeGemini(ScriptedFake):
+class FakeGemini(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
         for version in ("v1beta", "v1"):  # the SDK defaults to v1; the gateway speaks v1beta
-            self.app.router.add_post(f"/{version}/models/{{call}}", self._handle)
+            self.app.router.add_post(f"/{version}/models/{{call}}", self.handle)
             self.app.router.add_get(f"/{version}/models", self._models)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -120,9 +120,10 @@ class FakeGemini(ScriptedFake):
         }
         return web.json_response({"models": [model]})
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def render(
+        self, step: Any, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")
-        body, step = await self.record(request)
         if method not in ("generateContent", "streamGenerateContent"):
             return web.json_response(error_body(404, f"Method {method!r} not found."), status=404)
         if isinstance(step, Fail):

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .script import Cut, Fail, Hang, Reply, StreamError
-from .scripted import ScriptedFake, words, write_frames
+from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
+from .streams import write_frames
 
 NDJSON = "application/x-ndjson"
 
@@ -69,17 +69,17 @@ def lines(reply: Reply, model: str) -> list[dict[str, Any]]:
     """A stream as Ollama sends it: fragments, a tool call whole, then the done line."""
     if reply.tool_call:
         return [event(model, message={"tool_calls": tool_calls(reply)}), done(reply, model)]
-    return [event(model, piece) for piece in words(reply.text)] + [done(reply, model)]
+    return [event(model, piece) for piece in reply.words] + [done(reply, model)]
 
 
 def ndjson(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-class FakeOllama(ScriptedFake):
+class FakeOllama(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
-        self.app.router.add_post("/api/chat", self._chat)
+        self.app.router.add_post("/api/chat", self.handle)
         self.app.router.add_get("/api/tags", self._tags)
 
     async def _tags(self, request: web.Request) -> web.Response:
@@ -93,8 +93,9 @@ class FakeOllama(ScriptedFake):
         }
         return web.json_response({"models": [model]})
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body, step = await self.record(request)
+    async def render(
+        self, step: Any, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
         model = body.get("model", "fake")
         stream = body.get("stream", True)  # Ollama streams unless told not to
         if isinstance(step, Fail):
