@@ -5,6 +5,7 @@ comes back is read right."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from turnout.config import Config
 from turnout.gateway import Gateway
 from turnout.types import TextDelta, ToolCallDelta
 
-from .fakes.gemini_upstream import FakeGemini, chunks, whole
+from .fakes.gemini_upstream import SIGNATURE, FakeGemini, chunks, whole
 from .fakes.script import Cut, Fail, Hang, Reply, StreamError
 from .fakes.servers import AiohttpThread
 from .specs import errors_of
@@ -84,6 +85,8 @@ def test_sdk_parses_whole_answers(fake: FakeGemini, url: str, reply: Reply) -> N
     if reply.tool_call:
         call = (out.function_calls or [])[0]
         assert (call.name, call.args) == ("get_weather", {"city": "Paris"})
+        part = out.candidates[0].content.parts[0]
+        assert base64.b64encode(part.thought_signature).decode() == SIGNATURE
     else:
         assert out.text == reply.text
         assert out.usage_metadata.cached_content_token_count == 4
@@ -225,6 +228,7 @@ async def test_tool_call_round_trip(gw: Gateway, fake: FakeGemini, streamed: boo
         first = await gw.chat(model="g", messages=HI, tools=[WEATHER], tool_choice="required")
     call = (first.choices[0].tool_calls or [])[0]
     assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    assert call["extra_content"] == {"google": {"thought_signature": SIGNATURE}}
     assert first.choices[0].finish_reason == "tool_calls"
     follow_up = [
         *HI,
@@ -237,7 +241,12 @@ async def test_tool_call_round_trip(gw: Gateway, fake: FakeGemini, streamed: boo
     assert body["contents"][1:] == [
         {
             "role": "model",
-            "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+            "parts": [
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                    "thoughtSignature": SIGNATURE,
+                }
+            ],
         },
         {
             "role": "user",
@@ -310,3 +319,48 @@ async def test_timeout_cut_and_in_stream_error(gw: Gateway, fake: FakeGemini) ->
     with pytest.raises(errors.UpstreamServerError, match="the model broke"):
         async for _ in stream:
             pass
+
+
+async def test_thought_signature_survives_the_openai_server_round_trip(
+    url: str, fake: FakeGemini, serve: Any
+) -> None:
+    """An OpenAI client of the gateway gets Gemini's signature as ``extra_content`` (whole and
+    streamed), sends the assistant message back as it got it, and Gemini receives it again."""
+    import openai
+
+    base = serve(config(url))
+    client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+    fake.then(
+        Reply(tool_call=("get_weather", '{"city": "Paris"}')),
+        Reply(tool_call=("get_weather", '{"city": "Oslo"}')),
+        Reply(text="Sunny."),
+    )
+    whole_answer = client.chat.completions.create(model="g", messages=HI, tools=[WEATHER])
+    streamed = list(
+        client.chat.completions.create(model="g", messages=HI, tools=[WEATHER], stream=True)
+    )
+    pieces = [
+        c.choices[0].delta.tool_calls[0]
+        for c in streamed
+        if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert pieces[0].model_extra["extra_content"] == {"google": {"thought_signature": SIGNATURE}}
+    message = whole_answer.choices[0].message
+    assert (
+        message.tool_calls[0].model_extra["extra_content"]["google"]["thought_signature"]
+        == SIGNATURE
+    )
+    follow_up = [
+        *HI,
+        message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"},
+    ]
+    assert (
+        client.chat.completions.create(model="g", messages=follow_up, tools=[WEATHER])
+        .choices[0]
+        .message.content
+        == "Sunny."
+    )
+    sent = fake.calls[-1]["body"]["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == SIGNATURE
+    client.close()

@@ -155,6 +155,8 @@ class ChatStream:
                 call["id"] = call["id"] or event.id
                 call["name"] = call["name"] or event.name
             call["args"].append(event.arguments)
+            if event.extra:
+                call["extra"] = {**call.get("extra", {}), **event.extra}
         elif isinstance(event, Finish):
             acc.finish = event.reason
 
@@ -185,6 +187,7 @@ class ChatStream:
                     "id": call["id"] or f"call_{index}_{n}",
                     "type": "function",
                     "function": {"name": call["name"] or "", "arguments": "".join(call["args"])},
+                    **call.get("extra", {}),
                 }
                 for n, call in sorted(acc.tools.items())
             ]

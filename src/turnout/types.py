@@ -311,6 +311,9 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     choice: int = 0
+    extra: dict[str, Any] | None = None
+    """Provider fields the caller must send back with the call (Gemini's thought signature as
+    ``extra_content``), carried on the first piece and merged into the assembled call."""
 
 
 @dataclass(slots=True)

@@ -67,10 +67,17 @@ def response(
     return out
 
 
+SIGNATURE = "c2lnbmVkLXRob3VnaHQtZmFrZQ=="
+"""Thinking models sign their function calls; the signature must come back next turn."""
+
+
 def call_part(reply: Reply) -> dict[str, Any]:
     assert reply.tool_call is not None
     name, args = reply.tool_call
-    return {"functionCall": {"name": name, "args": orjson.loads(args)}}
+    return {
+        "functionCall": {"name": name, "args": orjson.loads(args)},
+        "thoughtSignature": SIGNATURE,
+    }
 
 
 def whole(reply: Reply, model: str) -> dict[str, Any]:

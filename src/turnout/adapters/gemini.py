@@ -142,14 +142,16 @@ def _contents(
             for call in m.get("tool_calls") or ():
                 fn = call["function"]
                 names[call["id"]] = fn["name"]
-                parts.append(
-                    {
-                        "functionCall": {
-                            "name": fn["name"],
-                            "args": arguments_object(fn["arguments"], d),
-                        }
+                part: dict[str, Any] = {
+                    "functionCall": {
+                        "name": fn["name"],
+                        "args": arguments_object(fn["arguments"], d),
                     }
-                )
+                }
+                signature = _signature(call)
+                if signature:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             add("model", parts)
         elif role == "tool":
             name = names.get(m["tool_call_id"]) or m.get("name")
@@ -163,6 +165,23 @@ def _contents(
                 )
             add("user", [{"functionResponse": {"name": name, "response": _result(content)}}])
     return contents, system
+
+
+def _signature(call: Mapping[str, Any]) -> str | None:
+    """The thought signature a thinking model attached to its call, as the caller echoes it
+    back in ``extra_content`` (the field Google's own OpenAI-compatible API uses)."""
+    google = (call.get("extra_content") or {}).get("google") or {}
+    value = google.get("thought_signature")
+    return value if isinstance(value, str) else None
+
+
+def _call_extra(part: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``functionCall`` part's thought signature, to be sent back with the call (thinking
+    models refuse a follow-up turn whose function calls lost theirs)."""
+    signature = part.get("thoughtSignature")
+    if not signature:
+        return None
+    return {"extra_content": {"google": {"thought_signature": signature}}}
 
 
 def _result(content: Any) -> dict[str, Any]:
@@ -336,6 +355,7 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
                             "name": call.get("name", ""),
                             "arguments": arguments_text(call.get("args")),
                         },
+                        **(_call_extra(part) or {}),
                     }
                 )
             elif isinstance(part.get("text"), str):
@@ -397,6 +417,7 @@ def parse_chunk(obj: Any, d: Deployment, state: StreamState) -> list[StreamEvent
                         id=call.get("id") or new_call_id(),
                         name=call.get("name", ""),
                         choice=index,
+                        extra=_call_extra(part),
                     )
                 )
             elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):

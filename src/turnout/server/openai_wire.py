@@ -78,6 +78,8 @@ class ChunkWriter:
             if event.name is not None:
                 fn["name"] = event.name
             call["function"] = fn
+            if event.extra:
+                call.update(event.extra)
             return self._frame([self._delta(event.choice, {"tool_calls": [call]})])
         if isinstance(event, Finish):
             choice = self._delta(event.choice, {})
