@@ -123,6 +123,19 @@ def test_format_json_and_schema():
     assert "format" not in build(response_format={"type": "text"})[2]
 
 
+def test_nulls_and_no_op_values_are_not_requests():
+    _, _, body = build(n=1, logprobs=False, temperature=None, logit_bias=None, tools=None)
+    assert body == {
+        "model": "llama3.2:3b",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "stream": False,
+    }
+    with pytest.raises(UnsupportedParameterError):
+        build(n=2)
+    with pytest.raises(UnsupportedParameterError):
+        build(logprobs=True)
+
+
 def test_unsupported_fields_and_forced_tool_choice():
     with pytest.raises(UnsupportedParameterError) as info:
         build(logit_bias={"1": 1})

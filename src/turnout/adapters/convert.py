@@ -32,16 +32,27 @@ IGNORED = frozenset({"model", "messages", "stream", "stream_options", "user"})
 
 
 def request_fields(request: ChatRequest, d: Deployment) -> dict[str, Any]:
-    """What the caller set, as JSON, with the deployment's ``params`` as defaults."""
-    fields = request.to_openai()
+    """What the caller set, as JSON, with the deployment's ``params`` as defaults. A field
+    sent as null counts as not sent (native APIs reject nulls where OpenAI shrugs)."""
+    fields = {k: v for k, v in request.to_openai().items() if v is not None}
     for key, value in d.params.items():
         fields.setdefault(key, value)
     return fields
 
 
+_NO_OPS: Mapping[str, Any] = {"n": 1, "logprobs": False}
+"""Values that ask for nothing beyond the default (clients often send them), so refusing
+them would only break those clients."""
+
+
 def take_unsupported(fields: Mapping[str, Any], handled: Iterable[str], d: Deployment) -> None:
-    """Raise for a field this wire API cannot carry, unless the config says to drop it."""
-    left = sorted(set(fields) - IGNORED - set(handled))
+    """Raise for a field this wire API cannot carry, unless the config says to drop it. A
+    field sent as null, or as a value that asks for nothing (``n: 1``), is not a request."""
+    left = sorted(
+        name
+        for name in set(fields) - IGNORED - set(handled)
+        if fields[name] is not None and not (name in _NO_OPS and fields[name] == _NO_OPS[name])
+    )
     if left and not d.drop_params:
         name = left[0]
         raise UnsupportedParameterError(

@@ -1,8 +1,9 @@
 """Google Gemini native wire API: ``generateContent`` and ``streamGenerateContent?alt=sse``.
 
 Translation is pure functions (``to_request``, ``from_response``, ``parse_chunk``, and
-``map_error`` from ``gemini_errors``); ``GeminiAdapter`` is the thin network edge. JSON Schemas (tool parameters,
-``response_format``) are converted to Gemini's ``Schema`` subset by ``to_gemini_schema``.
+``map_error`` from ``gemini_errors``); ``GeminiAdapter`` is the thin network edge. JSON
+Schemas (tool parameters, ``response_format``) are converted to Gemini's ``Schema`` subset by
+``to_gemini_schema``.
 Tool calls and their results are paired by function name and order, as Gemini does; the ids
 Gemini issues (when it does) are kept, otherwise the gateway makes them.
 """
