@@ -165,6 +165,12 @@ def test_messages_round_trip_with_tool_plan_and_results():
     ]
 
 
+def test_audio_parts_are_refused():
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    with pytest.raises(BadRequestError, match="input_audio"):
+        build(messages=[{"role": "user", "content": [audio]}])
+
+
 # --- answers and streams -----------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import orjson
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import (
+    BadRequestError,
     TurnoutError,
     UnsupportedParameterError,
     UpstreamServerError,
@@ -74,7 +75,7 @@ _HANDLED = frozenset(
 )
 
 
-def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _messages(messages: list[dict[str, Any]], d: Deployment) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         role = m["role"]
@@ -86,6 +87,15 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append({"role": "user", "content": content})
             else:
                 # Cohere v2 takes OpenAI's text and image_url parts as they are.
+                for part in content or ():
+                    if part.get("type") not in ("text", "image_url"):
+                        raise BadRequestError(
+                            f"content part of type '{part.get('type')}' cannot be sent to "
+                            f"{d.provider} (Cohere takes text and images)",
+                            provider=d.provider,
+                            model=d.model,
+                            param="messages",
+                        )
                 out.append({"role": "user", "content": list(content or ())})
         elif role == "assistant":
             msg: dict[str, Any] = {"role": "assistant"}
@@ -130,7 +140,7 @@ def to_request(
     take_unsupported(fields, _HANDLED, d)
     body: dict[str, Any] = {
         "model": d.model,
-        "messages": _messages(fields["messages"]),
+        "messages": _messages(fields["messages"], d),
         "stream": stream,
     }
     body.update({k: fields[k] for k in _SAME if k in fields})
