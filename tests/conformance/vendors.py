@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fakes.bedrock_upstream import FakeBedrock
+from ..fakes.cohere_upstream import FakeCohere
+from ..fakes.gemini_upstream import FakeGemini
+from ..fakes.ollama_upstream import FakeOllama
 from ..fakes.openai_upstream import FakeOpenAI
 from ..fakes.script import FakeUpstream
 
@@ -37,6 +40,18 @@ class Vendor:
 
 def _openai_json(body: dict[str, Any]) -> bool:
     return (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+
+def _gemini_json(body: dict[str, Any]) -> bool:
+    return (body.get("generationConfig") or {}).get("responseMimeType") == "application/json"
+
+
+def _cohere_json(body: dict[str, Any]) -> bool:
+    return (body.get("response_format") or {}).get("type") == "json_object"
+
+
+def _ollama_json(body: dict[str, Any]) -> bool:
+    return body.get("format") is not None
 
 
 LOCAL_ONLY = "the embedded model has no upstream to script"
@@ -85,5 +100,27 @@ VENDORS: list[Vendor] = [
         },
         model="anthropic.claude-3-haiku-20240307-v1:0",
         asks_json=_bedrock_json,
+    ),
+    Vendor(
+        name="gemini",
+        make_fake=FakeGemini,
+        provider=lambda url: {"host": "gemini", "base_url": url + "/v1beta", "api_key": KEY},
+        model="gemini-2.5-flash",
+        asks_json=_gemini_json,
+    ),
+    Vendor(
+        name="cohere_chat",
+        make_fake=FakeCohere,
+        provider=lambda url: {"host": "cohere", "base_url": url, "api_key": KEY},
+        model="command-a-03-2025",
+        asks_json=_cohere_json,
+    ),
+    Vendor(
+        name="ollama_chat",
+        make_fake=FakeOllama,
+        provider=lambda url: {"host": "ollama", "settings": {"endpoint": url}, "api_key": KEY},
+        model="llama3.2:3b",
+        asks_json=_ollama_json,
+        not_applicable={"cached_tokens": "Ollama reports no cached-token count"},
     ),
 ]
