@@ -128,3 +128,14 @@ def test_routing_status_shows_strategy_circuits_and_measurements(
     backup = status["deployments"]["backup:model-b"]
     assert backup["circuit"] == "closed" and backup["samples"] == 1
     assert backup["latency_ms"] > 0 and backup["in_flight"] == 0
+
+
+def test_task_header_when_the_caller_names_the_task(
+    client: openai.OpenAI, fake: FakeOpenAI
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="chain", messages=HI, extra_body={"turnout": {"task": "summarisation"}}
+    )
+    assert raw.headers["x-turnout-task"] == "summarisation"
+    plain = client.chat.completions.with_raw_response.create(model="chain", messages=HI)
+    assert "x-turnout-task" not in plain.headers

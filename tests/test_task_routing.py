@@ -124,6 +124,7 @@ async def test_requests_go_to_the_deployment_for_their_task(
         assert plan.task == task and plan.strategy == "task"
         result = await gw.chat(model="chain", messages=[{"role": "user", "content": prompt}])
         assert result.deployment == deployment and result.strategy == "task"
+        assert result.task == task
     finally:
         await gw.aclose()
 

@@ -68,6 +68,7 @@ class ChatStream:
         self.usage = Usage()
         self.attempts = 1
         self.strategy = ""
+        self.task: str | None = None
         self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
         """Called once when the stream ends, fails or is closed (routing records its health
         and latency here)."""
@@ -210,4 +211,7 @@ class ChatStream:
             deployment=self.deployment,
             time_to_first_token=self.time_to_first_token,
             latency=self.latency,
+            attempts=self.attempts,
+            strategy=self.strategy,
+            task=self.task,
         )

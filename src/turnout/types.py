@@ -286,6 +286,8 @@ class ChatResult:
     attempts: int = 1
     strategy: str = ""
     """The routing strategy that ordered the deployments (for x-turnout-strategy)."""
+    task: str | None = None
+    """The request's task label, when task-aware routing classified it."""
 
     @property
     def text(self) -> str:

@@ -301,6 +301,7 @@ class Executor:
         result, attempts = await self._walk(route, plan, try_one, discard)
         result.attempts = attempts
         result.strategy = plan.strategy
+        result.task = plan.task
         return result
 
     async def stream(
@@ -354,4 +355,5 @@ class Executor:
         stream, attempts = await self._walk(route, plan, try_one, discard)
         stream.attempts = attempts
         stream.strategy = plan.strategy
+        stream.task = plan.task
         return stream

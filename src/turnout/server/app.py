@@ -55,13 +55,16 @@ def error_response(err: TurnoutError) -> Response:
 
 
 def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
-    return {
+    headers = {
         "x-turnout-provider": served.provider,
         "x-turnout-model": served.model,
         "x-turnout-deployment": served.deployment,
         "x-turnout-attempts": str(served.attempts),
         "x-turnout-strategy": served.strategy or "priority",
     }
+    if served.task:
+        headers["x-turnout-task"] = served.task
+    return headers
 
 
 def _routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> ChatRequest:
