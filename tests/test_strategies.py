@@ -155,6 +155,9 @@ async def test_performance_explores_cold_deployments_first() -> None:
         s = gw.state.stats(dep)
         s.latency, s.samples = 0.1, 5
     assert (await order(gw))[0] == "dear:large"  # never measured: try it
+    gw.state.stats("dear:large").in_flight = 3  # already being measured: no stampede
+    assert (await order(gw))[0] != "dear:large"
+    gw.state.stats("dear:large").in_flight = 0
     gw.state.stats("dear:large").samples = 3
     gw.state.stats("dear:large").latency = 9.0
     assert (await order(gw))[0] != "dear:large"

@@ -165,8 +165,8 @@ class Quality:
 
 class Performance:
     """Fastest first by the gateway's own measurements: moving-average TTFT for streams,
-    total latency otherwise. Cold deployments (fewer than ``cold_samples`` measurements) go
-    first so they get measured; a share ``explore`` of decisions puts a random other one
+    total latency otherwise. Cold deployments (fewer than ``cold_samples`` measurements, counting
+    those under way) go first so they get measured; a share ``explore`` of decisions puts a random other one
     first so a measurement that has gone stale is refreshed."""
 
     name = "performance"
@@ -178,8 +178,8 @@ class Performance:
 
         def key(c: Candidate) -> tuple[int, float]:
             s = stats(c.id)
-            if s.samples < cold:
-                return (0, float(s.samples))
+            if s.samples + s.in_flight < cold:  # requests under way count: no cold stampede
+                return (0, float(s.samples + s.in_flight))
             first, second = (s.ttft, s.latency) if stream else (s.latency, s.ttft)
             value = first if first is not None else second
             return (1, value if value is not None else math.inf)
