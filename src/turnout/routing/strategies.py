@@ -165,9 +165,9 @@ class Quality:
 
 class Performance:
     """Fastest first by the gateway's own measurements: moving-average TTFT for streams,
-    total latency otherwise. Cold deployments (fewer than ``cold_samples`` measurements, counting
-    those under way) go first so they get measured; a share ``explore`` of decisions puts a random other one
-    first so a measurement that has gone stale is refreshed."""
+    total latency otherwise. Cold deployments (fewer than ``cold_samples`` measurements,
+    counting those under way) go first so they get measured; a share ``explore`` of decisions
+    puts a random other one first so a measurement that has gone stale is refreshed."""
 
     name = "performance"
 
