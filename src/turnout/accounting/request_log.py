@@ -46,6 +46,7 @@ class RequestLog:
         self._on_drop = on_drop
         self._on_write = on_write
         self._held: list[UsageRecord] = []
+        self._full = asyncio.Event()
         self._last_drop_log = 0.0
         self._unlogged_drops = 0
         self._healthy = True
@@ -67,6 +68,9 @@ class RequestLog:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self._drop(1, "the queue is full (the database is down or slow)")
+            return
+        if self._queue.qsize() >= self._config.batch_size:
+            self._full.set()
 
     def _drop(self, n: int, why: str) -> None:
         self.dropped += n
@@ -105,7 +109,7 @@ class RequestLog:
                     if deleted:
                         log.info("request log: pruned %d record(s) past retention", deleted)
                 next_prune = time.monotonic() + _PRUNE_EVERY
-            rows = [r.row() for r in self._held]
+            rows = [r.values() for r in self._held]
             try:
                 await self._retry(partial(self._db.write_records, rows), "write the request log")
             except Exception:  # a bug, not an outage: retrying would loop forever
@@ -116,23 +120,19 @@ class RequestLog:
             self._held = []
 
     async def _take(self) -> None:
-        """Wait for one record, then gather more until the batch is full or the flush
-        interval has passed. Records move straight into ``_held`` so ``depth`` never
-        misses one in transit."""
+        """Wait for a record, then let more gather until a batch is full or the flush
+        interval has passed, and take up to a batch. The writer wakes once per batch, not
+        once per record (a wake-up per record would cost more than the insert). Records
+        move straight into ``_held`` so ``depth`` never misses one in transit."""
         batch = self._held
         batch.append(await self._queue.get())
-        deadline = asyncio.get_running_loop().time() + self._config.flush_interval
-        while len(batch) < self._config.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            try:
-                async with asyncio.timeout_at(deadline):
-                    batch.append(await self._queue.get())
-            except TimeoutError:
-                break
+        if self._queue.qsize() < self._config.batch_size - 1:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.flush_interval):
+                    await self._full.wait()
+        while len(batch) < self._config.batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
 
     async def _retry(self, step: Callable[[], object], what: str) -> None:
         delay = 0.5
