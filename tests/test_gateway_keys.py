@@ -291,6 +291,9 @@ def test_every_request_is_logged_with_key_cost_and_timings(gw: Gw, fake: FakeOpe
         1,
     )
     assert l1 > 0 and (i1, o1) == (11, 7) and c1 == pytest.approx(COST)
+    with sqlite3.connect(gw.db_path) as conn:
+        (strategy,) = conn.execute("SELECT strategy FROM request_log ORDER BY id").fetchone()
+    assert strategy == "priority"  # the route's strategy, as x-turnout-strategy says
     streamed = rows[1]
     assert streamed[6] == 1 and streamed[8] is not None and streamed[8] <= streamed[9]
     assert streamed[12] == pytest.approx(COST)

@@ -61,6 +61,15 @@ class Gateway:
         self.state: LiveState = MemoryState(
             self.config.health, alpha=self.config.routing.ewma_alpha
         )
+        if self.config.redis_url:
+            from .routing.redis_state import RedisState
+
+            self.state = RedisState(
+                self.config.redis_url,
+                self.config.redis_prefix,
+                self.config.health,
+                alpha=self.config.routing.ewma_alpha,
+            )
         """Live per-deployment stats and circuit breakers (swap for a shared store to let
         several replicas see the same)."""
         self.planner = Planner(self.config.routing, self.state)

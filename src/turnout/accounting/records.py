@@ -68,7 +68,7 @@ def record_result(
         status=error.status_code if error else 200,
         request_id=served.id,
         key_id=key_id,
-        strategy=strategy,
+        strategy=strategy or served.strategy or None,
         provider=served.provider,
         model=served.model,
         deployment=served.deployment,
