@@ -153,9 +153,7 @@ _BEDROCK = Host(
     },
 )
 
-HOSTS: Mapping[str, Host] = {
-    h.name: h for h in (*_OPENAI_COMPATIBLE, *_NATIVE, _LOCAL, _BEDROCK)
-}
+HOSTS: Mapping[str, Host] = {h.name: h for h in (*_OPENAI_COMPATIBLE, *_NATIVE, _LOCAL, _BEDROCK)}
 
 
 def get_host(name: str) -> Host | None:
