@@ -70,8 +70,14 @@ def _figures(results: dict[str, Any], name: str) -> dict[str, float | None]:
     }
 
 
+# Latencies at each gateway's own maximum rate: different rates, so no ratio between them.
+_NO_RATIO = {"p50_ms_w1", "p99_ms_w1", "p50_ms_w2", "p99_ms_w2"}
+
+
 def _ratio(metric: str, turnout: float | None, litellm: float | None) -> float | None:
     if turnout is None or litellm is None or math.isnan(turnout) or math.isnan(litellm):
+        return None
+    if metric in _NO_RATIO:
         return None
     better = METRICS[metric][2]
     if better == "lower":
@@ -199,3 +205,46 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The summary as a Markdown table (for docs/benchmarks.md)."""
+    s = results.get("summary") or summarise(results)
+    m = results["machine"]
+    out = [
+        f"Run of {m['date_utc']} on commit {m['commit']}{' (dirty)' if m['dirty'] else ''}: "
+        f"{m['nproc']} CPUs ({m['cpu']}), Python {m.get('python', '?')}, load average "
+        f"{m['loadavg_start'][0]:.2f} at start and {m.get('loadavg_end', [float('nan')])[0]:.2f} "
+        "at end.",
+        "",
+        "| metric | unit | Turnout | LiteLLM | Turnout better by | target | met |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for metric, (label, unit, better, target) in METRICS.items():
+        ratio = s["ratios"][metric]
+        want = ""
+        if target is not None:
+            want = f"{'<=' if better == 'lower' else '>='} {target:g}"
+        ratio_check = s["checks"].get(f"ratio:{metric}")
+        if ratio_check:
+            want += f"{', ' if want else ''}>= {ratio_check['target']:g}x"
+        met = [
+            "yes" if c["met"] else "**no**"
+            for c in (s["checks"].get(metric), ratio_check)
+            if c is not None
+        ]
+        out.append(
+            f"| {label.replace('  ', '&nbsp;&nbsp;')} | {unit} | {_fmt(s['turnout'][metric])} | "
+            f"{_fmt(s['litellm'][metric])} | {(_fmt(ratio) + 'x') if ratio else '-'} | "
+            f"{want} | {', '.join(met)} |"
+        )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    import orjson
+
+    loaded = orjson.loads(Path(sys.argv[1]).read_bytes())
+    print(markdown(loaded))
