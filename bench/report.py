@@ -115,7 +115,7 @@ def _fmt(value: Any) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    s = results.get("summary") or summarise(results)
+    s = summarise(results)
     m = results["machine"]
     lines = [
         f"Turnout vs LiteLLM {results.get('versions', {}).get('litellm', '')} - "
@@ -164,7 +164,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    s = results.get("summary") or summarise(results)
+    s = summarise(results)
     names = [n for n in ("turnout", "litellm") if any(v is not None for v in s[n].values())]
     colours = {"turnout": "#1f77b4", "litellm": "#ff7f0e"}
     panels = [
@@ -209,7 +209,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
 
 def markdown(results: dict[str, Any]) -> str:
     """The summary as a Markdown table (for docs/benchmarks.md)."""
-    s = results.get("summary") or summarise(results)
+    s = summarise(results)
     m = results["machine"]
     out = [
         f"Run of {m['date_utc']} on commit {m['commit']}{' (dirty)' if m['dirty'] else ''}: "
