@@ -184,7 +184,7 @@ _PROBES: Mapping[str, Callable[[Deployment], Probe]] = {
     "openai_chat": lambda d: Probe(d.base_url + "/models", _auth(d)),
     "bedrock_converse": _bedrock_probe,
     "anthropic_messages": lambda d: Probe(
-        _join(d.base_url, "/v1", "/models"), {**_auth(d), "anthropic-version": "2023-06-01"}
+        _join(d.base_url, "/v1", "/models"), {"anthropic-version": "2023-06-01", **_auth(d)}
     ),
     "gemini": lambda d: Probe(_join(d.base_url, "/v1beta", "/models"), _auth(d)),
     "cohere_chat": lambda d: Probe(_join(d.base_url, "/v1", "/models"), _auth(d)),
