@@ -361,3 +361,39 @@ def test_cli_models_provider_asks_the_provider(
     err = capsys.readouterr().err
     assert "Incorrect API key provided: ...bad9" in err
     assert BAD not in err
+
+
+async def test_native_hosts_are_checked_against_their_fakes(isolated_env: None) -> None:
+    from turnout.deployment import resolve_deployment
+
+    from .fakes.cohere_upstream import FakeCohere
+    from .fakes.gemini_upstream import FakeGemini
+    from .fakes.ollama_upstream import FakeOllama
+
+    servers = {
+        name: AiohttpThread(make().app).start()
+        for name, make in (("gemini", FakeGemini), ("cohere", FakeCohere), ("ollama", FakeOllama))
+    }
+    try:
+        config = Config.model_validate(
+            {
+                "providers": {
+                    "gemini": {"base_url": servers["gemini"].url + "/v1beta", "api_key": GOOD},
+                    "cohere": {"base_url": servers["cohere"].url, "api_key": GOOD},
+                    "ollama": {"settings": {"endpoint": servers["ollama"].url}},
+                }
+            }
+        )
+        statuses = {s.provider: s for s in await check_keys(config)}
+        gemini = resolve_deployment("gemini:m", config, Catalogue.default())
+        probe = probe_for(gemini)
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert {n: (s.status, s.wire_api) for n, s in statuses.items()} == {
+        "gemini": ("valid", "gemini"),
+        "cohere": ("valid", "cohere_chat"),
+        "ollama": ("valid", "ollama_chat"),
+    }
+    assert all(s.detail and s.detail.endswith("models") for s in statuses.values())
+    assert probe is not None and probe.headers["x-goog-api-key"] == GOOD
