@@ -73,6 +73,7 @@ models:
     output_price: 1.5
     capabilities: [tools, streaming]
     aliases: [qwen]
+    quality: 0.7
 """
 
 
@@ -124,6 +125,8 @@ def test_valid_file_builds_a_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert [d.id for d in route.deployments] == ["openai:gpt-4o-mini", "azure:gpt-4o"]
     assert route.retry.retries == 3
     assert gateway.router.resolve("qwen").deployments[0].id == "mine:qwen-72b"
+    entry = gateway.catalogue.get("qwen")
+    assert entry is not None and entry.quality == 0.7
 
 
 def test_empty_file_gives_defaults(tmp_path: Path):

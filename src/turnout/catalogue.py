@@ -1,19 +1,24 @@
 """The model catalogue: what each model is, costs and can do, and the one parser of model ids.
 
-Capabilities come from here, never from the model's name. The built-in catalogue is small for
-now (the embedded model); users add or override entries under ``models:`` in the config.
+Capabilities come from here, never from the model's name. The curated entries live in
+``data/catalogue.yaml`` (read on first use, never at import); users add or override entries
+under ``models:`` in the config, validated by the same schema (``config.ModelConfig``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import cache
+from importlib import resources
+from typing import Any
 
 from .config import ModelConfig
-from .errors import BadRequestError
+from .errors import BadRequestError, ConfigError
 from .types import Usage
 
-__all__ = ["LOCAL_MODEL_ID", "Catalogue", "ModelEntry", "parse_model_id"]
+__all__ = ["LOCAL_MODEL_ID", "Catalogue", "ModelEntry", "builtin_entries", "parse_model_id"]
 
 LOCAL_MODEL_ID = "local:smollm2-135m-instruct"
 
@@ -42,11 +47,19 @@ class ModelEntry:
     """USD per million input tokens."""
     output_price: float | None = None
     cached_input_price: float | None = None
+    """USD per million input tokens served from the provider's prompt cache; when None,
+    cached tokens are priced as ordinary input."""
     capabilities: frozenset[str] = frozenset({"streaming"})
     aliases: tuple[str, ...] = field(default=())
     quality: float | None = None
     """Relative answer quality in [0, 1] (read by the quality-aware routing strategies);
     None when unknown."""
+    tags: frozenset[str] = frozenset()
+    quality_source: str | None = None
+    price_source: str | None = None
+    price_date: date | None = None
+    price_verified: bool | None = None
+    price_note: str | None = None
 
     def cost(self, usage: Usage) -> float | None:
         """USD for this usage, or None when the catalogue does not know the prices."""
@@ -62,21 +75,63 @@ class ModelEntry:
             + usage.completion_tokens * self.output_price
         ) / 1_000_000
 
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready data (the shape ``GET /api/models`` serves)."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "upstream": self.upstream,
+            "context_window": self.context_window,
+            "max_output": self.max_output,
+            "input_price": self.input_price,
+            "output_price": self.output_price,
+            "cached_input_price": self.cached_input_price,
+            "capabilities": sorted(self.capabilities),
+            "tags": sorted(self.tags),
+            "aliases": list(self.aliases),
+            "quality": self.quality,
+            "quality_source": self.quality_source,
+            "price_source": self.price_source,
+            "price_date": self.price_date.isoformat() if self.price_date else None,
+            "price_verified": self.price_verified,
+            "price_note": self.price_note,
+        }
 
-_BUILTIN: tuple[ModelEntry, ...] = (
-    ModelEntry(
-        id=LOCAL_MODEL_ID,
-        provider="local",
-        upstream="smollm2-135m-instruct",
-        context_window=4096,  # as served (n_ctx); the model itself supports 8192
-        max_output=2048,
-        input_price=0.0,
-        output_price=0.0,
-        cached_input_price=0.0,
-        capabilities=frozenset({"streaming", "json"}),
-        aliases=("smollm2", "local"),
-    ),
-)
+
+def _apply(base: ModelEntry, item: ModelConfig) -> ModelEntry:
+    """``base`` with every field ``item`` sets (a user override touches only what it names)."""
+    changes = item.model_dump(exclude_unset=True, exclude={"id"})
+    for name in ("capabilities", "tags"):
+        if changes.get(name) is not None:
+            changes[name] = frozenset(changes[name])
+        elif name in changes:
+            del changes[name]
+    if "aliases" in changes:
+        changes["aliases"] = tuple(changes["aliases"])
+    return replace(base, **changes)
+
+
+def _from_config(item: ModelConfig) -> ModelEntry:
+    provider, upstream = parse_model_id(item.id)
+    return _apply(ModelEntry(item.id, provider, upstream), item)
+
+
+@cache
+def builtin_entries() -> tuple[ModelEntry, ...]:
+    """The curated catalogue shipped in ``turnout/data/catalogue.yaml``, parsed once."""
+    import yaml
+    from pydantic import ValidationError
+
+    text = resources.files("turnout").joinpath("data/catalogue.yaml").read_text("utf-8")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    rows = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+    entries = []
+    for i, row in enumerate(rows):
+        try:
+            entries.append(_from_config(ModelConfig.model_validate(row)))
+        except ValidationError as exc:
+            raise ConfigError(f"turnout/data/catalogue.yaml: entry {i}: {exc}") from None
+    return tuple(entries)
 
 
 class Catalogue:
@@ -95,24 +150,52 @@ class Catalogue:
 
     @classmethod
     def default(cls, overrides: Iterable[ModelConfig] = ()) -> Catalogue:
-        catalogue = cls(_BUILTIN)
+        """The curated catalogue with the config's ``models:`` entries applied: an entry
+        with a known id changes only the fields it sets; a new id adds a model."""
+        catalogue = cls(builtin_entries())
         for item in overrides:
-            catalogue._add(catalogue._merge(item))
+            base = catalogue._by_id.get(item.id)
+            catalogue._add(_apply(base, item) if base else _from_config(item))
         return catalogue
-
-    def _merge(self, item: ModelConfig) -> ModelEntry:
-        provider, upstream = parse_model_id(item.id)
-        base = self._by_id.get(item.id) or ModelEntry(item.id, provider, upstream)
-        changes = item.model_dump(exclude_unset=True, exclude={"id"})
-        if "capabilities" in changes:
-            changes["capabilities"] = frozenset(changes["capabilities"])
-        if "aliases" in changes:
-            changes["aliases"] = tuple(changes["aliases"])
-        return replace(base, **changes)
 
     def get(self, name: str) -> ModelEntry | None:
         """Look up by id or alias."""
         return self._by_id.get(name) or self._by_id.get(self._alias.get(name, ""))
+
+    def query(
+        self,
+        *,
+        capabilities: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        provider: str | None = None,
+        max_input_price: float | None = None,
+        max_output_price: float | None = None,
+        min_context: int | None = None,
+    ) -> list[ModelEntry]:
+        """Entries that have every capability and tag asked for, from ``provider``, within
+        the price caps (USD per million tokens) and with at least ``min_context`` tokens of
+        context. A model whose price or context is unknown never passes a cap on it."""
+        need_caps, need_tags = frozenset(capabilities), frozenset(tags)
+        out = []
+        for e in self._by_id.values():
+            if not need_caps <= e.capabilities or not need_tags <= e.tags:
+                continue
+            if provider is not None and e.provider != provider:
+                continue
+            if max_input_price is not None and (
+                e.input_price is None or e.input_price > max_input_price
+            ):
+                continue
+            if max_output_price is not None and (
+                e.output_price is None or e.output_price > max_output_price
+            ):
+                continue
+            if min_context is not None and (
+                e.context_window is None or e.context_window < min_context
+            ):
+                continue
+            out.append(e)
+        return out
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._by_id.values())

@@ -258,32 +258,61 @@ async def _provider_models(config: Config, provider: str) -> int:
     return 0
 
 
+def _price(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    import orjson
+
     from .gateway import Gateway
 
     if args.provider:
         return asyncio.run(_provider_models(_config(args), args.provider))
     gateway = Gateway(_config(args))
-    rows = [("NAME", "PROVIDER", "CONTEXT", "MAX OUT", "$/M IN", "$/M OUT", "CAPABILITIES")]
-    for name, entry in gateway.models():
-        if entry is None:
-            rows.append((name, "route", "", "", "", "", ""))
-            continue
+    entries = gateway.catalogue.query(
+        capabilities=args.capability,
+        tags=args.tag,
+        provider=args.by,
+        max_input_price=args.max_input_price,
+        max_output_price=args.max_output_price,
+        min_context=args.min_context,
+    )
+    filters = (args.capability, args.tag, args.by, args.max_input_price, args.max_output_price,
+               args.min_context)  # fmt: skip
+    routes = [] if any(v is not None and v != [] for v in filters) else gateway.router.routes()
+    if args.json:
+        listing = {
+            "models": [e.to_dict() for e in entries],
+            "routes": [
+                {"name": r.name, "deployments": [d.id for d in r.deployments]} for r in routes
+            ],
+        }
+        print(orjson.dumps(listing, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    rows = [
+        ("NAME", "CONTEXT", "MAX OUT", "$/M IN", "$/M OUT", "$/M CACHED", "CAPABILITIES", "TAGS")
+    ]
+    for e in entries:
+        cached = e.cached_input_price if e.cached_input_price is not None else e.input_price
         rows.append(
             (
-                name,
-                entry.provider,
-                str(entry.context_window or ""),
-                str(entry.max_output or ""),
-                "" if entry.input_price is None else f"{entry.input_price:g}",
-                "" if entry.output_price is None else f"{entry.output_price:g}",
-                ",".join(sorted(entry.capabilities)),
+                e.id + ("" if e.price_verified is not False else " *"),
+                str(e.context_window or ""),
+                str(e.max_output or ""),
+                _price(e.input_price),
+                _price(e.output_price),
+                _price(cached),
+                ",".join(sorted(e.capabilities)),
+                ",".join(sorted(e.tags)),
             )
         )
-    for route in gateway.router.routes():
+    for route in routes:
         chain = " -> ".join(d.id for d in route.deployments)
-        rows.append((route.name, "route", "", "", "", "", chain))
-    _table(list(dict.fromkeys(rows)))
+        rows.append((route.name, "", "", "", "", "", "route: " + chain, ""))
+    _table(rows)
+    if any(e.price_verified is False for e in entries):
+        print("* price not confirmed at its source: see `turnout models --json` (price_note)")
     return 0
 
 
@@ -361,11 +390,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-chart", action="store_true", help="write the JSON only")
     bench.set_defaults(func=cmd_bench)
 
-    models = sub.add_parser("models", help="list routes and catalogue models")
+    models = sub.add_parser(
+        "models", help="list the model catalogue (prices in USD per million tokens) and routes"
+    )
     models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     models.add_argument(
         "--provider", "-p", help="ask one provider what it serves (Blaxel: its control API)"
     )
+    models.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        choices=["tools", "vision", "json", "streaming", "reasoning"],
+        help="only catalogue models with this capability (repeatable)",
+    )
+    models.add_argument("--tag", action="append", default=[], help="only models with this tag")
+    models.add_argument("--by", metavar="PROVIDER", help="only this provider's catalogue models")
+    models.add_argument("--max-input-price", type=float, help="USD per million input tokens")
+    models.add_argument("--max-output-price", type=float, help="USD per million output tokens")
+    models.add_argument("--min-context", type=int, help="context window, at least (tokens)")
+    models.add_argument("--json", action="store_true", help="print JSON (every field)")
     models.set_defaults(func=cmd_models)
 
     from .accounting.cli import add_db_commands, add_key_commands

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "STRATEGIES",
     "Config",
     "DeploymentConfig",
+    "Capability",
     "HealthConfig",
     "HedgeConfig",
     "KeyHealthConfig",
@@ -192,8 +194,12 @@ class RouteConfig(_Strict):
         return value
 
 
+Capability = Literal["tools", "vision", "json", "streaming", "reasoning"]
+
+
 class ModelConfig(_Strict):
-    """A catalogue entry added or overridden by the user. Prices in USD per million tokens."""
+    """A catalogue entry added or overridden by the user (and the schema of the built-in
+    catalogue file). Prices in USD per million tokens."""
 
     id: str = Field(min_length=1, description="provider:upstream-model")
     context_window: int | None = Field(default=None, gt=0)
@@ -201,10 +207,19 @@ class ModelConfig(_Strict):
     input_price: float | None = Field(default=None, ge=0)
     output_price: float | None = Field(default=None, ge=0)
     cached_input_price: float | None = Field(default=None, ge=0)
-    capabilities: list[Literal["tools", "vision", "json", "streaming"]] | None = None
+    capabilities: list[Capability] | None = None
     aliases: list[str] = Field(default_factory=list)
+    tags: list[str] | None = None
     quality: float | None = Field(default=None, ge=0, le=1)
     """Relative answer quality in [0, 1], used by quality-aware routing."""
+    quality_source: str | None = None
+    price_source: str | None = None
+    """Where the prices come from (a URL)."""
+    price_date: date | None = None
+    """When the prices were checked."""
+    price_verified: bool | None = None
+    """False when the price could not be confirmed at its source."""
+    price_note: str | None = None
 
 
 class RoutingConfig(_Strict):

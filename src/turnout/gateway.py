@@ -103,7 +103,11 @@ class Gateway:
         req = parse_request(request if request is not None else fields)
         route = self.route_for(req)
         plan = await self.planner.aplan(route, req)
-        return await self.executor.chat(route, req, plan)
+        result = await self.executor.chat(route, req, plan)
+        entry = self.catalogue.get(result.deployment)
+        if entry is not None:
+            result.cost = entry.cost(result.usage)
+        return result
 
     async def stream(
         self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any
@@ -112,7 +116,9 @@ class Gateway:
         req = parse_request(request if request is not None else fields)
         route = self.route_for(req)
         plan = await self.planner.aplan(route, req)
-        return await self.executor.stream(route, req, plan)
+        stream = await self.executor.stream(route, req, plan)
+        stream.entry = self.catalogue.get(stream.deployment)
+        return stream
 
     async def preload(self) -> bool:
         """Load the embedded model now rather than on first use, if it is what a route or the
@@ -146,7 +152,10 @@ class Gateway:
         return {"routes": routes, "deployments": deployments}
 
     def cost(self, result: ChatResult | ChatStream) -> float | None:
-        """USD for a finished request from the catalogue's prices; None when unknown."""
+        """USD for a finished request from the catalogue's prices; None when unknown.
+        (``result.cost`` already holds it for what ``chat`` and ``stream`` return.)"""
+        if result.cost is not None:
+            return result.cost
         entry = self.catalogue.get(result.deployment)
         return entry.cost(result.usage) if entry else None
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TurnoutError, UpstreamServerError, UpstreamTimeoutError
 from .types import (
@@ -24,6 +24,9 @@ from .types import (
     Usage,
     UsageUpdate,
 )
+
+if TYPE_CHECKING:
+    from .catalogue import ModelEntry
 
 __all__ = ["ChatStream", "new_id"]
 
@@ -72,6 +75,8 @@ class ChatStream:
         self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
         """Called once when the stream ends, fails or is closed (routing records its health
         and latency here)."""
+        self.entry: ModelEntry | None = None
+        """The served model's catalogue entry (set by the gateway): prices the usage."""
         self._choices: dict[int, _ChoiceAcc] = {}
         self._pending: list[StreamEvent] = []
         self._done = False
@@ -161,6 +166,11 @@ class ChatStream:
         elif isinstance(event, Finish):
             acc.finish = event.reason
 
+    @property
+    def cost(self) -> float | None:
+        """USD for the usage seen so far (the whole request's once the stream has ended)."""
+        return self.entry.cost(self.usage) if self.entry is not None else None
+
     def _finish(self, error: TurnoutError | None) -> None:
         self._done = True
         callback, self.on_done = self.on_done, None
@@ -214,4 +224,5 @@ class ChatStream:
             attempts=self.attempts,
             strategy=self.strategy,
             task=self.task,
+            cost=self.cost,
         )

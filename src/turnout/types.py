@@ -288,6 +288,9 @@ class ChatResult:
     """The routing strategy that ordered the deployments (for x-turnout-strategy)."""
     task: str | None = None
     """The request's task label, when task-aware routing classified it."""
+    cost: float | None = None
+    """USD from the catalogue's prices and the real usage (cached tokens at the cached rate);
+    None when the model's prices are unknown."""
 
     @property
     def text(self) -> str:

@@ -28,11 +28,13 @@ from ..errors import (
 )
 from ..gateway import Gateway, parse_request
 from ..keyhealth import KeyMonitor
+from ..metrics import Metrics
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes, presented_key
+from .management import management_routes
 from .metering import Meter, authorize
-from .openai_wire import ChunkWriter, error_body, result_body
+from .openai_wire import ChunkWriter, error_body, format_usd, result_body
 
 __all__ = ["create_app"]
 
@@ -64,6 +66,9 @@ def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
     }
     if served.task:
         headers["x-turnout-task"] = served.task
+    # A stream's cost is known only at its end (see ``_frames``); a whole result's now.
+    if isinstance(served, ChatResult) and served.cost is not None:
+        headers["x-turnout-cost-usd"] = format_usd(served.cost)
     return headers
 
 
@@ -127,7 +132,7 @@ async def chat_completions(request: Request) -> Response:
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         return StreamingResponse(
-            _frames(stream, chat.model, include_usage, meter, gateway),
+            _frames(stream, chat.model, include_usage, meter, request.app.state.metrics),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -136,7 +141,8 @@ async def chat_completions(request: Request) -> Response:
                 **meter.headers,
             },
         )
-    await meter.served(result, gateway.cost(result))
+    await meter.served(result, result.cost)
+    _observe(request.app.state.metrics, result)
     return Response(
         result_body(result, chat.model),
         media_type=_JSON,
@@ -147,8 +153,13 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
+def _observe(metrics: Metrics, r: ChatResult | ChatStream) -> None:
+    model = r.deployment.partition(":")[2] or r.model
+    metrics.observe(r.provider, model, r.usage, r.cost, r.time_to_first_token, r.latency)
+
+
 async def _frames(
-    stream: ChatStream, model: str, include_usage: bool, meter: Meter, gateway: Gateway
+    stream: ChatStream, model: str, include_usage: bool, meter: Meter, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     writer = ChunkWriter(stream.id, stream.created, model, include_usage)
     failure: TurnoutError | None = None
@@ -157,19 +168,26 @@ async def _frames(
             frame = writer.event(event)
             if frame:
                 yield frame
-        tail = writer.usage(stream.usage)
+        cost = stream.cost
+        _observe(metrics, stream)
+        tail = writer.usage(stream.usage, cost)
         if tail:
             yield tail
+        if cost is not None:
+            # The stream's cost is known only now, after the headers: an SSE comment (which
+            # every SSE client skips) carries it, as a trailer would.
+            yield b": x-turnout-cost-usd=" + format_usd(cost).encode() + b"\n\n"
         yield _DONE
     except TurnoutError as err:
         # Bytes already went out, so the status is fixed: report in-band, never truncate
         # silently. OpenAI SDKs raise on a chunk that carries "error".
         failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
+        metrics.observe_error(err)
         yield b"data: " + orjson.dumps(error_body(err)) + b"\n\n"
     finally:
         await stream.aclose()
-        meter.stream_closed(stream, gateway.cost(stream), failure)
+        meter.stream_closed(stream, stream.cost, failure)
 
 
 async def list_models(request: Request) -> Response:
@@ -222,6 +240,7 @@ async def health(request: Request) -> Response:
 
 async def _on_turnout_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TurnoutError)
+    request.app.state.metrics.observe_error(exc)
     if exc.status_code >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
     return error_response(exc)
@@ -298,6 +317,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/health", health, methods=["GET"]),
             Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
+            *management_routes(),
         ],
         exception_handlers={
             TurnoutError: _on_turnout_error,
@@ -309,6 +329,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     )
     master = config.server.master_key
     app.state.gateway = gateway
+    app.state.metrics = Metrics()
     app.state.accounting = accounting
     app.state.master_key = master.get_secret_value() if master else None
     app.state.max_body = config.server.max_body_bytes

@@ -10,7 +10,12 @@ import orjson
 from ..errors import AllAttemptsFailedError, TurnoutError
 from ..types import ChatResult, Finish, StreamEvent, TextDelta, ToolCallDelta, Usage, UsageUpdate
 
-__all__ = ["ChunkWriter", "error_body", "result_body"]
+__all__ = ["ChunkWriter", "error_body", "format_usd", "result_body"]
+
+
+def format_usd(cost: float) -> str:
+    """A cost as a plain decimal (never ``1e-07``), to the micro-cent."""
+    return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
 
 
 def result_body(result: ChatResult, public_model: str) -> bytes:
@@ -89,10 +94,15 @@ class ChunkWriter:
             return b""  # usage goes once, at the end (see ``usage``)
         raise TypeError(f"unknown stream event {event!r}")
 
-    def usage(self, usage: Usage) -> bytes:
+    def usage(self, usage: Usage, cost: float | None = None) -> bytes:
+        """The final usage chunk (when the client asked for it), with ``cost_usd`` added
+        when the price is known."""
         if not self._include_usage:
             return b""
-        return self._frame([], usage=usage.to_openai())
+        body = usage.to_openai()
+        if cost is not None:
+            body["cost_usd"] = cost
+        return self._frame([], usage=body)
 
 
 def error_body(err: TurnoutError) -> dict[str, Any]:

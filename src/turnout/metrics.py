@@ -1,0 +1,119 @@
+"""Prometheus metrics of one gateway app: every definition lives here, in a registry of its own
+(never the process-global one), so two apps in one process never mix their counts.
+
+Recording is on the hot path, so each (provider, model) pair's label children are looked up
+once and kept: an observation is a dict hit and a few float additions (about a microsecond).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from .errors import TurnoutError
+    from .types import Usage
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class _Served:
+    """The label children of one (provider, model) pair."""
+
+    __slots__ = ("cached", "input", "latency", "ok", "output", "spend", "ttft")
+
+    def __init__(self, m: Metrics, provider: str, model: str) -> None:
+        self.ok = m.requests.labels(provider, model, "ok")
+        self.ttft = m.ttft.labels(provider, model)
+        self.latency = m.latency.labels(provider, model)
+        self.input = m.tokens.labels(provider, model, "input")
+        self.output = m.tokens.labels(provider, model, "output")
+        self.cached = m.tokens.labels(provider, model, "cached_input")
+        self.spend = m.spend.labels(provider, model)
+
+
+class Metrics:
+    """The gateway's metrics. Other parts of the gateway add theirs here, in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "turnout_requests",
+            "Chat requests answered, by the deployment that served them and outcome.",
+            ["provider", "model", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "turnout_errors",
+            "Requests that ended in an error, by error class and HTTP status.",
+            ["error_class", "status_code", "provider"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "turnout_time_to_first_token_seconds",
+            "Seconds from the request's start to the first content token.",
+            ["provider", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "turnout_request_latency_seconds",
+            "Seconds from the request's start to its last byte from the upstream.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "turnout_tokens",
+            "Tokens billed, by kind (input includes cached_input).",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "turnout_spend_usd",
+            "USD spent, from the catalogue's prices (models with unknown prices add nothing).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self._served: dict[tuple[str, str], _Served] = {}
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        usage: Usage,
+        cost: float | None,
+        ttft: float | None,
+        latency: float | None,
+    ) -> None:
+        """Record one answered request (whole or streamed)."""
+        children = self._served.get((provider, model))
+        if children is None:
+            children = self._served[(provider, model)] = _Served(self, provider, model)
+        children.ok.inc()
+        if ttft is not None:
+            children.ttft.observe(ttft)
+        if latency is not None:
+            children.latency.observe(latency)
+        children.input.inc(usage.prompt_tokens)
+        children.output.inc(usage.completion_tokens)
+        if usage.cached_tokens:
+            children.cached.inc(usage.cached_tokens)
+        if cost:
+            children.spend.inc(cost)
+
+    def observe_error(self, error: TurnoutError) -> None:
+        """Record a request that failed (before or during its answer)."""
+        self.errors.labels(type(error).__name__, str(error.status_code), error.provider or "").inc()
+        if error.provider and error.model:
+            self.requests.labels(error.provider, error.model, "error").inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything in the registry."""
+        return generate_latest(self.registry)

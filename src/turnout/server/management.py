@@ -1,0 +1,274 @@
+"""The management API (``/api/models...``) and ``/metrics``: thin handlers over ``Gateway``
+and ``Catalogue``. Errors leave in the OpenAI error shape, like the rest of the server.
+
+``POST /api/models/stream`` speaks SSE with named events: ``delta`` (``{"text": ...}``), then
+one ``done`` (the same object ``/api/models/generate`` returns) or one ``error``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, get_args
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..config import Capability
+from ..errors import AuthenticationError, BadRequestError, PermissionDeniedError, TurnoutError
+from ..gateway import Gateway, parse_request
+from ..metrics import CONTENT_TYPE_LATEST, Metrics
+from ..streaming import ChatStream
+from ..types import ChatResult, TextDelta
+from .admin import presented_key
+from .openai_wire import error_body
+from .openapi import openapi_document
+
+__all__ = ["management_routes"]
+
+log = logging.getLogger("turnout.server")
+
+CAPABILITIES = frozenset(get_args(Capability))
+TEST_PROMPT = "Reply with the single word: pong"
+_MAX_BODY = 1024 * 1024
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+
+
+def _number(request: Request, name: str, kind: type[float] | type[int]) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadRequestError(
+            f"query parameter '{name}' must be a {kind.__name__}, got {raw!r}", param=name
+        ) from None
+    if value < 0:
+        raise BadRequestError(f"query parameter '{name}' must not be negative", param=name)
+    return value
+
+
+def _many(request: Request, name: str) -> list[str]:
+    """A repeatable parameter: ``?tag=a&tag=b`` or ``?tag=a,b``."""
+    return [v for raw in request.query_params.getlist(name) for v in raw.split(",") if v]
+
+
+async def list_catalogue(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    caps = _many(request, "capability")
+    unknown = sorted(set(caps) - CAPABILITIES)
+    if unknown:
+        raise BadRequestError(
+            f"unknown capability {', '.join(unknown)}: expected one of "
+            f"{', '.join(sorted(CAPABILITIES))}",
+            param="capability",
+        )
+    entries = gateway.catalogue.query(
+        capabilities=caps,
+        tags=_many(request, "tag"),
+        provider=request.query_params.get("provider") or None,
+        max_input_price=_number(request, "max_input_price", float),
+        max_output_price=_number(request, "max_output_price", float),
+        min_context=_number(request, "min_context", int),
+    )
+    return _json({"object": "list", "data": [e.to_dict() for e in entries]})
+
+
+async def _chat_body(request: Request, *, default_prompt: str | None = None) -> dict[str, Any]:
+    """The request body as a chat request: ``model`` plus ``prompt`` (and an optional
+    ``system``) or ``messages``; ``max_tokens`` and ``temperature`` pass through."""
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise BadRequestError(f"request body exceeds {_MAX_BODY} bytes")
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequestError(
+            "'model' is required: a route, catalogue model or provider:model", param="model"
+        )
+    messages = body.get("messages")
+    if messages is None:
+        prompt = body.get("prompt", default_prompt)
+        if not isinstance(prompt, str) or not prompt:
+            raise BadRequestError(
+                "send 'prompt' (a non-empty string) or 'messages'", param="prompt"
+            )
+        messages = [{"role": "user", "content": prompt}]
+        system = body.get("system")
+        if system is not None:
+            if not isinstance(system, str):
+                raise BadRequestError("'system' must be a string", param="system")
+            messages.insert(0, {"role": "system", "content": system})
+    chat: dict[str, Any] = {"model": model, "messages": messages}
+    for name in ("max_tokens", "temperature"):
+        if body.get(name) is not None:
+            chat[name] = body[name]
+    return chat
+
+
+def summary(result: ChatResult, total: float) -> dict[str, Any]:
+    """What generate, test and the stream's ``done`` event report about one request."""
+    ttft = result.time_to_first_token
+    out_tokens = result.usage.completion_tokens
+    gen_time = total - ttft if ttft is not None else total
+    return {
+        "id": result.id,
+        "model": result.model,
+        "provider": result.provider,
+        "deployment": result.deployment,
+        "text": result.text,
+        "finish_reason": result.choices[0].finish_reason if result.choices else None,
+        "usage": result.usage.to_openai(),
+        "cost_usd": result.cost,
+        "attempts": result.attempts,
+        "timings": {
+            "ttft_s": round(ttft, 6) if ttft is not None else None,
+            "total_s": round(total, 6),
+            "tokens_per_s": round(out_tokens / gen_time, 3)
+            if out_tokens and gen_time > 0
+            else None,
+        },
+    }
+
+
+async def _run(request: Request, chat: dict[str, Any]) -> tuple[ChatResult, float]:
+    """One request, streamed upstream so that time to first token is measured."""
+    gateway: Gateway = request.app.state.gateway
+    started = time.perf_counter()
+    stream = await gateway.stream(parse_request(chat))
+    try:
+        result = await stream.collect()
+    finally:
+        await stream.aclose()
+    total = time.perf_counter() - started
+    _observe(request, result)
+    return result, total
+
+
+def _observe(request: Request, result: ChatResult) -> None:
+    metrics: Metrics = request.app.state.metrics
+    metrics.observe(
+        result.provider,
+        result.deployment.partition(":")[2] or result.model,
+        result.usage,
+        result.cost,
+        result.time_to_first_token,
+        result.latency,
+    )
+
+
+async def generate(request: Request) -> Response:
+    result, total = await _run(request, await _chat_body(request))
+    return _json(summary(result, total))
+
+
+async def test_model(request: Request) -> Response:
+    """One real round trip. An upstream failure is the test's answer (``ok: false``), not an
+    error of this endpoint; a malformed request or an unknown model still is."""
+    chat = await _chat_body(request, default_prompt=TEST_PROMPT)
+    chat.setdefault("max_tokens", 8)
+    started = time.perf_counter()
+    try:
+        result, total = await _run(request, chat)
+    except TurnoutError as err:
+        if err.status_code in (400, 404) and err.provider is None:
+            raise
+        request.app.state.metrics.observe_error(err)
+        return _json(
+            {
+                "ok": False,
+                "model": chat["model"],
+                "error": error_body(err)["error"],
+                "timings": {"total_s": round(time.perf_counter() - started, 6)},
+            }
+        )
+    return _json({"ok": True, **summary(result, total)})
+
+
+def _event(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def stream_model(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    chat = parse_request(await _chat_body(request))
+    started = time.perf_counter()
+    stream = await gateway.stream(chat)  # fails over (or fails) before the first byte
+    return StreamingResponse(
+        _events(request, stream, started),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(request: Request, stream: ChatStream, started: float) -> AsyncIterator[bytes]:
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                yield _event("delta", {"text": event.text})
+        result = stream.final()
+        _observe(request, result)
+        yield _event("done", summary(result, time.perf_counter() - started))
+    except TurnoutError as err:
+        log.warning("management stream from %s failed mid-way: %s", stream.deployment, err)
+        request.app.state.metrics.observe_error(err)
+        yield _event("error", error_body(err))
+    finally:
+        await stream.aclose()
+
+
+async def metrics(request: Request) -> Response:
+    body = request.app.state.metrics.render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return Response(openapi_document(), media_type="application/json")
+
+
+def require_master(request: Request) -> None:
+    """The management API takes the master key only (a gateway key gets a 403); it is open
+    when the server has no master key, like the rest of the server."""
+    master: str | None = request.app.state.master_key
+    if master is None:
+        return
+    token = presented_key(request)
+    if token is None:
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
+    if not hmac.compare_digest(token.encode(), master.encode()):
+        raise PermissionDeniedError("the management API needs the master key")
+
+
+def management_routes() -> list[Route]:
+    """The routes, each behind the master key except the OpenAPI description, which holds
+    nothing secret."""
+
+    def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            require_master(request)
+            response: Response = await handler(request)
+            return response
+
+        return endpoint
+
+    return [
+        Route("/api/models", guarded(list_catalogue), methods=["GET"]),
+        Route("/api/models/generate", guarded(generate), methods=["POST"]),
+        Route("/api/models/stream", guarded(stream_model), methods=["POST"]),
+        Route("/api/models/test", guarded(test_model), methods=["POST"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]

@@ -1,0 +1,358 @@
+"""The OpenAPI 3.1 description the server serves at ``GET /openapi.json``.
+
+Hand-written rather than generated: the handlers parse their own bodies (no schema framework
+sits in the hot path), so the description is data kept beside them, and the tests validate
+the server's real responses against these schemas so that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+
+__all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
+
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": _STR_OR_NULL,
+                    "code": _STR_OR_NULL,
+                },
+            }
+        },
+    },
+    "ModelEntry": {
+        "type": "object",
+        "required": ["id", "provider", "upstream", "capabilities", "tags", "price_source"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "description": "provider:upstream-model"},
+            "provider": {"type": "string"},
+            "upstream": {"type": "string"},
+            "context_window": _INT_OR_NULL,
+            "max_output": _INT_OR_NULL,
+            "input_price": {**_NUM_OR_NULL, "description": "USD per million input tokens"},
+            "output_price": {**_NUM_OR_NULL, "description": "USD per million output tokens"},
+            "cached_input_price": {
+                **_NUM_OR_NULL,
+                "description": "USD per million cached input tokens (null: input price)",
+            },
+            "capabilities": {
+                "type": "array",
+                "items": {"enum": ["tools", "vision", "json", "streaming", "reasoning"]},
+            },
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "aliases": {"type": "array", "items": {"type": "string"}},
+            "quality": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "quality_source": _STR_OR_NULL,
+            "price_source": _STR_OR_NULL,
+            "price_date": {"type": ["string", "null"], "format": "date"},
+            "price_verified": {"type": ["boolean", "null"]},
+            "price_note": _STR_OR_NULL,
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/ModelEntry"}},
+        },
+    },
+    "GenerateRequest": {
+        "type": "object",
+        "required": ["model"],
+        "properties": {
+            "model": {
+                "type": "string",
+                "description": "route, catalogue id or alias, or provider:model",
+            },
+            "prompt": {"type": "string"},
+            "system": {"type": "string"},
+            "messages": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "OpenAI chat messages, instead of prompt",
+            },
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        },
+    },
+    "Timings": {
+        "type": "object",
+        "required": ["total_s"],
+        "properties": {
+            "ttft_s": {**_NUM_OR_NULL, "description": "seconds to the first token"},
+            "total_s": {"type": "number"},
+            "tokens_per_s": {
+                **_NUM_OR_NULL,
+                "description": "output tokens per second after the first token",
+            },
+        },
+    },
+    "Usage": {
+        "type": "object",
+        "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+        "properties": {
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+            "prompt_tokens_details": {"type": "object"},
+            "completion_tokens_details": {"type": "object"},
+        },
+    },
+    "GenerateResult": {
+        "type": "object",
+        "required": [
+            "id",
+            "model",
+            "provider",
+            "deployment",
+            "text",
+            "usage",
+            "cost_usd",
+            "attempts",
+            "timings",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "model": {"type": "string"},
+            "provider": {"type": "string"},
+            "deployment": {"type": "string"},
+            "text": {"type": "string"},
+            "finish_reason": _STR_OR_NULL,
+            "usage": {"$ref": "#/components/schemas/Usage"},
+            "cost_usd": {**_NUM_OR_NULL, "description": "null when the price is unknown"},
+            "attempts": {"type": "integer", "minimum": 1},
+            "timings": {"$ref": "#/components/schemas/Timings"},
+        },
+    },
+    "TestResult": {
+        "oneOf": [
+            {
+                "allOf": [
+                    {"$ref": "#/components/schemas/GenerateResult"},
+                    {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
+                ]
+            },
+            {
+                "type": "object",
+                "required": ["ok", "model", "error", "timings"],
+                "properties": {
+                    "ok": {"const": False},
+                    "model": {"type": "string"},
+                    "error": {"$ref": "#/components/schemas/Error/properties/error"},
+                    "timings": {"$ref": "#/components/schemas/Timings"},
+                },
+            },
+        ]
+    },
+}
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    text = {
+        400: "bad request",
+        401: "missing or wrong master key",
+        404: "unknown model",
+        429: "rate limited",
+        502: "every upstream failed",
+    }
+    return {str(c): {"description": text.get(c, "error"), "content": content} for c in codes}
+
+
+def _json_body(ref: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _ok(ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_SECURED: list[dict[str, list[str]]] = [{"masterKey": []}]
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The description as a dict (a fresh copy each call)."""
+    list_params = [
+        {
+            "name": "capability",
+            "in": "query",
+            "description": "required capability; repeat or comma-separate for several",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "tag",
+            "in": "query",
+            "description": "required tag; repeatable",
+            "schema": {"type": "string"},
+        },
+        {"name": "provider", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "max_input_price",
+            "in": "query",
+            "description": "USD per million input tokens, at most",
+            "schema": {"type": "number", "minimum": 0},
+        },
+        {
+            "name": "max_output_price",
+            "in": "query",
+            "description": "USD per million output tokens, at most",
+            "schema": {"type": "number", "minimum": 0},
+        },
+        {
+            "name": "min_context",
+            "in": "query",
+            "description": "context window, at least",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Turnout gateway",
+            "version": "0.1.0",
+            "description": "OpenAI-compatible chat plus the management API. When the server "
+            "has a master key, /api/models* and /metrics need 'Authorization: Bearer <master "
+            "key>' (401 without a key, 403 with another), /v1 routes take the master key or a "
+            "gateway key; /health and /openapi.json are open. Chat responses carry "
+            "x-turnout-provider, x-turnout-model, "
+            "x-turnout-deployment, x-turnout-attempts and, when the price is known, "
+            "x-turnout-cost-usd.",
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": _SECURED,
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "summary": "OpenAI Chat Completions (whole or SSE stream)",
+                    "description": "The OpenAI request and response shapes. Streams end with "
+                    "a comment line ': x-turnout-cost-usd=<usd>' before 'data: [DONE]', and "
+                    "with stream_options.include_usage the usage chunk carries 'cost_usd'.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["model", "messages"]}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "chat.completion, or text/event-stream",
+                            "headers": {
+                                "x-turnout-cost-usd": {
+                                    "description": "USD for this request (JSON responses)",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                        },
+                        **_error_responses(400, 401, 404, 429, 502),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "OpenAI model list",
+                    "responses": {"200": {"description": "list of models"}},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "liveness",
+                    "security": [],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+            "/api/models": {
+                "get": {
+                    "summary": "The model catalogue, filtered",
+                    "parameters": list_params,
+                    "responses": {
+                        "200": _ok("ModelList", "catalogue entries"),
+                        **_error_responses(400, 401),
+                    },
+                }
+            },
+            "/api/models/generate": {
+                "post": {
+                    "summary": "One prompt to a model or route; the answer with timings and cost",
+                    "requestBody": _json_body("GenerateRequest"),
+                    "responses": {
+                        "200": _ok("GenerateResult", "the answer"),
+                        **_error_responses(400, 401, 404, 429, 502),
+                    },
+                }
+            },
+            "/api/models/stream": {
+                "post": {
+                    "summary": "As generate, streamed as SSE",
+                    "description": "Named events: 'delta' ({\"text\": ...}) for each piece of "
+                    "text, then one 'done' (a GenerateResult) or one 'error' (an Error).",
+                    "requestBody": _json_body("GenerateRequest"),
+                    "responses": {
+                        "200": {
+                            "description": "text/event-stream",
+                            "content": {"text/event-stream": {}},
+                        },
+                        **_error_responses(400, 401, 404, 429, 502),
+                    },
+                }
+            },
+            "/api/models/test": {
+                "post": {
+                    "summary": "One real round trip to a model, with timings",
+                    "description": "prompt defaults to a one-word reply and max_tokens to 8. "
+                    "An upstream failure answers 200 with ok=false and the error.",
+                    "requestBody": _json_body("GenerateRequest"),
+                    "responses": {
+                        "200": _ok("TestResult", "the test's outcome"),
+                        **_error_responses(400, 401, 404),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "responses": {"200": {"description": "text/plain"}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+        },
+    }
+
+
+@cache
+def openapi_document() -> bytes:
+    """The description serialised once."""
+    return orjson.dumps(openapi_spec())
