@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log,
         "loop": "auto",
         "http": "auto",
+        "ws": "none",  # no WebSocket routes: do not import a WebSocket stack
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1:

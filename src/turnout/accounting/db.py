@@ -9,7 +9,9 @@ query layer over both databases; psycopg 3 is the PostgreSQL driver (the ``postg
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,22 @@ def _safe(url: str) -> str:
     if not at or ":" not in creds:
         return url
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+_REVISION = re.compile(r"""^(down_)?revision\s*(?::[^=]*)?=\s*['"]?([\w-]+|None)['"]?""", re.M)
+
+
+@functools.cache
+def shipped_head() -> str | None:
+    """The newest shipped migration, read from the version files' ``revision`` and
+    ``down_revision`` lines (the one no other file revises), without importing Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (Path(__file__).parent / "migrations" / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 class Database:
@@ -123,8 +141,23 @@ class Database:
     # --- schema ------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Run the shipped Alembic migrations up to ``revision``."""
+        """Run the shipped Alembic migrations up to ``revision``. A database already at the
+        shipped head is recognised with one query, without importing Alembic (about 11 MB
+        of resident memory and a tenth of a second at every start of every worker)."""
+        head = shipped_head()
+        if revision == "head" and head is not None and self._guard(self._stamped) == head:
+            return
         self._guard(self._upgrade, revision)
+
+    def _stamped(self) -> str | None:
+        """The revision in ``alembic_version``; None when there is none (a new database)."""
+        from sqlalchemy import inspect, text
+
+        with self.engine().connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        return str(rows[0][0]) if len(rows) == 1 else None
 
     def _upgrade(self, revision: str) -> None:
         from alembic import command
