@@ -141,6 +141,19 @@ SCHEMAS: dict[str, Any] = {
             "timings": {"$ref": "#/components/schemas/Timings"},
         },
     },
+    "List": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array"}},
+    },
+    "GatewayKey": {
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": {"type": "string"},
+            "key": {"type": "string", "description": "the secret: in the create answer only"},
+        },
+    },
     "TestResult": {
         "oneOf": [
             {
@@ -193,6 +206,15 @@ def _ok(ref: str, description: str) -> dict[str, Any]:
 _SECURED: list[dict[str, list[str]]] = [{"masterKey": []}]
 
 
+def _key_schemas() -> dict[str, Any]:
+    """The admin API's request body, from its pydantic model (one source of truth)."""
+    from ..accounting import KeySpec
+
+    schema = KeySpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "KeySpec": schema}
+
+
 def openapi_spec() -> dict[str, Any]:
     """The description as a dict (a fresh copy each call)."""
     list_params = [
@@ -242,7 +264,7 @@ def openapi_spec() -> dict[str, Any]:
             "x-turnout-cost-usd.",
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **_key_schemas()},
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": _SECURED,
@@ -273,6 +295,12 @@ def openapi_spec() -> dict[str, Any]:
                         },
                         **_error_responses(400, 401, 404, 429, 502),
                     },
+                }
+            },
+            "/chat/completions": {
+                "post": {
+                    "summary": "Alias of /v1/chat/completions",
+                    "responses": {"200": {"description": "as there"}},
                 }
             },
             "/v1/models": {
@@ -334,6 +362,89 @@ def openapi_spec() -> dict[str, Any]:
                         **_error_responses(400, 401, 404),
                     },
                 }
+            },
+            "/api/models/stats": {
+                "get": {
+                    "summary": "Per provider and model over a window: requests, success rate, "
+                    "TTFT and latency p50/p95, tokens per second, spend (docs/accounting.md)",
+                    "parameters": [
+                        {
+                            "name": "window",
+                            "in": "query",
+                            "description": "e.g. 1h, 24h, 7d",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok("List", "statistics"),
+                        **_error_responses(400, 401, 403),
+                    },
+                }
+            },
+            "/api/models/providers": {
+                "get": {
+                    "summary": "Provider key health, as last checked (docs/key-health.md)",
+                    "responses": {
+                        "200": _ok("List", "one row per provider"),
+                        **_error_responses(401, 403),
+                    },
+                }
+            },
+            "/api/routing": {
+                "get": {
+                    "summary": "Routes' strategies and each deployment's circuit, cooldown "
+                    "and measured TTFT / latency (docs/routing.md)",
+                    "responses": {
+                        "200": {
+                            "description": "routing state",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_error_responses(401, 403),
+                    },
+                }
+            },
+            "/api/keys": {
+                "post": {
+                    "summary": "Create a gateway key; the secret is in this answer only "
+                    "(docs/accounting.md)",
+                    "requestBody": _json_body("KeySpec"),
+                    "responses": {
+                        "200": _ok("GatewayKey", "the new key"),
+                        **_error_responses(400, 401, 403),
+                    },
+                },
+                "get": {
+                    "summary": "List gateway keys (never their secrets)",
+                    "responses": {"200": _ok("List", "keys"), **_error_responses(401, 403)},
+                },
+            },
+            "/api/keys/{key_id}": {
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "One gateway key",
+                    "responses": {
+                        "200": _ok("GatewayKey", "the key"),
+                        **_error_responses(401, 403, 404),
+                    },
+                },
+                "patch": {
+                    "summary": "Change a key's budget, limits or allowed models (only "
+                    "the fields sent; null clears a limit)",
+                    "requestBody": _json_body("KeySpec"),
+                    "responses": {
+                        "200": _ok("GatewayKey", "the key"),
+                        **_error_responses(400, 401, 403, 404),
+                    },
+                },
+                "delete": {
+                    "summary": "Revoke a key (refused at once on every replica)",
+                    "responses": {
+                        "200": _ok("GatewayKey", "the revoked key"),
+                        **_error_responses(401, 403, 404),
+                    },
+                },
             },
             "/metrics": {
                 "get": {
