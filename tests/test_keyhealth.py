@@ -310,8 +310,14 @@ def test_server_exposes_key_status(upstreams: dict[str, Any], isolated_env: None
             if all(d["last_checked"] for d in data) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
+        spec = httpx.get(server.url + "/openapi.json").json()
     finally:
         server.stop()
+    from jsonschema import Draft202012Validator
+
+    root = {"$ref": "#/components/schemas/ProviderKeyList", "components": spec["components"]}
+    Draft202012Validator(root).validate({"object": "list", "data": data})
+    assert "/api/models/providers" in spec["paths"]
     by_name = {d["provider"]: d for d in data}
     assert {n: d["status"] for n, d in by_name.items()} == {
         "good": "valid",

@@ -19,6 +19,32 @@ _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
 
 SCHEMAS: dict[str, Any] = {
+    "ProviderKeyStatus": {
+        "type": "object",
+        "required": ["provider", "host", "wire_api", "key", "status", "last_checked"],
+        "additionalProperties": False,
+        "properties": {
+            "provider": {"type": "string"},
+            "host": {"type": "string", "description": "host row (turnout.hosts)"},
+            "wire_api": {"type": "string"},
+            "key": {"type": "string", "description": "the key's last four characters only"},
+            "status": {
+                "enum": ["valid", "invalid", "unreachable", "missing", "error", "unchecked"]
+            },
+            "last_checked": {**_STR_OR_NULL, "description": "ISO 8601 UTC"},
+            "latency_ms": _NUM_OR_NULL,
+            "last_error": _STR_OR_NULL,
+            "detail": _STR_OR_NULL,
+        },
+    },
+    "ProviderKeyList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/ProviderKeyStatus"}},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -323,6 +349,17 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {
                         "200": _ok("ModelList", "catalogue entries"),
                         **_error_responses(400, 401),
+                    },
+                }
+            },
+            "/api/models/providers": {
+                "get": {
+                    "summary": "Key health per provider, re-validated in the background",
+                    "description": "Each configured provider's key as last checked with a "
+                    "cheap real call (key_health.interval, default 300 s, jittered).",
+                    "responses": {
+                        "200": _ok("ProviderKeyList", "one status per provider"),
+                        **_error_responses(401, 403),
                     },
                 }
             },
