@@ -354,7 +354,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/api/models/providers": {
                 "get": {
-                    "summary": "Key health per provider, re-validated in the background",
+                    "summary": "Provider key health, as last checked (docs/key-health.md)",
                     "description": "Each configured provider's key as last checked with a "
                     "cheap real call (key_health.interval, default 300 s, jittered).",
                     "responses": {
@@ -415,15 +415,6 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {
                         "200": _ok("List", "statistics"),
                         **_error_responses(400, 401, 403),
-                    },
-                }
-            },
-            "/api/models/providers": {
-                "get": {
-                    "summary": "Provider key health, as last checked (docs/key-health.md)",
-                    "responses": {
-                        "200": _ok("List", "one row per provider"),
-                        **_error_responses(401, 403),
                     },
                 }
             },
