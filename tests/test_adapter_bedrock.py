@@ -221,3 +221,37 @@ async def test_wrong_secret_is_an_authentication_error(
         assert "not-the-secret" not in str(info.value)
     finally:
         await gateway.aclose()
+
+
+def test_openai_sdk_through_the_server_to_bedrock(
+    server: tuple[FakeBedrock, AiohttpThread], fake: FakeBedrock, serve: Any
+) -> None:
+    """End to end: the official openai SDK talks to the gateway, which talks Converse."""
+    import openai
+
+    url = serve(config(server[1].url))
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    fake.then(Reply(text="Bonjour from Bedrock.", cached_tokens=4))
+    whole = client.chat.completions.create(model=f"bedrock:{HAIKU}", messages=HI)
+    assert whole.choices[0].message.content == "Bonjour from Bedrock."
+    assert whole.usage is not None and whole.usage.prompt_tokens == 11
+    fake.then(Reply(tool_call=("lookup", '{"city": "Paris"}')))
+    chunks = list(
+        client.chat.completions.create(
+            model=f"bedrock:{HAIKU}",
+            messages=HI,
+            tools=[{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    args = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+    )
+    assert args == '{"city": "Paris"}'
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
+    fake.then(Fail(429, "Too many requests"))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=f"bedrock:{HAIKU}", messages=HI)
