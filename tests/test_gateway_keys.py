@@ -108,13 +108,27 @@ def gw(tmp_path: Path, fake_url: str, hooks: tuple[Hooks, str]) -> Iterator[Gw]:
     server.stop()
 
 
+def _check(schema: str, value: Any) -> None:
+    """Validate a response against the served OpenAPI description's schema."""
+    from jsonschema import Draft202012Validator
+
+    from turnout.server.openapi import openapi_spec
+
+    components = openapi_spec()["components"]
+    Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": components}
+    ).validate(value)
+
+
 def test_admin_api_creates_lists_updates_and_revokes(gw: Gw, fake: FakeOpenAI) -> None:
     created = gw.create(name="team-a", rpm=100, budget={"daily": 5}, models=["chain"])
+    _check("GatewayKey", created)
     secret = created["key"]
     assert secret.startswith("sk-tn-") and len(secret) > 40
     assert created["key_hint"].endswith(secret[-4:]) and secret not in created["key_hint"]
     assert created["budget"] == {"daily": 5.0, "monthly": None, "total": None}
 
+    _check("GatewayKeyList", gw.admin.get("/api/keys").json())
     listed = gw.admin.get("/api/keys").json()["data"]
     assert [k["id"] for k in listed] == [created["id"]]
     assert "key" not in listed[0] and secret not in str(listed)
@@ -131,6 +145,7 @@ def test_admin_api_creates_lists_updates_and_revokes(gw: Gw, fake: FakeOpenAI) -
     assert patched.status_code == 200
     assert patched.json()["rpm"] is None and patched.json()["tpm"] == 500
     assert patched.json()["budget"]["daily"] == 5.0  # untouched fields stay
+    _check("GatewayKey", patched.json())
 
     assert gw.admin.delete(f"/api/keys/{created['id']}").json()["revoked"] is True
     with pytest.raises(openai.AuthenticationError) as info:
@@ -173,6 +188,8 @@ def test_requests_per_minute_limit_answers_429_with_reset_headers(gw: Gw, fake: 
     with pytest.raises(openai.RateLimitError):
         gw.sdk(secret).chat.completions.create(model="chain", messages=HI)
     assert len(fake.calls) == 2  # refused requests never reached the upstream
+    metrics = gw.admin.get("/metrics").text
+    assert 'turnout_key_rejections_total{reason="rpm"} 2.0' in metrics
 
 
 def test_tokens_per_minute_limit_counts_real_usage(gw: Gw, fake: FakeOpenAI) -> None:
@@ -301,6 +318,7 @@ def test_every_request_is_logged_with_key_cost_and_timings(gw: Gw, fake: FakeOpe
     assert failed[4] >= 400 and failed[5] and failed[12] is None
 
     stats = gw.admin.get("/api/models/stats", params={"window": "1h"}).json()
+    _check("ModelStats", stats)
     row = next(s for s in stats["data"] if s["model"] == "model-a")
     assert row["requests"] == 2 and row["success_rate"] == 1.0
     assert row["spend_usd"] == pytest.approx(2 * COST)

@@ -146,6 +146,10 @@ def test_database_stopped_mid_run_keeps_serving_and_counts_drops(
         assert log.dropped == dropped and log.written == 3 + 20 - dropped
         health = httpx.get(server.url + "/health").json()
         assert health["status"] == "ok"
+        metrics = httpx.get(server.url + "/metrics").text
+        assert f"turnout_log_records_dropped_total {float(dropped)}" in metrics
+        assert f"turnout_log_records_written_total {float(log.written)}" in metrics
+        assert "turnout_log_queue_depth 0.0" in metrics
     finally:
         server.stop()
         proxy.stop()

@@ -7,12 +7,14 @@ once and kept: an observation is a dict hit and a few float additions (about a m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
+    from .accounting import Accounting
     from .errors import TurnoutError
     from .types import Usage
 
@@ -114,6 +116,51 @@ class Metrics:
         if error.provider and error.model:
             self.requests.labels(error.provider, error.model, "error").inc()
 
+    def add_accounting(self, accounting: Accounting) -> None:
+        """Expose the request log's queue depth, written and dropped records, and requests
+        refused by gateway-key limits (read at scrape time)."""
+        self.registry.register(_AccountingCollector(accounting))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in the registry."""
         return generate_latest(self.registry)
+
+
+class _AccountingCollector:
+    """Request-log and gateway-key figures, read from ``Accounting`` when Prometheus scrapes:
+    nothing is added to the request path."""
+
+    def __init__(self, accounting: Accounting) -> None:
+        self._accounting = accounting
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        log = self._accounting.request_log
+        depth = GaugeMetricFamily(
+            "turnout_log_queue_depth",
+            "Request-log records waiting for the database (queue plus the batch in hand).",
+        )
+        depth.add_metric([], log.depth if log is not None else 0)
+        yield depth
+        dropped = CounterMetricFamily(
+            "turnout_log_records_dropped",
+            "Request-log records dropped: queue full while the database was down or slow, "
+            "or unwritten at shutdown.",
+        )
+        dropped.add_metric([], log.dropped if log is not None else 0)
+        yield dropped
+        written = CounterMetricFamily(
+            "turnout_log_records_written", "Request-log records written to the database."
+        )
+        written.add_metric([], log.written if log is not None else 0)
+        yield written
+        refused = CounterMetricFamily(
+            "turnout_key_rejections",
+            "Requests refused by a gateway key's limits, by reason (rpm, tpm, budget, "
+            "revoked, model).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._accounting.rejections.items()):
+            refused.add_metric([reason], count)
+        yield refused

@@ -16,7 +16,12 @@ import time
 from typing import Any
 
 from ..config import Config
-from ..errors import NotFoundError, PermissionDeniedError, TurnoutError
+from ..errors import (
+    DatabaseUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    TurnoutError,
+)
 from .alerts import BudgetAlerts
 from .db import Database, DatabaseUnavailable, database_url
 from .keys import GatewayKey, KeyRing, KeySpec, new_key
@@ -207,8 +212,9 @@ class Accounting:
 
     def _need_db(self) -> Database:
         if self.db is None:
-            raise NotFoundError(
-                "gateway keys need a database: database_url is 'none'", code="no_database"
+            raise DatabaseUnavailableError(
+                "gateway keys and the request log need a database: database_url is 'none'",
+                code="no_database",
             )
         return self.db
 

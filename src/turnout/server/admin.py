@@ -17,7 +17,7 @@ from ..accounting.stats import parse_window
 from ..errors import (
     AuthenticationError,
     BadRequestError,
-    NotFoundError,
+    DatabaseUnavailableError,
     PermissionDeniedError,
 )
 
@@ -52,7 +52,10 @@ def _require_master(request: Request, *, open_without_master: bool = False) -> A
             raise PermissionDeniedError("the admin API needs the master key")
     accounting: Accounting | None = request.app.state.accounting
     if accounting is None or accounting.db is None:
-        raise NotFoundError("gateway keys need a database: database_url is 'none'")
+        raise DatabaseUnavailableError(
+            "gateway keys and the request log need a database: database_url is 'none'",
+            code="no_database",
+        )
     return accounting
 
 

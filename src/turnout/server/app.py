@@ -330,6 +330,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     master = config.server.master_key
     app.state.gateway = gateway
     app.state.metrics = Metrics()
+    if accounting is not None:
+        app.state.metrics.add_accounting(accounting)
     app.state.accounting = accounting
     app.state.master_key = master.get_secret_value() if master else None
     app.state.max_body = config.server.max_body_bytes

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
+
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -172,14 +174,6 @@ SCHEMAS: dict[str, Any] = {
         "required": ["object", "data"],
         "properties": {"object": {"const": "list"}, "data": {"type": "array"}},
     },
-    "GatewayKey": {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": {"type": "string"},
-            "key": {"type": "string", "description": "the secret: in the create answer only"},
-        },
-    },
     "TestResult": {
         "oneOf": [
             {
@@ -290,7 +284,7 @@ def openapi_spec() -> dict[str, Any]:
             "x-turnout-cost-usd.",
         },
         "components": {
-            "schemas": {**SCHEMAS, **_key_schemas()},
+            "schemas": {**SCHEMAS, **_key_schemas(), **ACCOUNTING_SCHEMAS},
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": _SECURED,
@@ -400,24 +394,6 @@ def openapi_spec() -> dict[str, Any]:
                     },
                 }
             },
-            "/api/models/stats": {
-                "get": {
-                    "summary": "Per provider and model over a window: requests, success rate, "
-                    "TTFT and latency p50/p95, tokens per second, spend (docs/accounting.md)",
-                    "parameters": [
-                        {
-                            "name": "window",
-                            "in": "query",
-                            "description": "e.g. 1h, 24h, 7d",
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": _ok("List", "statistics"),
-                        **_error_responses(400, 401, 403),
-                    },
-                }
-            },
             "/api/routing": {
                 "get": {
                     "summary": "Routes' strategies and each deployment's circuit, cooldown "
@@ -430,49 +406,6 @@ def openapi_spec() -> dict[str, Any]:
                         **_error_responses(401, 403),
                     },
                 }
-            },
-            "/api/keys": {
-                "post": {
-                    "summary": "Create a gateway key; the secret is in this answer only "
-                    "(docs/accounting.md)",
-                    "requestBody": _json_body("KeySpec"),
-                    "responses": {
-                        "200": _ok("GatewayKey", "the new key"),
-                        **_error_responses(400, 401, 403),
-                    },
-                },
-                "get": {
-                    "summary": "List gateway keys (never their secrets)",
-                    "responses": {"200": _ok("List", "keys"), **_error_responses(401, 403)},
-                },
-            },
-            "/api/keys/{key_id}": {
-                "parameters": [
-                    {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "get": {
-                    "summary": "One gateway key",
-                    "responses": {
-                        "200": _ok("GatewayKey", "the key"),
-                        **_error_responses(401, 403, 404),
-                    },
-                },
-                "patch": {
-                    "summary": "Change a key's budget, limits or allowed models (only "
-                    "the fields sent; null clears a limit)",
-                    "requestBody": _json_body("KeySpec"),
-                    "responses": {
-                        "200": _ok("GatewayKey", "the key"),
-                        **_error_responses(400, 401, 403, 404),
-                    },
-                },
-                "delete": {
-                    "summary": "Revoke a key (refused at once on every replica)",
-                    "responses": {
-                        "200": _ok("GatewayKey", "the revoked key"),
-                        **_error_responses(401, 403, 404),
-                    },
-                },
             },
             "/metrics": {
                 "get": {
@@ -487,6 +420,7 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": {"description": "OpenAPI 3.1"}},
                 }
             },
+            **accounting_paths(),
         },
     }
 
