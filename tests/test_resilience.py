@@ -309,3 +309,36 @@ async def test_in_flight_is_counted_while_a_stream_is_open(fake: FakeOpenAI, fak
         assert gw.state.stats("primary:model-a").latency is not None
     finally:
         await gw.aclose()
+
+
+async def test_hundred_requests_with_thirty_percent_failing_all_succeed(
+    fake: FakeOpenAI, fake_url: str
+) -> None:
+    """The issue's target in miniature (bench/routing.py runs 1,000 concurrently): one upstream
+    fails 30 % of the time in every way it can, the other is healthy; no request fails."""
+    import random
+
+    rng = random.Random(4)
+    kinds = [
+        lambda: Fail(500, "boom"),
+        lambda: Fail(503, "overloaded"),
+        lambda: Fail(429, "slow down", headers={"Retry-After": "1"}),
+        lambda: Reset(),
+        lambda: Raw(b"data: {not json\n\n", content_type="text/event-stream"),
+    ]
+    config = make_config(fake_url, health={"enabled": False})  # every request tries primary
+    gw = Gateway(config)
+    try:
+        failures = 0
+        for i in range(100):
+            if rng.random() < 0.3:
+                failures += 1
+                fake.then(rng.choice(kinds)(), Reply(text="backup"))
+            else:
+                fake.then(Reply(text="primary"))
+            result = await ask(gw, stream=bool(i % 2))
+            assert result.text in ("primary", "backup")
+        assert 20 <= failures <= 40
+        assert len(fake.calls) == 100 + failures and not fake.script
+    finally:
+        await gw.aclose()
