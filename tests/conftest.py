@@ -166,3 +166,25 @@ def openai_validator(schema_name: str) -> Any:
     registry = Registry().with_resource("urn:openai", resource)
     schema = {"$ref": f"urn:openai#/components/schemas/{schema_name}"}
     return Draft202012Validator(schema, registry=registry)
+
+
+@pytest.fixture(scope="session")
+def anthropic_server() -> Iterator[tuple[Any, AiohttpThread]]:
+    from .fakes.anthropic_upstream import FakeAnthropic
+
+    fake = FakeAnthropic()
+    server = AiohttpThread(fake.app).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture
+def anthropic_fake(anthropic_server: tuple[Any, AiohttpThread]) -> Any:
+    anthropic_server[0].reset()
+    return anthropic_server[0]
+
+
+@pytest.fixture
+def anthropic_url(anthropic_server: tuple[Any, AiohttpThread]) -> str:
+    """The fake's base URL as the anthropic SDK takes it (the SDK appends /v1/messages)."""
+    return anthropic_server[1].url

@@ -132,6 +132,17 @@ _NATIVE: tuple[Host, ...] = (
         settings_defaults={"endpoint": "http://localhost:11434"},
         settings_env={"endpoint": "OLLAMA_HOST"},
     ),
+    Host(
+        "anthropic",
+        "anthropic_messages",
+        "https://api.anthropic.com/v1",
+        path="/messages",
+        key_env="ANTHROPIC_API_KEY",
+        auth_header="x-api-key",
+        auth_prefix="",
+        headers={"anthropic-version": "{anthropic_version}"},
+        settings_defaults={"anthropic_version": "2023-06-01"},
+    ),
 )
 
 _LOCAL = Host("local", "local", key_required=False)

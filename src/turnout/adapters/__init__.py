@@ -40,6 +40,7 @@ _MODULES = {
     "gemini": ("gemini", "GeminiAdapter"),
     "cohere_chat": ("cohere_chat", "CohereChatAdapter"),
     "ollama_chat": ("ollama_chat", "OllamaChatAdapter"),
+    "anthropic_messages": ("anthropic_messages", "AnthropicMessagesAdapter"),
 }
 
 
