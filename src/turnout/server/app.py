@@ -308,8 +308,11 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
                 await accounting.aclose()
             await gateway.aclose()
 
+    from .anthropic_route import anthropic_routes  # it builds on this module's helpers
+
     app = Starlette(
         routes=[
+            *anthropic_routes(),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
