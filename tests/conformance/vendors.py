@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fakes.anthropic_upstream import FakeAnthropic
 from ..fakes.bedrock_upstream import FakeBedrock
 from ..fakes.cohere_upstream import FakeCohere
 from ..fakes.gemini_upstream import FakeGemini
@@ -54,6 +55,15 @@ def _ollama_json(body: dict[str, Any]) -> bool:
     return body.get("format") is not None
 
 
+def _anthropic_json(body: dict[str, Any]) -> bool:
+    """A schema goes in ``output_config.format``; ``json_object`` (no schema) has no native
+    switch, so the adapter asks for it in the system prompt."""
+    from turnout.adapters.anthropic_messages import JSON_OBJECT_INSTRUCTION
+
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    return fmt.get("type") == "json_schema" or JSON_OBJECT_INSTRUCTION in str(body.get("system"))
+
+
 LOCAL_ONLY = "the embedded model has no upstream to script"
 
 # Bedrock signs with SigV4: the fake knows this key pair and recomputes every signature.
@@ -74,6 +84,14 @@ VENDORS: list[Vendor] = [
         provider=lambda url: {"host": "custom", "base_url": url + "/v1", "api_key": KEY},
         model="gpt-fake",
         asks_json=_openai_json,
+    ),
+    Vendor(
+        name="anthropic_messages",
+        make_fake=FakeAnthropic,
+        provider=lambda url: {"host": "anthropic", "base_url": url + "/v1", "api_key": KEY},
+        model="claude-fake",
+        asks_json=_anthropic_json,
+        overloaded_status=529,
     ),
     Vendor(
         name="local",

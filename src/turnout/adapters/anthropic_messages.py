@@ -33,6 +33,7 @@ from .edge import loads, open_stream, post_json, redact
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "JSON_OBJECT_INSTRUCTION",
     "AnthropicMessagesAdapter",
     "StreamParser",
     "from_response",
@@ -72,7 +73,7 @@ _HANDLED = frozenset(
 _NATIVE = frozenset({"top_k", "thinking", "output_config"})
 """Messages API fields with no OpenAI spelling, passed through as given."""
 
-_JSON_OBJECT_INSTRUCTION = (
+JSON_OBJECT_INSTRUCTION = (
     "Respond with one valid JSON object and nothing else: no prose, no code fences."
 )
 """The Messages API constrains output only to a full JSON schema (``output_config.format``);
@@ -240,7 +241,7 @@ def to_request(
             "format": {"type": "json_schema", "schema": schema},
         }
     elif fmt.get("type") == "json_object":
-        system.append({"type": "text", "text": _JSON_OBJECT_INSTRUCTION})
+        system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     if system:
         plain = all(len(b) == 2 for b in system)
         body["system"] = "\n\n".join(b["text"] for b in system) if plain else system

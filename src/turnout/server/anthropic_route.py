@@ -4,7 +4,6 @@ leaves in Anthropic's error shape, a failure mid-stream as ``event: error``."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import AuthenticationError, BadRequestError, TurnoutError
+from ..errors import BadRequestError, TurnoutError
 from ..gateway import Gateway
 from ..streaming import ChatStream
 from .anthropic_wire import (
@@ -25,30 +24,15 @@ from .anthropic_wire import (
     to_chat_request,
 )
 from .app import _read_body, _served_headers
+from .metering import Meter, authorize
 
 __all__ = ["anthropic_routes"]
 
 log = logging.getLogger("turnout.server")
 
 
-def _authorize(request: Request) -> None:
-    """The master key, sent the way Anthropic clients send keys: ``x-api-key`` (classic SDKs,
-    curl) or ``Authorization: Bearer`` (recent SDKs). Any ``anthropic-version`` is accepted."""
-    key = request.app.state.master_key
-    if key is None:
-        return
-    token = request.headers.get("x-api-key", "").strip()
-    if not token:
-        scheme, _, rest = request.headers.get("authorization", "").partition(" ")
-        token = rest.strip() if scheme.lower() == "bearer" else ""
-    if not token:
-        raise AuthenticationError("missing API key: send 'x-api-key: <key>'")
-    if not hmac.compare_digest(token.encode(), key.encode()):
-        raise AuthenticationError("invalid API key")
-
-
 def _error(err: TurnoutError) -> Response:
-    headers = {}
+    headers = dict(err.headers or {})
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
@@ -80,7 +64,10 @@ def _plain(status: int, kind: str, message: str) -> Response:
 
 
 async def _messages(request: Request) -> Response:
-    _authorize(request)
+    # The same key check and metering as the OpenAI route: ``authorize`` reads ``x-api-key``
+    # (classic SDKs, curl) and ``Authorization: Bearer`` (recent SDKs); any
+    # ``anthropic-version`` is accepted.
+    key = await authorize(request)
     gateway: Gateway = request.app.state.gateway
     raw = await _read_body(request, request.app.state.max_body)
     try:
@@ -88,10 +75,19 @@ async def _messages(request: Request) -> Response:
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     chat = to_chat_request(obj)
+    meter = Meter(request, key, chat.model, bool(chat.stream))
+    try:
+        await meter.admit()
+        if chat.stream:
+            stream = await gateway.stream(chat)
+        else:
+            result = await gateway.chat(chat)
+    except TurnoutError as err:
+        await meter.failed(err)
+        raise
     if chat.stream:
-        stream = await gateway.stream(chat)
         return StreamingResponse(
-            _events(stream, chat.model),
+            _events(stream, chat.model, meter, gateway),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -99,18 +95,25 @@ async def _messages(request: Request) -> Response:
                 **_served_headers(
                     stream.provider, stream.model, stream.deployment, stream.attempts
                 ),
+                **meter.headers,
             },
         )
-    result = await gateway.chat(chat)
+    await meter.served(result, gateway.cost(result))
     return Response(
         message_body(result, chat.model),
         media_type="application/json",
-        headers=_served_headers(result.provider, result.model, result.deployment, result.attempts),
+        headers={
+            **_served_headers(result.provider, result.model, result.deployment, result.attempts),
+            **meter.headers,
+        },
     )
 
 
-async def _events(stream: ChatStream, model: str) -> AsyncIterator[bytes]:
+async def _events(
+    stream: ChatStream, model: str, meter: Meter, gateway: Gateway
+) -> AsyncIterator[bytes]:
     writer = MessageStreamWriter(stream.id, model)
+    failure: TurnoutError | None = None
     try:
         yield writer.start()
         async for event in stream:
@@ -120,10 +123,12 @@ async def _events(stream: ChatStream, model: str) -> AsyncIterator[bytes]:
         yield writer.finish(stream.usage)
     except TurnoutError as err:
         # The status went out with the first byte: report in-band, as Anthropic does.
+        failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
         yield error_frame(err)
     finally:
         await stream.aclose()
+        meter.stream_closed(stream, gateway.cost(stream), failure)
 
 
 def anthropic_routes() -> list[Route]:

@@ -195,26 +195,33 @@ class MessageStreamWriter:
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
-    503: "overloaded_error",
     504: "timeout_error",
 }
 
 
+def _overloaded(err: TurnoutError) -> bool:
+    return err.type == "overloaded_error"  # an OverloadedError, or an aggregate ending in one
+
+
 def error_status(err: TurnoutError) -> int:
     """The HTTP status an Anthropic client expects: overloaded is 529 there."""
-    return 529 if err.status_code == 503 else err.status_code
+    return 529 if _overloaded(err) else err.status_code
 
 
 def error_body(err: TurnoutError) -> dict[str, Any]:
     """``{"type": "error", "error": {"type": ..., "message": ...}}``."""
     message = err.message if isinstance(err, AllAttemptsFailedError) else str(err)
-    kind = _ERROR_TYPES.get(err.status_code, "api_error")
-    if 400 < err.status_code < 500 and err.status_code not in _ERROR_TYPES:
-        kind = "invalid_request_error"
+    if _overloaded(err):
+        kind = "overloaded_error"
+    elif err.status_code in _ERROR_TYPES:
+        kind = _ERROR_TYPES[err.status_code]
+    else:
+        kind = "invalid_request_error" if 400 <= err.status_code < 500 else "api_error"
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
