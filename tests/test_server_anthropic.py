@@ -325,3 +325,39 @@ def test_the_embedded_model_answers_an_anthropic_client(serve) -> None:
         final = stream.get_final_message()
     assert text.strip() and final.content[0].text == text
     assert 0 < final.usage.output_tokens <= 8 and final.usage.input_tokens > 5
+
+
+def test_gateway_keys_limits_and_routing_hints_apply_to_anthropic_clients(
+    serve, tmp_path: Any, fake: FakeOpenAI, fake_url: str
+) -> None:
+    config = make_config(
+        fake_url,
+        server={"master_key": MASTER_KEY, "preload_local": False},
+        database_url=f"sqlite:///{tmp_path / 'gw.db'}",
+        request_log={"flush_interval": 0.02},
+    )
+    url = serve(config)
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    made = httpx.post(url + "/api/keys", headers=admin, json={"rpm": 1, "models": ["chain"]})
+    assert made.status_code == 201, made.text
+    secret = made.json()["key"]
+    sdk = client(url, secret)
+    raw = sdk.messages.with_raw_response.create(model="chain", max_tokens=8, messages=HI)
+    assert raw.parse().content[0].text and raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(anthropic.RateLimitError) as info:
+        sdk.messages.create(model="chain", max_tokens=8, messages=HI)
+    assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client(url, secret).messages.create(model="single", max_tokens=8, messages=HI)
+    bad = httpx.post(
+        url + "/v1/messages",
+        headers={"x-api-key": MASTER_KEY, "x-turnout-strategy": "telepathy"},
+        json={"model": "chain", "max_tokens": 8, "messages": HI},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    hinted = httpx.post(
+        url + "/v1/messages",
+        headers={"x-api-key": MASTER_KEY},
+        json={"model": "chain", "max_tokens": 8, "messages": HI, "turnout": {"strategy": "cost"}},
+    )
+    assert hinted.status_code == 200 and hinted.headers["x-turnout-strategy"] == "cost"

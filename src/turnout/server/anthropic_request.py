@@ -106,6 +106,8 @@ class MessagesRequest(BaseModel):
     inference_geo: str | None = None
     speed: str | None = None
     diagnostics: dict[str, Any] | None = None
+    turnout: dict[str, Any] | None = None
+    """Turnout's own routing hints (``strategy``, ``priority``, ...), as on the OpenAI route."""
 
 
 def _refuse(message: str, param: str) -> BadRequestError:
@@ -275,7 +277,7 @@ def to_chat_request(obj: Any) -> ChatRequest:
         "max_tokens": req.max_tokens,
         **_tools(req),
     }
-    for name in ("temperature", "top_p", "top_k", "thinking"):
+    for name in ("temperature", "top_p", "top_k", "thinking", "turnout"):
         value = getattr(req, name)
         if value is not None:
             chat[name] = value

@@ -23,7 +23,7 @@ from .anthropic_wire import (
     message_body,
     to_chat_request,
 )
-from .app import _read_body, _served_headers
+from .app import _read_body, _routing_hints, _served_headers
 from .metering import Meter, authorize
 
 __all__ = ["anthropic_routes"]
@@ -74,7 +74,7 @@ async def _messages(request: Request) -> Response:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    chat = to_chat_request(obj)
+    chat = _routing_hints(request, to_chat_request(obj), key.id if key is not None else None)
     meter = Meter(request, key, chat.model, bool(chat.stream))
     try:
         await meter.admit()
@@ -92,9 +92,7 @@ async def _messages(request: Request) -> Response:
             headers={
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
-                **_served_headers(
-                    stream.provider, stream.model, stream.deployment, stream.attempts
-                ),
+                **_served_headers(stream),
                 **meter.headers,
             },
         )
@@ -103,7 +101,7 @@ async def _messages(request: Request) -> Response:
         message_body(result, chat.model),
         media_type="application/json",
         headers={
-            **_served_headers(result.provider, result.model, result.deployment, result.attempts),
+            **_served_headers(result),
             **meter.headers,
         },
     )
