@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from ..errors import BadRequestError, TurnoutError
 from ..gateway import Gateway
+from ..metrics import Metrics
 from ..streaming import ChatStream
 from .anthropic_wire import (
     MessageStreamWriter,
@@ -23,10 +24,11 @@ from .anthropic_wire import (
     message_body,
     to_chat_request,
 )
-from .app import _read_body, _routing_hints, _served_headers
+from .app import _observe, _read_body, _routing_hints, _served_headers
 from .metering import Meter, authorize
+from .openai_wire import format_usd
 
-__all__ = ["anthropic_routes"]
+__all__ = ["anthropic_routes", "plain_error"]
 
 log = logging.getLogger("turnout.server")
 
@@ -46,19 +48,19 @@ def _error(err: TurnoutError) -> Response:
 
 async def messages(request: Request) -> Response:
     try:
-        if request.method != "POST":
-            return _plain(405, "invalid_request_error", f"{request.method} /v1/messages: use POST")
         return await _messages(request)
     except TurnoutError as err:
         if err.status_code >= 500:
             log.warning("POST /v1/messages -> %d: %s", err.status_code, err)
+        request.app.state.metrics.observe_error(err)
         return _error(err)
     except Exception:
         log.exception("unexpected error on POST /v1/messages")
-        return _plain(500, "api_error", "internal error in the gateway")
+        return plain_error(500, "api_error", "internal error in the gateway")
 
 
-def _plain(status: int, kind: str, message: str) -> Response:
+def plain_error(status: int, kind: str, message: str) -> Response:
+    """An Anthropic-shaped error for what never reached the handler (404, 405)."""
     body = {"type": "error", "error": {"type": kind, "message": message}}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -87,7 +89,7 @@ async def _messages(request: Request) -> Response:
         raise
     if chat.stream:
         return StreamingResponse(
-            _events(stream, chat.model, meter, gateway),
+            _events(stream, chat.model, meter, request.app.state.metrics),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -96,7 +98,8 @@ async def _messages(request: Request) -> Response:
                 **meter.headers,
             },
         )
-    await meter.served(result, gateway.cost(result))
+    await meter.served(result, result.cost)
+    _observe(request.app.state.metrics, result)
     return Response(
         message_body(result, chat.model),
         media_type="application/json",
@@ -108,7 +111,7 @@ async def _messages(request: Request) -> Response:
 
 
 async def _events(
-    stream: ChatStream, model: str, meter: Meter, gateway: Gateway
+    stream: ChatStream, model: str, meter: Meter, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     writer = MessageStreamWriter(stream.id, model)
     failure: TurnoutError | None = None
@@ -118,16 +121,22 @@ async def _events(
             frame = writer.event(event)
             if frame:
                 yield frame
+        cost = stream.cost
+        _observe(metrics, stream)
+        if cost is not None:
+            # Known only now, after the headers: an SSE comment (clients skip it) carries it.
+            yield b": x-turnout-cost-usd=" + format_usd(cost).encode() + b"\n\n"
         yield writer.finish(stream.usage)
     except TurnoutError as err:
         # The status went out with the first byte: report in-band, as Anthropic does.
         failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
+        metrics.observe_error(err)
         yield error_frame(err)
     finally:
         await stream.aclose()
-        meter.stream_closed(stream, gateway.cost(stream), failure)
+        meter.stream_closed(stream, stream.cost, failure)
 
 
 def anthropic_routes() -> list[Route]:
-    return [Route("/v1/messages", messages, methods=["POST", "GET", "PUT", "DELETE", "PATCH"])]
+    return [Route("/v1/messages", messages, methods=["POST"])]

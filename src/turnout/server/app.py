@@ -263,6 +263,12 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
+    if request.url.path.startswith("/v1/messages"):
+        from .anthropic_route import plain_error
+
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        message = f"{request.method} {request.url.path}: use POST /v1/messages"
+        return plain_error(status, kind, message)
     kind = "not_found_error" if status == 404 else "invalid_request_error"
     return _json(
         {

@@ -225,6 +225,19 @@ def _ok(ref: str, description: str) -> dict[str, Any]:
 
 _SECURED: list[dict[str, list[str]]] = [{"masterKey": []}]
 
+_ANTHROPIC_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+
 
 def _key_schemas() -> dict[str, Any]:
     """The admin API's request body, from its pydantic model (one source of truth)."""
@@ -314,6 +327,33 @@ def openapi_spec() -> dict[str, Any]:
                             },
                         },
                         **_error_responses(400, 401, 404, 429, 502),
+                    },
+                }
+            },
+            "/v1/messages": {
+                "post": {
+                    "summary": "Anthropic Messages (whole or SSE stream), served by any backend",
+                    "description": "The Anthropic request and response shapes (docs/anthropic.md)."
+                    " The key goes as x-api-key or Authorization: Bearer; any anthropic-version "
+                    "is accepted. Streams are Anthropic's named events (message_start ... "
+                    "message_stop); a failure after the first byte ends one with 'event: error'.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["model", "max_tokens", "messages"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "an Anthropic message, or text/event-stream"},
+                        "default": {
+                            "description": "Anthropic's error shape; 529 when overloaded",
+                            "content": {"application/json": {"schema": _ANTHROPIC_ERROR}},
+                        },
                     },
                 }
             },
