@@ -6,8 +6,9 @@ machine; and how much memory records hold while the database is down.
 
 1. The ASGI app (Starlette + handler + library) called in process against the bench's mock
    upstream, request log off (``database_url: none``) and on (SQLite in WAL mode, the default;
-   its writer thread running), in alternating blocks so machine load hits both alike. Also the
-   wall time of the request-path part alone: building the record and queueing it.
+   its writer thread running), in alternating blocks so machine load hits both alike; wall
+   time per request (p50, p99, max) for both, which shows whether the writer thread holds up
+   the event loop; and the wall time of the request-path part alone (build, queue a record).
 2. The request log pointed at a database that refuses connections, 10,000 and then 100,000
    requests' records submitted: queue depth, drops, and the Python heap they hold.
 """
@@ -77,13 +78,16 @@ async def _app_cpu(mock_port: int, db_dir: Path, n: int, blocks: int) -> dict[st
     on_app = apps["on"][0]
     await on_app.state.accounting.migrated.wait()
     out: dict[str, list[float]] = {"off": [], "on": []}
+    walls: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(blocks):
         for label, (app, _) in apps.items():
             for _ in range(100):
                 await app(_scope(body), receive, send)
             start = time.process_time()
             for _ in range(n):
+                t0 = time.perf_counter()
                 await app(_scope(body), receive, send)
+                walls[label].append(time.perf_counter() - t0)
             if label == "on":
                 assert await app.state.accounting.request_log.flush(30)
             out[label].append((time.process_time() - start) / n * 1e6)
@@ -91,6 +95,9 @@ async def _app_cpu(mock_port: int, db_dir: Path, n: int, blocks: int) -> dict[st
     print(f"  request log: {log.written} written, {log.dropped} dropped")
     for _app, lifespan in apps.values():
         await lifespan.__aexit__(None, None, None)
+    for label, values in walls.items():
+        q = statistics.quantiles(values, n=100)
+        out[f"wall_{label}"] = [q[49] * 1e6, q[98] * 1e6, max(values) * 1e6]
     return out
 
 
@@ -176,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  request log off : {off:7.1f} us   blocks: {[round(v) for v in cpu['off']]}")
     print(f"  request log on  : {on:7.1f} us   blocks: {[round(v) for v in cpu['on']]}")
     print(f"  difference      : {paired:+7.1f} us ({paired / off * 100:+.1f} %), median of pairs")
+    for label in ("off", "on"):
+        p50, p99, top = cpu[f"wall_{label}"]
+        print(
+            f"  wall per request, log {label:3}: p50 {p50:6.1f} us  p99 {p99:7.1f} us  "
+            f"max {top:8.1f} us"
+        )
     print(f"request-path part (build record + queue it): {_record_path_us(20_000):.2f} us wall")
     print("database down (connections refused), default queue_size 10,000:")
     print("  requests   queued   dropped   heap held by the log")
