@@ -161,3 +161,19 @@ def _wait(condition: object, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
+
+
+async def test_retention_prunes_old_records(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    db.upgrade()
+    old = _record(0)
+    old.ts = time.time() - 10 * 86400
+    db.write_records([old.values(), old.values()])
+    log = RequestLog(db, RequestLogConfig(retention_days=7, flush_interval=0.01))
+    log.start()
+    log.submit(_record(1))
+    assert await log.flush(10)
+    await log.aclose()
+    rows = db.records_since(0, ["ts"])
+    assert len(rows) == 1 and rows[0][0] > time.time() - 60
+    db.dispose()
