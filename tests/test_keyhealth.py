@@ -372,13 +372,19 @@ def test_cli_models_provider_asks_the_provider(
 async def test_native_hosts_are_checked_against_their_fakes(isolated_env: None) -> None:
     from turnout.deployment import resolve_deployment
 
+    from .fakes.anthropic_upstream import FakeAnthropic
     from .fakes.cohere_upstream import FakeCohere
     from .fakes.gemini_upstream import FakeGemini
     from .fakes.ollama_upstream import FakeOllama
 
     servers = {
         name: AiohttpThread(make().app).start()
-        for name, make in (("gemini", FakeGemini), ("cohere", FakeCohere), ("ollama", FakeOllama))
+        for name, make in (
+            ("gemini", FakeGemini),
+            ("cohere", FakeCohere),
+            ("ollama", FakeOllama),
+            ("anthropic", FakeAnthropic),
+        )
     }
     try:
         config = Config.model_validate(
@@ -387,6 +393,7 @@ async def test_native_hosts_are_checked_against_their_fakes(isolated_env: None) 
                     "gemini": {"base_url": servers["gemini"].url + "/v1beta", "api_key": GOOD},
                     "cohere": {"base_url": servers["cohere"].url, "api_key": GOOD},
                     "ollama": {"settings": {"endpoint": servers["ollama"].url}},
+                    "anthropic": {"base_url": servers["anthropic"].url + "/v1", "api_key": GOOD},
                 }
             }
         )
@@ -400,6 +407,7 @@ async def test_native_hosts_are_checked_against_their_fakes(isolated_env: None) 
         "gemini": ("valid", "gemini"),
         "cohere": ("valid", "cohere_chat"),
         "ollama": ("valid", "ollama_chat"),
+        "anthropic": ("valid", "anthropic_messages"),
     }
     assert all(s.detail and s.detail.endswith("models") for s in statuses.values())
     assert probe is not None and probe.headers["x-goog-api-key"] == GOOD
