@@ -81,7 +81,8 @@ def _ratio(metric: str, turnout: float | None, litellm: float | None) -> float |
         return None
     better = METRICS[metric][2]
     if better == "lower":
-        return litellm / turnout if turnout > 0 else None
+        # An added figure at or below zero is noise around nothing: no meaningful ratio.
+        return litellm / turnout if turnout > 0 and litellm > 0 else None
     return turnout / litellm if litellm > 0 else None
 
 
