@@ -23,10 +23,10 @@ from ..errors import (
     BadRequestError,
     UnsupportedParameterError,
     UpstreamConnectionError,
-    UpstreamTimeoutError,
 )
 from ..http import HttpPool
 from ..types import ChatRequest, ChatResult, StreamEvent
+from . import edge
 from .bedrock_aws import authorise, botocore, map_error
 from .bedrock_response import StreamState, from_response, loads, malformed, parse_event
 
@@ -345,32 +345,10 @@ class BedrockConverseAdapter:
     async def _post(
         self, url: str, headers: dict[str, str], body: bytes, d: Deployment, t: TimeoutsConfig
     ) -> aiohttp.ClientResponse:
-        import aiohttp
         from yarl import URL
 
-        try:
-            # encoded=True: the path was escaped and signed as is; it must go out unchanged.
-            return await self._http.session().post(
-                URL(url, encoded=True),
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=t.connect, connect=t.connect
-                ),
-            )
-        except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"no connection within {t.connect:g}s",
-                provider=d.provider,
-                model=d.model,
-                code="connect_timeout",
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(
-                f"cannot reach {d.provider}: {type(exc).__name__}: {exc}",
-                provider=d.provider,
-                model=d.model,
-            ) from None
+        # encoded=True: the path was escaped and signed as is; it must go out unchanged.
+        return await edge.post(self._http, URL(url, encoded=True), headers, body, d, t)
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         import aiohttp

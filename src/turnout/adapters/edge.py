@@ -23,6 +23,7 @@ from ..http import HttpPool
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 __all__ = ["ErrorMapper", "loads", "open_stream", "post", "post_json", "redact"]
 
@@ -32,13 +33,16 @@ ErrorMapper = Callable[[int, bytes, Mapping[str, str], Deployment], TurnoutError
 
 async def post(
     http: HttpPool,
-    url: str,
+    url: str | URL,
     headers: Mapping[str, str],
     body: bytes,
     d: Deployment,
     t: TimeoutsConfig,
 ) -> aiohttp.ClientResponse:
-    """Send one request; only the connection is bounded here (the executor bounds the rest)."""
+    """Send one request; only the connection is bounded here (the executor bounds the rest).
+
+    ``url`` may be a ``yarl.URL(..., encoded=True)`` when the path was signed as escaped and
+    must go out unchanged (Bedrock's SigV4)."""
     import aiohttp
 
     try:
