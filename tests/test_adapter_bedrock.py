@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from turnout.types import TextDelta, ToolCallDelta
 
 from .fakes.bedrock_upstream import FakeBedrock, event
 from .fakes.script import Cut, Fail, Hang, Raw, Reply, StreamError
-from .fakes.servers import AiohttpThread
+from .fakes.servers import AiohttpThread, fake_fixtures
 
 AKID, SECRET = "AKIDADAPTERTEST0042", "adapter/secret"
 API_KEY = "ABSKadapterapikey00000000beef"
@@ -26,18 +26,9 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeBedrock, AiohttpThread]]:
-    fake = FakeBedrock(credentials={AKID: SECRET}, bearer={API_KEY})
-    thread = AiohttpThread(fake.app).start()
-    yield fake, thread
-    thread.stop()
-
-
-@pytest.fixture
-def fake(server: tuple[FakeBedrock, AiohttpThread]) -> FakeBedrock:
-    server[0].reset()
-    return server[0]
+server, fake, _url = fake_fixtures(
+    lambda: FakeBedrock(credentials={AKID: SECRET}, bearer={API_KEY})
+)
 
 
 def config(url: str, **extra: Any) -> Config:

@@ -20,24 +20,13 @@ from botocore.exceptions import ClientError, EventStreamError
 
 from .fakes.bedrock_upstream import FakeBedrock
 from .fakes.script import Fail, Reply, StreamError
-from .fakes.servers import AiohttpThread
+from .fakes.servers import AiohttpThread, fake_fixtures
 
 AKID, SECRET = "AKIDFAKEBEDROCK0001", "fake/secret+key"
 HI = [{"role": "user", "content": [{"text": "hi"}]}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeBedrock, AiohttpThread]]:
-    fake = FakeBedrock(credentials={AKID: SECRET})
-    thread = AiohttpThread(fake.app).start()
-    yield fake, thread
-    thread.stop()
-
-
-@pytest.fixture
-def fake(server: tuple[FakeBedrock, AiohttpThread]) -> FakeBedrock:
-    server[0].reset()
-    return server[0]
+server, fake, _url = fake_fixtures(lambda: FakeBedrock(credentials={AKID: SECRET}))
 
 
 @pytest.fixture

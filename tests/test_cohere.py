@@ -18,7 +18,7 @@ from turnout.types import TextDelta, ToolCallDelta
 
 from .fakes.cohere_upstream import TEMPLATE_TOKENS, FakeCohere
 from .fakes.script import Cut, Fail, Hang, Reply, StreamError
-from .fakes.servers import AiohttpThread
+from .fakes.servers import fake_fixtures
 
 KEY = "co-fake-cohere-key-wxyz"
 HI = [{"role": "user", "content": "hi"}]
@@ -31,23 +31,7 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeCohere, AiohttpThread]]:
-    fake = FakeCohere()
-    thread = AiohttpThread(fake.app).start()
-    yield fake, thread
-    thread.stop()
-
-
-@pytest.fixture
-def fake(server: tuple[FakeCohere, AiohttpThread]) -> FakeCohere:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeCohere, AiohttpThread]) -> str:
-    return server[1].url
+server, fake, url = fake_fixtures(FakeCohere)
 
 
 def check_request(body: dict[str, Any]) -> None:

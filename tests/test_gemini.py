@@ -6,7 +6,6 @@ comes back is read right."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -19,7 +18,7 @@ from turnout.types import TextDelta, ToolCallDelta
 
 from .fakes.gemini_upstream import SIGNATURE, FakeGemini, chunks, whole
 from .fakes.script import Cut, Fail, Hang, Reply, StreamError
-from .fakes.servers import AiohttpThread
+from .fakes.servers import fake_fixtures
 from .specs import errors_of
 
 SPEC = "gemini-native.openapi.json"
@@ -34,23 +33,7 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeGemini, AiohttpThread]]:
-    fake = FakeGemini()
-    thread = AiohttpThread(fake.app).start()
-    yield fake, thread
-    thread.stop()
-
-
-@pytest.fixture
-def fake(server: tuple[FakeGemini, AiohttpThread]) -> FakeGemini:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeGemini, AiohttpThread]) -> str:
-    return server[1].url
+server, fake, url = fake_fixtures(FakeGemini)
 
 
 # --- the SDK proves the fake -------------------------------------------------------------

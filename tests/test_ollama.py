@@ -17,7 +17,7 @@ from turnout.types import TextDelta, ToolCallDelta
 
 from .fakes.ollama_upstream import FakeOllama, lines, whole
 from .fakes.script import Cut, Fail, Hang, Reply, StreamError
-from .fakes.servers import AiohttpThread
+from .fakes.servers import fake_fixtures
 from .specs import errors_of
 
 SPEC = "ollama-openapi.yaml"
@@ -31,23 +31,7 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeOllama, AiohttpThread]]:
-    fake = FakeOllama()
-    thread = AiohttpThread(fake.app).start()
-    yield fake, thread
-    thread.stop()
-
-
-@pytest.fixture
-def fake(server: tuple[FakeOllama, AiohttpThread]) -> FakeOllama:
-    server[0].reset()
-    return server[0]
-
-
-@pytest.fixture
-def url(server: tuple[FakeOllama, AiohttpThread]) -> str:
-    return server[1].url
+server, fake, url = fake_fixtures(FakeOllama)
 
 
 # --- the SDK proves the fake -------------------------------------------------------------

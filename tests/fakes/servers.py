@@ -7,8 +7,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 
@@ -84,3 +86,26 @@ class UvicornThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(15)
+
+
+def fake_fixtures(make: Callable[[], Any]) -> tuple[Any, Any, Any]:
+    """The ``server`` (one per module), ``fake`` (reset for each test) and ``url`` fixtures of
+    a fake upstream; a test module binds them: ``server, fake, url = fake_fixtures(FakeX)``."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[tuple[Any, AiohttpThread]]:
+        upstream = make()
+        thread = AiohttpThread(upstream.app).start()
+        yield upstream, thread
+        thread.stop()
+
+    @pytest.fixture
+    def fake(server: tuple[Any, AiohttpThread]) -> Any:
+        server[0].reset()
+        return server[0]
+
+    @pytest.fixture
+    def url(server: tuple[Any, AiohttpThread]) -> str:
+        return server[1].url
+
+    return server, fake, url
