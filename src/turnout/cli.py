@@ -23,6 +23,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+# ``turnout serve`` flags that set a ``server:`` key. They go through the key's environment
+# variable, so that every worker process (which loads the config itself) sees them too.
+_SERVE_FLAGS = {
+    "header_timeout": "TURNOUT_HEADER_TIMEOUT",
+    "body_timeout": "TURNOUT_BODY_TIMEOUT",
+    "keep_alive_timeout": "TURNOUT_KEEP_ALIVE_TIMEOUT",
+    "max_connections": "TURNOUT_MAX_CONNECTIONS",
+}
+
+
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
@@ -33,7 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .gateway import Gateway
     from .logs import setup_logging
     from .server import create_app
+    from .server.protocol import uvicorn_options
 
+    for name, var in _SERVE_FLAGS.items():
+        if getattr(args, name) is not None:
+            os.environ[var] = str(getattr(args, name))
     config = _config(args)
     if args.host:
         config.server.host = args.host
@@ -49,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "http": "auto",
         "ws": "none",  # no WebSocket routes: do not import a WebSocket stack
         "timeout_graceful_shutdown": 10,
+        **uvicorn_options(),
     }
     if workers > 1:
         # Each worker process builds its own gateway from the same file and environment.
@@ -348,6 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         help="worker processes sharing the port (default 1, or server.workers)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="time a client has to send a request's headers (default 10, server.header_timeout)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="time from a request's headers to the end of its body (default 30)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="how long an idle connection waits for its next request (default 5)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive,
+        metavar="N",
+        help="open connections per worker process; more get 503 (default 2048)",
     )
     serve.set_defaults(func=cmd_serve)
 

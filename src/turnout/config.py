@@ -264,6 +264,16 @@ class ServerConfig(_Strict):
     """Load the embedded model in the background at start-up so the first request is fast."""
     workers: int = Field(default=1, ge=1, le=64)
     """Server processes sharing the port (``turnout serve --workers`` overrides it)."""
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds a client has to send a request's headers, counted from opening the connection
+    (or from the first byte of the next request on a kept-alive one); then it is closed."""
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds from the end of a request's headers to the end of its body; then the client gets
+    a 408 (when no answer has started) and the connection is closed."""
+    keep_alive_timeout: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds an idle kept-alive connection waits for its next request."""
+    max_connections: int = Field(default=2048, ge=1, le=1_000_000)
+    """Open connections per server process; one more is answered 503 and closed at once."""
 
 
 class RequestLogConfig(_Strict):
@@ -339,6 +349,10 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_MAX_BODY_BYTES": ("server", "max_body_bytes"),
     "TURNOUT_PRELOAD_LOCAL": ("server", "preload_local"),
     "TURNOUT_WORKERS": ("server", "workers"),
+    "TURNOUT_HEADER_TIMEOUT": ("server", "header_timeout"),
+    "TURNOUT_BODY_TIMEOUT": ("server", "body_timeout"),
+    "TURNOUT_KEEP_ALIVE_TIMEOUT": ("server", "keep_alive_timeout"),
+    "TURNOUT_MAX_CONNECTIONS": ("server", "max_connections"),
     "TURNOUT_DEFAULT_MODEL": ("default_model",),
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),

@@ -4,6 +4,7 @@
     ├── ConfigError                       bad config file or environment (names file, key)
     ├── MissingDependencyError            an optional extra is not installed (names it)
     ├── DatabaseUnavailableError     503  the request log / key database cannot be reached
+    ├── ServerBusyError              503  this server process holds its maximum of connections
     ├── BadRequestError              400  the request itself is wrong: never retried
     │   ├── UnsupportedParameterError 400 one deployment cannot honour a field: next may
     │   └── ContextWindowExceededError 400 prompt + output do not fit the model's window
@@ -11,6 +12,7 @@
     ├── PermissionDeniedError        403  key valid but not allowed
     ├── BudgetExceededError          402  a gateway key spent its budget for the period
     ├── NotFoundError                404  unknown model, route or upstream path
+    ├── RequestTimeoutError          408  the client did not send the whole body in time
     ├── RequestTooLargeError         413  body over the server's limit
     ├── RateLimitError               429  retry_after seconds when the upstream said so
     ├── UpstreamTimeoutError         504  connect, first-token or total timeout
@@ -46,7 +48,9 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestTimeoutError",
     "RequestTooLargeError",
+    "ServerBusyError",
     "TurnoutError",
     "UnsupportedParameterError",
     "UpstreamConnectionError",
@@ -101,6 +105,13 @@ class DatabaseUnavailableError(TurnoutError):
     default_code = "database_unavailable"
 
 
+class ServerBusyError(TurnoutError):
+    """Refused at the door: the server process already holds ``server.max_connections``."""
+
+    status_code = 503
+    default_code = "too_many_connections"
+
+
 class BadRequestError(TurnoutError):
     status_code = 400
     type = "invalid_request_error"
@@ -142,6 +153,14 @@ class NotFoundError(TurnoutError):
     type = "not_found_error"
     default_code = "model_not_found"
     failover = True
+
+
+class RequestTimeoutError(TurnoutError):
+    """The request body did not arrive within ``server.body_timeout``."""
+
+    status_code = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class RequestTooLargeError(TurnoutError):

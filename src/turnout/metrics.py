@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 if TYPE_CHECKING:
     from .accounting import Accounting
     from .errors import TurnoutError
+    from .server.connections import ConnectionGuard
     from .types import Usage
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -121,6 +122,12 @@ class Metrics:
         refused by gateway-key limits (read at scrape time)."""
         self.registry.register(_AccountingCollector(accounting))
 
+    def add_connections(self, guard: ConnectionGuard) -> None:
+        """Expose open connections and what the connection limits dropped: header and body
+        timeouts, connections refused over the cap, clients that went away mid-request (read
+        at scrape time)."""
+        self.registry.register(_ConnectionCollector(guard))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in the registry."""
         return generate_latest(self.registry)
@@ -164,3 +171,51 @@ class _AccountingCollector:
         for reason, count in sorted(self._accounting.rejections.items()):
             refused.add_metric([reason], count)
         yield refused
+
+
+class _ConnectionCollector:
+    """The connection guard's counters, read when Prometheus scrapes."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        g = self._guard
+        open_ = GaugeMetricFamily(
+            "turnout_connections_open", "Client connections this server process holds open."
+        )
+        open_.add_metric([], g.open)
+        yield open_
+        for name, help_text, value in (
+            (
+                "turnout_header_timeouts",
+                "Connections closed because their request headers were not complete within "
+                "server.header_timeout (including connections that sent nothing).",
+                g.header_timeouts,
+            ),
+            (
+                "turnout_body_timeouts",
+                "Requests answered 408 (or cut) because their body was not complete within "
+                "server.body_timeout.",
+                g.body_timeouts,
+            ),
+            (
+                "turnout_connections_refused",
+                "Connections answered 503 at once because server.max_connections were open.",
+                g.refused,
+            ),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], value)
+            yield family
+        gone = CounterMetricFamily(
+            "turnout_client_disconnects",
+            "Clients that closed the connection mid-request, by stage: while sending the body, "
+            "or before the end of the answer.",
+            labels=["stage"],
+        )
+        for stage, count in g.disconnects.items():
+            gone.add_metric([stage], count)
+        yield gone

@@ -66,10 +66,18 @@ class UvicornThread:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
+        from turnout.server.protocol import uvicorn_options
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The same protocol as ``turnout serve``: connection limits from the app's config.
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(),
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -54,6 +54,8 @@ async def messages(request: Request) -> Response:
             log.warning("POST /v1/messages -> %d: %s", err.status_code, err)
         request.app.state.metrics.observe_error(err)
         return _error(err)
+    except ClientDisconnect:
+        raise  # nobody to answer: the app's handler for it keeps it out of the error log
     except Exception:
         log.exception("unexpected error on POST /v1/messages")
         return plain_error(500, "api_error", "internal error in the gateway")

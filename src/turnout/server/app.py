@@ -7,13 +7,13 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -32,6 +32,7 @@ from ..metrics import Metrics
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes, presented_key
+from .connections import GUARD_STATE_KEY, ConnectionGuard
 from .management import management_routes
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, format_usd, result_body
@@ -246,6 +247,15 @@ async def _on_turnout_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request body was in: nothing to answer
+    (the connection layer counts it and logs one line), so no error and no traceback."""
+    log.debug(
+        "%s %s: client disconnected while the body was read", request.method, request.url.path
+    )
+    return Response(status_code=400)  # goes nowhere: the server drops it
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _json(
@@ -291,8 +301,10 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     if accounting is None and (database_url(config) is not None or config.redis_url):
         accounting = Accounting(config)
 
+    guard = ConnectionGuard.from_config(config.server)
+
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, object]]:
         tasks = []
         await gateway.state.start()
         if config.server.preload_local:
@@ -304,7 +316,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
         if app.state.key_monitor is not None:
             tasks.append(asyncio.create_task(app.state.key_monitor.run()))
         try:
-            yield
+            # The lifespan state reaches every connection's protocol (see connections.py).
+            yield {GUARD_STATE_KEY: guard}
         finally:
             for task in tasks:
                 if not task.done():
@@ -330,6 +343,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
         ],
         exception_handlers={
             TurnoutError: _on_turnout_error,
+            ClientDisconnect: _on_client_disconnect,
             Exception: _on_unexpected,
             404: _not_found,
             405: _not_found,
@@ -339,6 +353,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     master = config.server.master_key
     app.state.gateway = gateway
     app.state.metrics = Metrics()
+    app.state.metrics.add_connections(guard)
     if accounting is not None:
         app.state.metrics.add_accounting(accounting)
     app.state.accounting = accounting
