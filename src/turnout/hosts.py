@@ -44,6 +44,10 @@ class Host:
     """Requests whose output cap exceeds this must stream upstream (Fireworks)."""
     body_quirks: str | None = None
     """Named pure function in ``openai_chat`` applied to the body last."""
+    models_url: str | None = None
+    """Where the host lists its models when not where its wire API usually does (key health
+    and ``turnout models --provider`` read it); may hold ``{placeholders}`` like
+    ``base_url``."""
 
 
 _OPENAI_COMPATIBLE: tuple[Host, ...] = (
@@ -56,6 +60,8 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
         auth_header="api-key",
         auth_prefix="",
         query={"api-version": "{api_version}"},
+        # The base URL names one deployment; the model list lives beside the deployments.
+        models_url="{endpoint}/openai/models?api-version={api_version}",
         settings_defaults={"api_version": "2024-10-21"},
         settings_env={"endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION"},
     ),
@@ -100,7 +106,9 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
         key_env="BL_API_KEY",
         auth_header="X-Blaxel-Authorization",
         headers={"X-Blaxel-Workspace": "{workspace}"},
-        # control_url: the control API that `turnout models --provider` and key health use
+        # run.blaxel.ai serves one model per URL: the control API lists them all (and
+        # `turnout models --provider` asks it for the sandbox flags too).
+        models_url="{control_url}/models",
         settings_defaults={
             "run_url": "https://run.blaxel.ai",
             "control_url": "https://api.blaxel.ai/v0",

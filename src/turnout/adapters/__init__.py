@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from importlib import import_module
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import ConfigError
 from ..http import HttpPool
 from ..types import ChatRequest, ChatResult, StreamEvent
+from .base import Listing, ModelsRequest
 
-__all__ = ["Adapter", "AdapterSet"]
+__all__ = ["Adapter", "AdapterSet", "Listing", "ModelsRequest", "adapter_class"]
 
 
 class Adapter(Protocol):
-    wire_api: str
+    """A wire API, whole: chat, stream, errors, and model listing."""
+
+    wire_api: ClassVar[str]
+    in_process: ClassVar[bool]
+    """True for a model run inside the gateway (no account, no key to check)."""
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         """One whole completion."""
@@ -30,6 +35,18 @@ class Adapter(Protocol):
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
         """Typed events; raises a ``TurnoutError`` on failure, before or during the stream."""
+        ...
+
+    def models_request(self, d: Deployment) -> ModelsRequest | None:
+        """The GET that lists ``d``'s models and so proves its credentials; None if none."""
+        ...
+
+    async def list_models(self, d: Deployment, timeout: float) -> Listing | None:
+        """What the provider answers to ``models_request``; None without a listing."""
+        ...
+
+    def credentials_hint(self, d: Deployment) -> str:
+        """The credentials in use as they may be shown (last four characters at most)."""
         ...
 
 
@@ -44,6 +61,14 @@ _MODULES = {
 }
 
 
+def adapter_class(wire_api: str) -> Any:
+    """The adapter class of a wire API (its module imported on first use)."""
+    if wire_api not in _MODULES:
+        raise ConfigError(f"no adapter for wire API '{wire_api}'")
+    module, cls = _MODULES[wire_api]
+    return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
 class AdapterSet:
     """The adapters of one gateway, created lazily and sharing one HTTP pool."""
 
@@ -54,11 +79,7 @@ class AdapterSet:
     def get(self, wire_api: str) -> Adapter:
         adapter = self._adapters.get(wire_api)
         if adapter is None:
-            if wire_api not in _MODULES:
-                raise ConfigError(f"no adapter for wire API '{wire_api}'")
-            module, cls = _MODULES[wire_api]
-            factory = getattr(import_module(f"{__name__}.{module}"), cls)
-            adapter = self._adapters[wire_api] = factory(self.http)
+            adapter = self._adapters[wire_api] = adapter_class(wire_api)(self.http)
         return adapter
 
     def loaded(self) -> list[Adapter]:

@@ -15,7 +15,6 @@ import orjson
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import BadRequestError, TurnoutError, UpstreamServerError, from_status
-from ..http import HttpPool
 from ..sse import ServerSentEvent, SSEDecoder
 from ..types import (
     ChatRequest,
@@ -28,8 +27,9 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
+from .base import HttpAdapter, auth_headers, join_version
 from .convert import arguments_object, arguments_text, data_url, request_fields, take_unsupported
-from .edge import loads, open_stream, post_json, redact
+from .edge import loads, redact
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -438,30 +438,35 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
 # --- network edge ----------------------------------------------------------------------------
 
 
-class AnthropicMessagesAdapter:
+class AnthropicMessagesAdapter(HttpAdapter):
     wire_api = "anthropic_messages"
+    map_error = staticmethod(map_error)
 
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    def models_url(self, d: Deployment) -> str:
+        return join_version(d.base_url, "/v1", "/models")
+
+    def models_headers(self, d: Deployment) -> dict[str, str]:
+        return {"anthropic-version": "2023-06-01", **auth_headers(d)}
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)
-        obj = await post_json(self._http, url, headers, body, d, t, map_error)
+        obj = await self.call(d, t).post_json(url, headers, body)
         return from_response(obj, d)
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
         url, headers, body = to_request(request, d, stream=True)
-        async with open_stream(self._http, url, headers, body, d, t, map_error) as resp:
+        call = self.call(d, t)
+        async with call.open_stream(url, headers, body) as resp:
             parser = StreamParser(d)
             decoder = SSEDecoder()
             async for chunk in resp.content.iter_any():
                 for sse in decoder.feed(chunk):
-                    for event in parser.event(sse.event, loads(sse.data, d)):
+                    for event in parser.event(sse.event, call.loads(sse.data)):
                         yield event
                 if parser.done:
                     return
             for sse in decoder.close():
-                for event in parser.event(sse.event, loads(sse.data, d)):
+                for event in parser.event(sse.event, call.loads(sse.data)):
                     yield event

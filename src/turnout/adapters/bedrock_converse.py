@@ -12,26 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
-from ..errors import (
-    BadRequestError,
-    UnsupportedParameterError,
-    UpstreamConnectionError,
-)
-from ..http import HttpPool
+from ..errors import BadRequestError, UnsupportedParameterError
 from ..types import ChatRequest, ChatResult, StreamEvent
-from . import edge
-from .bedrock_aws import authorise, botocore, map_error
+from .base import HttpAdapter, ModelsRequest
+from .bedrock_aws import authorise, botocore, credentials_hint, list_models_request, map_error
 from .bedrock_response import StreamState, from_response, loads, malformed, parse_event
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = [
     "BedrockConverseAdapter",
@@ -336,51 +328,35 @@ def to_request(
 # --- network edge --------------------------------------------------------------------------
 
 
-class BedrockConverseAdapter:
+class BedrockConverseAdapter(HttpAdapter):
     wire_api = "bedrock_converse"
+    map_error = staticmethod(map_error)
 
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    def models_request(self, d: Deployment) -> ModelsRequest | None:
+        # The runtime lists nothing: ListFoundationModels on the control plane beside it.
+        return ModelsRequest(*list_models_request(d))
 
-    async def _post(
-        self, url: str, headers: dict[str, str], body: bytes, d: Deployment, t: TimeoutsConfig
-    ) -> aiohttp.ClientResponse:
-        from yarl import URL
-
-        # encoded=True: the path was escaped and signed as is; it must go out unchanged.
-        return await edge.post(self._http, URL(url, encoded=True), headers, body, d, t)
+    def credentials_hint(self, d: Deployment) -> str:
+        return credentials_hint(d)
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
-        import aiohttp
+        from yarl import URL
 
         url, headers, body = to_request(request, d, stream=False)
-        resp = await self._post(url, headers, body, d, t)
-        try:
-            raw = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(
-                f"connection lost reading the response: {exc}", provider=d.provider, model=d.model
-            ) from None
-        finally:
-            resp.release()
-        if resp.status >= 400:
-            raise map_error(resp.status, raw, resp.headers, d)
-        result = from_response(loads(raw, d), d)
-        result.id = resp.headers.get("x-amzn-RequestId", "")
+        call = self.call(d, t)
+        # encoded=True: the path was escaped and signed as is; it must go out unchanged.
+        result = from_response(loads(await call.read(URL(url, encoded=True), headers, body), d), d)
+        result.id = call.headers.get("x-amzn-RequestId", "")
         return result
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
-        import aiohttp
+        from yarl import URL
 
         eventstream = botocore("eventstream")
         url, headers, body = to_request(request, d, stream=True)
-        resp = await self._post(url, headers, body, d, t)
-        clean = False
-        try:
-            if resp.status >= 400:
-                raise map_error(resp.status, await resp.read(), resp.headers, d)
+        async with self.call(d, t).open_stream(URL(url, encoded=True), headers, body) as resp:
             buffer = eventstream.EventStreamBuffer()
             state = StreamState()
             async for chunk in resp.content.iter_any():
@@ -394,15 +370,3 @@ class BedrockConverseAdapter:
                         raise malformed(f"corrupt event stream: {exc}", d) from None
                     for event in parse_event(message.headers, message.payload, state, d):
                         yield event
-            clean = True
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamConnectionError(
-                f"stream interrupted: {type(exc).__name__}: {exc}",
-                provider=d.provider,
-                model=d.model,
-            ) from None
-        finally:
-            if clean:
-                resp.release()
-            else:
-                resp.close()

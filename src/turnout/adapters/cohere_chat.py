@@ -27,7 +27,6 @@ from ..errors import (
     UpstreamTimeoutError,
     from_status,
 )
-from ..http import HttpPool
 from ..sse import SSEDecoder
 from ..types import (
     ChatRequest,
@@ -40,8 +39,9 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from . import edge
+from .base import HttpAdapter, join_version
 from .convert import request_fields, take_unsupported, text_of
+from .edge import redact
 
 __all__ = [
     "CohereChatAdapter",
@@ -309,7 +309,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
     return from_status(
         _STATUS.get(status, status),
-        edge.redact(message, d),
+        redact(message, d),
         headers=headers,
         provider=d.provider,
         model=d.model,
@@ -319,15 +319,16 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
 # --- network edge --------------------------------------------------------------------------
 
 
-class CohereChatAdapter:
+class CohereChatAdapter(HttpAdapter):
     wire_api = "cohere_chat"
+    map_error = staticmethod(map_error)
 
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    def models_url(self, d: Deployment) -> str:
+        return join_version(d.base_url, "/v1", "/models")
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)
-        obj = await edge.post_json(self._http, url, headers, body, d, t, map_error)
+        obj = await self.call(d, t).post_json(url, headers, body)
         return from_response(obj, d)
 
     async def stream(
@@ -335,15 +336,16 @@ class CohereChatAdapter:
     ) -> AsyncIterator[StreamEvent]:
         url, headers, body = to_request(request, d, stream=True)
         state = StreamState()
-        async with edge.open_stream(self._http, url, headers, body, d, t, map_error) as resp:
+        call = self.call(d, t)
+        async with call.open_stream(url, headers, body) as resp:
             decoder = SSEDecoder()
             async for chunk in resp.content.iter_any():
                 for sse in decoder.feed(chunk):
                     if sse.data == "[DONE]":
                         return
-                    for event in parse_event(edge.loads(sse.data, d), d, state):
+                    for event in parse_event(call.loads(sse.data), d, state):
                         yield event
             for sse in decoder.close():
                 if sse.data != "[DONE]":
-                    for event in parse_event(edge.loads(sse.data, d), d, state):
+                    for event in parse_event(call.loads(sse.data), d, state):
                         yield event

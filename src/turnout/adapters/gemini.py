@@ -20,7 +20,6 @@ import orjson
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import BadRequestError, UpstreamServerError
-from ..http import HttpPool
 from ..sse import SSEDecoder
 from ..types import (
     ChatRequest,
@@ -33,7 +32,7 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from . import edge
+from .base import HttpAdapter, join_version
 from .convert import (
     arguments_object,
     arguments_text,
@@ -437,15 +436,16 @@ def parse_chunk(obj: Any, d: Deployment, state: StreamState) -> list[StreamEvent
 # --- network edge --------------------------------------------------------------------------
 
 
-class GeminiAdapter:
+class GeminiAdapter(HttpAdapter):
     wire_api = "gemini"
+    map_error = staticmethod(map_error)
 
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    def models_url(self, d: Deployment) -> str:
+        return join_version(d.base_url, "/v1beta", "/models")
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)
-        obj = await edge.post_json(self._http, url, headers, body, d, t, map_error)
+        obj = await self.call(d, t).post_json(url, headers, body)
         return from_response(obj, d)
 
     async def stream(
@@ -453,12 +453,13 @@ class GeminiAdapter:
     ) -> AsyncIterator[StreamEvent]:
         url, headers, body = to_request(request, d, stream=True)
         state = StreamState()
-        async with edge.open_stream(self._http, url, headers, body, d, t, map_error) as resp:
+        call = self.call(d, t)
+        async with call.open_stream(url, headers, body) as resp:
             decoder = SSEDecoder()
             async for chunk in resp.content.iter_any():
                 for sse in decoder.feed(chunk):
-                    for event in parse_chunk(edge.loads(sse.data, d), d, state):
+                    for event in parse_chunk(call.loads(sse.data), d, state):
                         yield event
             for sse in decoder.close():
-                for event in parse_chunk(edge.loads(sse.data, d), d, state):
+                for event in parse_chunk(call.loads(sse.data), d, state):
                     yield event

@@ -10,7 +10,7 @@ import orjson
 
 from ..deployment import Deployment
 from ..errors import TurnoutError, from_status
-from . import edge
+from .edge import redact
 
 __all__ = ["classify", "map_error"]
 
@@ -49,7 +49,7 @@ def classify(
     status: int, err: Mapping[str, Any], headers: Mapping[str, str], d: Deployment
 ) -> TurnoutError:
     rpc = str(err.get("status") or "")
-    message = edge.redact(str(err.get("message") or f"HTTP {status}"), d)
+    message = redact(str(err.get("message") or f"HTTP {status}"), d)
     details = [x for x in err.get("details") or () if isinstance(x, dict)]
     reasons = {x.get("reason") for x in details}
     # An invalid key is a 400 INVALID_ARGUMENT on the wire; it is an authentication failure.

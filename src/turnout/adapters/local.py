@@ -179,12 +179,23 @@ _END = _End()
 
 class LocalAdapter:
     wire_api = "local"
+    in_process = True
+    """Runs inside the gateway: no account, no key, no model listing to ask."""
 
     def __init__(self, http: HttpPool | None = None) -> None:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnout-local")
         self._loading: Future[Any] | None = None
         self._lock = threading.Lock()
         self._llama: Any = None
+
+    def models_request(self, d: Deployment) -> None:
+        return None
+
+    async def list_models(self, d: Deployment, timeout: float) -> None:
+        return None
+
+    def credentials_hint(self, d: Deployment) -> str:
+        return "(none)"
 
     # --- model lifetime ------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from ..errors import (
     UpstreamServerError,
     from_status,
 )
-from ..http import HttpPool
 from ..types import (
     ChatRequest,
     ChatResult,
@@ -37,7 +36,7 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from . import edge
+from .base import HttpAdapter
 from .convert import (
     arguments_object,
     arguments_text,
@@ -47,6 +46,7 @@ from .convert import (
     take_unsupported,
     text_of,
 )
+from .edge import redact
 
 __all__ = [
     "NDJSONDecoder",
@@ -316,7 +316,7 @@ class NDJSONDecoder:
 def _error(status: int, err: Any, headers: Mapping[str, str], d: Deployment) -> TurnoutError:
     message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
     return from_status(
-        status, edge.redact(message, d), headers=headers, provider=d.provider, model=d.model
+        status, redact(message, d), headers=headers, provider=d.provider, model=d.model
     )
 
 
@@ -335,15 +335,16 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
 # --- network edge --------------------------------------------------------------------------
 
 
-class OllamaChatAdapter:
+class OllamaChatAdapter(HttpAdapter):
     wire_api = "ollama_chat"
+    map_error = staticmethod(map_error)
 
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    def models_url(self, d: Deployment) -> str:
+        return d.base_url.rstrip("/") + "/api/tags"
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)
-        obj = await edge.post_json(self._http, url, headers, body, d, t, map_error)
+        obj = await self.call(d, t).post_json(url, headers, body)
         return from_response(obj, d)
 
     async def stream(
@@ -351,12 +352,13 @@ class OllamaChatAdapter:
     ) -> AsyncIterator[StreamEvent]:
         url, headers, body = to_request(request, d, stream=True)
         state = StreamState()
-        async with edge.open_stream(self._http, url, headers, body, d, t, map_error) as resp:
+        call = self.call(d, t)
+        async with call.open_stream(url, headers, body) as resp:
             decoder = NDJSONDecoder()
             async for chunk in resp.content.iter_any():
                 for line in decoder.feed(chunk):
-                    for event in parse_line(edge.loads(line, d), d, state):
+                    for event in parse_line(call.loads(line), d, state):
                         yield event
             for line in decoder.close():
-                for event in parse_line(edge.loads(line, d), d, state):
+                for event in parse_line(call.loads(line), d, state):
                     yield event

@@ -21,7 +21,6 @@ from ..errors import (
     UpstreamServerError,
     from_status,
 )
-from ..http import HttpPool
 from ..sse import SSEDecoder
 from ..streaming import ChatStream
 from ..types import (
@@ -35,7 +34,8 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from . import edge
+from .base import HttpAdapter
+from .edge import redact
 
 __all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
 
@@ -208,7 +208,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
             code = err["code"]
     except orjson.JSONDecodeError:
         message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
-    message = edge.redact(message, d)
+    message = redact(message, d)
     if status == 403 and "not allowed on sandbox model" in message.lower():
         from ..blaxel import sandbox_error
 
@@ -221,11 +221,9 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
 # --- network edge --------------------------------------------------------------------------
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(HttpAdapter):
     wire_api = "openai_chat"
-
-    def __init__(self, http: HttpPool) -> None:
-        self._http = http
+    map_error = staticmethod(map_error)
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         limit = d.host.stream_above_max_tokens
@@ -239,18 +237,17 @@ class OpenAIChatAdapter:
             )
             return await stream.collect()
         url, headers, body = to_request(request, d, stream=False)
-        return from_response(
-            await edge.post_json(self._http, url, headers, body, d, t, map_error), d
-        )
+        return from_response(await self.call(d, t).post_json(url, headers, body), d)
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
         url, headers, body = to_request(request, d, stream=True)
-        async with edge.open_stream(self._http, url, headers, body, d, t, map_error) as resp:
+        call = self.call(d, t)
+        async with call.open_stream(url, headers, body) as resp:
             if resp.content_type == "application/json":
                 # Some hosts ignore "stream": answer whole; replay it as events.
-                for event in _replay(from_response(edge.loads(await resp.read(), d), d)):
+                for event in _replay(from_response(call.loads(await resp.read()), d)):
                     yield event
                 return
             decoder = SSEDecoder()
@@ -258,11 +255,11 @@ class OpenAIChatAdapter:
                 for sse in decoder.feed(chunk):
                     if sse.data == "[DONE]":
                         return
-                    for event in parse_chunk(edge.loads(sse.data, d), d):
+                    for event in parse_chunk(call.loads(sse.data), d):
                         yield event
             for sse in decoder.close():
                 if sse.data != "[DONE]":
-                    for event in parse_chunk(edge.loads(sse.data, d), d):
+                    for event in parse_chunk(call.loads(sse.data), d):
                         yield event
 
 
