@@ -114,7 +114,7 @@ def bench_classifier(limit: int | None, folds: int) -> None:
     import numpy as np
 
     from turnout.routing.classifier import TaskClassifier
-    from turnout.routing.tasks import BUILTIN_TASKS, keyword_task, load_labelled
+    from turnout.routing.tasks import builtin_tasks, keyword_task, load_labelled
 
     if not LABELLED.is_file():
         print(f"classifier: {LABELLED} not found; skipped")
@@ -161,8 +161,8 @@ def bench_classifier(limit: int | None, folds: int) -> None:
         f"p50 {_pct(hop, 0.5):.2f} ms, p95 {_pct(hop, 0.95):.2f} ms"
     )
     print(
-        f"accuracy, built-in examples ({sum(map(len, BUILTIN_TASKS.values()))} prompts, "
-        f"{len(BUILTIN_TASKS)} labels): {hits / len(rows):.3f}"
+        f"accuracy, built-in examples ({sum(map(len, builtin_tasks().values()))} prompts, "
+        f"{len(builtin_tasks())} labels): {hits / len(rows):.3f}"
     )
     print(f"accuracy, keyword baseline:                              {baseline / len(rows):.3f}")
     for label, (ok, total) in sorted(per.items()):

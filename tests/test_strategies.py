@@ -330,3 +330,11 @@ async def test_drop_params_keeps_a_model_without_the_capability() -> None:
     assert await order(gw, tools=TOOLS) == ["cheap:small"]
     with pytest.raises(errors.BadRequestError, match="drop_params: true"):
         await decide(gateway(deployments=["cheap:small"]), tools=TOOLS)
+
+
+def test_every_strategy_name_has_one_implementation() -> None:
+    from turnout.config import STRATEGIES as NAMES
+    from turnout.routing import STRATEGIES
+
+    assert list(STRATEGIES) == list(NAMES)
+    assert all(STRATEGIES[name].name == name for name in NAMES)

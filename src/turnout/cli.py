@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import STRATEGIES, Config, load_config
+from .config import CAPABILITIES, STRATEGIES, Config, load_config
 from .errors import ConfigError, TurnoutError
 
 __all__ = ["main"]
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--capability",
         action="append",
         default=[],
-        choices=["tools", "vision", "json", "streaming", "reasoning"],
+        choices=CAPABILITIES,
         help="only catalogue models with this capability (repeatable)",
     )
     models.add_argument("--tag", action="append", default=[], help="only models with this tag")

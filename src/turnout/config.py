@@ -15,7 +15,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -24,10 +24,13 @@ from .errors import ConfigError
 __all__ = [
     "ENV_KEYS",
     "AlertsConfig",
+    "CAPABILITIES",
     "STRATEGIES",
     "Config",
     "DeploymentConfig",
     "Capability",
+    "ErrorClass",
+    "FailureClass",
     "HealthConfig",
     "HedgeConfig",
     "KeyHealthConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "RouteConfig",
     "RoutingConfig",
     "ServerConfig",
+    "StrategyName",
     "TimeoutsConfig",
     "load_config",
 ]
@@ -56,6 +60,9 @@ class TimeoutsConfig(_Strict):
 
 
 ErrorClass = Literal["rate_limit", "timeout", "connection", "server", "overloaded"]
+"""Failures worth retrying the same deployment after: the keys of ``retry.on``."""
+FailureClass = Literal[ErrorClass, "auth", "not_found"]
+"""Every failure that says something about a deployment (``routing.executor.error_class``)."""
 
 
 class RetryConfig(_Strict):
@@ -119,20 +126,6 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-STRATEGIES = (
-    "manual",
-    "priority",
-    "round_robin",
-    "weighted",
-    "least_busy",
-    "cost",
-    "performance",
-    "quality",
-    "balanced",
-    "ab",
-    "task",
-    "auto",
-)
 StrategyName = Literal[
     "manual",
     "priority",
@@ -147,6 +140,8 @@ StrategyName = Literal[
     "task",
     "auto",
 ]
+STRATEGIES: tuple[StrategyName, ...] = get_args(StrategyName)
+"""Every strategy name, in the order the docs list them (the one list is ``StrategyName``)."""
 Priority = Literal["speed", "quality", "cost", "balanced"]
 
 
@@ -195,6 +190,7 @@ class RouteConfig(_Strict):
 
 
 Capability = Literal["tools", "vision", "json", "streaming", "reasoning"]
+CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
 
 class ModelConfig(_Strict):

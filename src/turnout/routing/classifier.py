@@ -1,7 +1,7 @@
 """Task classification for ``task`` and ``auto`` routing: sentence embeddings of the request
 compared with embeddings of example prompts.
 
-Each label is defined by its examples (the built-in ones in ``tasks.BUILTIN_TASKS`` plus any
+Each label is defined by its examples (the built-in ones in ``turnout/data/tasks.yaml`` plus any
 the route declares). A request is embedded once and scored against each label as the mean
 cosine similarity of its ``neighbours`` most similar examples (``neighbours: 0`` compares with
 the label's centroid, the normalised mean of its examples, instead). The best label wins, or
@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .tasks import BUILTIN_TASKS
+from .tasks import builtin_tasks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,11 +77,11 @@ class TaskClassifier:
         return self._model
 
     def _examples(self, label: str, extra: Mapping[str, Sequence[str]]) -> list[str]:
-        examples = [*BUILTIN_TASKS.get(label, ()), *extra.get(label, ())]
+        examples = [*builtin_tasks().get(label, ()), *extra.get(label, ())]
         if not examples:
             raise ConfigError(
                 f"task '{label}' has no example prompts: it is not built in "
-                f"({', '.join(BUILTIN_TASKS)}); give examples under the route's tasks.{label}"
+                f"({', '.join(builtin_tasks())}); give examples under the route's tasks.{label}"
             )
         return examples
 
@@ -122,7 +122,7 @@ class TaskClassifier:
         """(label, score) on the calling thread; label None when below the threshold."""
         import numpy as np
 
-        names, examples, counts = self._table(labels or frozenset(BUILTIN_TASKS), extra or {})
+        names, examples, counts = self._table(labels or frozenset(builtin_tasks()), extra or {})
         vector = self._load().embed(text)
         sims = examples @ vector  # (labels, examples); padding rows score exactly 0
         width = sims.shape[1]
@@ -154,7 +154,7 @@ class TaskClassifier:
         """Load the model and compute centroids now rather than on the first request."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
-            self._pool, self._table, labels or frozenset(BUILTIN_TASKS), extra or {}
+            self._pool, self._table, labels or frozenset(builtin_tasks()), extra or {}
         )
 
     def close(self) -> None:

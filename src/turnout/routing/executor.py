@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..adapters import AdapterSet
+from ..config import FailureClass
 from ..deployment import Deployment
 from ..errors import (
     AllAttemptsFailedError,
@@ -59,7 +60,7 @@ def backoff_delay(round_: int, base: float, cap: float, rand: float) -> float:
     return ceiling / 2 + rand * ceiling / 2
 
 
-def error_class(err: TurnoutError) -> str | None:
+def error_class(err: TurnoutError) -> FailureClass | None:
     """The class of a failure that says something about the deployment (counted by the
     circuit breaker, and the key of ``retry.on``); None for the caller's own mistakes."""
     if isinstance(err, RateLimitError):

@@ -127,15 +127,15 @@ def _check_tasks(
     candidates: list[Candidate],
     declared: dict[str, list[str]],
 ) -> None:
-    from .tasks import BUILTIN_TASKS
+    from .tasks import builtin_tasks
 
     where = f"{config.source}: routes[{name}]"
     for c in candidates:
         for label in sorted(c.tasks):
-            if label not in BUILTIN_TASKS and not declared.get(label):
+            if label not in builtin_tasks() and not declared.get(label):
                 raise ConfigError(
                     f"{where}.deployments[{c.index}].tasks: unknown task '{label}' "
-                    f"(built in: {', '.join(BUILTIN_TASKS)}; or give example prompts under "
+                    f"(built in: {', '.join(builtin_tasks())}; or give example prompts under "
                     f"routes[{name}].tasks.{label})"
                 )
     if strategy == "task" and not any(c.tasks for c in candidates):

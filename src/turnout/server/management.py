@@ -11,14 +11,14 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, get_args
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..config import Capability
+from ..config import CAPABILITIES
 from ..errors import AuthenticationError, BadRequestError, PermissionDeniedError, TurnoutError
 from ..gateway import Gateway, parse_request
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
@@ -32,7 +32,6 @@ __all__ = ["management_routes"]
 
 log = logging.getLogger("turnout.server")
 
-CAPABILITIES = frozenset(get_args(Capability))
 TEST_PROMPT = "Reply with the single word: pong"
 _MAX_BODY = 1024 * 1024
 
@@ -64,7 +63,7 @@ def _many(request: Request, name: str) -> list[str]:
 async def list_catalogue(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     caps = _many(request, "capability")
-    unknown = sorted(set(caps) - CAPABILITIES)
+    unknown = sorted(set(caps) - set(CAPABILITIES))
     if unknown:
         raise BadRequestError(
             f"unknown capability {', '.join(unknown)}: expected one of "

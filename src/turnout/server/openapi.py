@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..config import CAPABILITIES
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
@@ -81,7 +82,7 @@ SCHEMAS: dict[str, Any] = {
             },
             "capabilities": {
                 "type": "array",
-                "items": {"enum": ["tools", "vision", "json", "streaming", "reasoning"]},
+                "items": {"enum": list(CAPABILITIES)},
             },
             "tags": {"type": "array", "items": {"type": "string"}},
             "aliases": {"type": "array", "items": {"type": "string"}},
