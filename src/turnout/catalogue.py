@@ -7,6 +7,7 @@ under ``models:`` in the config, validated by the same schema (``config.ModelCon
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -18,9 +19,42 @@ from .config import ModelConfig
 from .errors import BadRequestError, ConfigError
 from .types import Usage
 
-__all__ = ["LOCAL_MODEL_ID", "Catalogue", "ModelEntry", "builtin_entries", "parse_model_id"]
+__all__ = [
+    "LOCAL_MODEL_ID",
+    "MODEL_NAME_MAX",
+    "Catalogue",
+    "ModelEntry",
+    "builtin_entries",
+    "check_model_name",
+    "parse_model_id",
+]
 
 LOCAL_MODEL_ID = "local:smollm2-135m-instruct"
+
+MODEL_NAME_MAX = 256
+# What upstream model names are made of (``ollama:hf.co/org/m:Q8_0``, ``bedrock:arn:aws:...``,
+# ``vertex:claude@2024``): a name the client chooses reaches upstream URLs and response
+# headers, so nothing else (spaces, control characters, CR/LF, non-ASCII, ``?#%``) gets through.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._~:/@+=-]+")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` when it may be a model id; a ``BadRequestError`` saying what is wrong if not."""
+    if not name:
+        raise BadRequestError("model name is empty", param="model")
+    if len(name) > MODEL_NAME_MAX:
+        raise BadRequestError(
+            f"model name is {len(name)} characters long; the limit is {MODEL_NAME_MAX}",
+            param="model",
+        )
+    if _MODEL_NAME.fullmatch(name) is None:
+        bad = next((c for c in name if _MODEL_NAME.fullmatch(c) is None), "")
+        raise BadRequestError(
+            f"model name {name!r} holds {bad!r}: a model name is made of letters, digits and "
+            "._~:/@+=- only",
+            param="model",
+        )
+    return name
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
@@ -28,7 +62,7 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
 
     The model part may itself hold colons (``ollama:llama3.2:3b``); the provider may not.
     """
-    provider, sep, model = model_id.partition(":")
+    provider, sep, model = check_model_name(model_id).partition(":")
     if not sep or not provider or not model:
         raise BadRequestError(
             f"model id '{model_id}' is not of the form provider:model", param="model"

@@ -43,12 +43,27 @@ class Deployment:
         """The key as it may be shown anywhere: its last four characters."""
         return f"...{self.api_key[-4:]}" if self.api_key and len(self.api_key) > 8 else "(unset)"
 
+    def missing_credentials(self) -> str | None:
+        """What to set for this deployment to authenticate (None: nothing is missing). Names
+        environment variables and config keys, never a value."""
+        if self.api_key is not None or not self.host.key_required:
+            return None
+        alternative = self.host.credential_settings
+        if alternative and all(self.settings.get(name) for name in alternative):
+            return None
+        where = f"providers.{self.provider}"
+        hint = f"set {self.key_env} or {where}.api_key" if self.key_env else f"set {where}.api_key"
+        if alternative:
+            env = self.host.settings_env
+            pair = " and ".join(env.get(n) or f"{where}.settings.{n}" for n in alternative)
+            hint += f", or {pair}"
+        return f"no API key for provider '{self.provider}': {hint}"
+
     def require_key(self) -> str | None:
-        if self.api_key is None and self.host.key_required:
-            hint = f"set {self.key_env}" if self.key_env else "set api_key"
+        missing = self.missing_credentials()
+        if missing is not None:
             raise AuthenticationError(
-                f"no API key for provider '{self.provider}': {hint} "
-                f"or providers.{self.provider}.api_key in the config",
+                missing,
                 provider=self.provider,
                 model=self.model,
                 code="missing_api_key",
@@ -57,14 +72,17 @@ class Deployment:
 
 
 class _Fill(dict[str, str]):
-    def __init__(self, values: Mapping[str, str], provider: str) -> None:
+    def __init__(self, values: Mapping[str, str], provider: str, host: Host) -> None:
         super().__init__(values)
         self.provider = provider
+        self.env = host.settings_env
 
     def __missing__(self, key: str) -> str:
+        var = self.env.get(key)
+        where = f"set {var} or add" if var else "add"
         raise ConfigError(
             f"provider '{self.provider}' needs setting '{key}': "
-            f"add providers.{self.provider}.settings.{key} to the config"
+            f"{where} providers.{self.provider}.settings.{key} to the config"
         )
 
 
@@ -108,7 +126,7 @@ def resolve_deployment(
             settings[name] = os.environ[var]
     settings.update(pconf.settings)
     settings = {k: _normalise(k, v) for k, v in settings.items()}
-    fill = _Fill({**settings, "model": upstream}, provider)
+    fill = _Fill({**settings, "model": upstream}, provider, host)
 
     base_url = pconf.base_url or _fill(host.base_url, fill)
     if not base_url and host.wire_api != "local":

@@ -5,6 +5,7 @@
     ├── MissingDependencyError            an optional extra is not installed (names it)
     ├── DatabaseUnavailableError     503  the request log / key database cannot be reached
     ├── ServerBusyError              503  this server process holds its maximum of connections
+    ├── MissingCredentialsError      503  no deployment left with a provider key configured
     ├── BadRequestError              400  the request itself is wrong: never retried
     │   ├── UnsupportedParameterError 400 one deployment cannot honour a field: next may
     │   └── ContextWindowExceededError 400 prompt + output do not fit the model's window
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "ContextWindowExceededError",
     "DatabaseUnavailableError",
+    "MissingCredentialsError",
     "MissingDependencyError",
     "NotFoundError",
     "OverloadedError",
@@ -110,6 +112,15 @@ class ServerBusyError(TurnoutError):
 
     status_code = 503
     default_code = "too_many_connections"
+
+
+class MissingCredentialsError(TurnoutError):
+    """Every deployment that could serve the request lacks a provider key: the gateway's
+    configuration is incomplete, not the client's key wrong (so never a 401). The message
+    names the environment variable to set, never a value."""
+
+    status_code = 503
+    default_code = "missing_api_key"
 
 
 class BadRequestError(TurnoutError):
@@ -222,23 +233,35 @@ class Attempt:
 
 class AllAttemptsFailedError(TurnoutError):
     """Every deployment of a route failed. The status is the last error's when all agree on
-    being the client's fault (4xx), else 502/503-class from the last error."""
+    being the client's fault (4xx), else 502/503-class from the last error. ``skipped``
+    names the deployments the plan left out, with why (no provider key, cooling down, ...)."""
 
     failover = False
     retryable = False
 
-    def __init__(self, route: str, attempts: Sequence[Attempt]) -> None:
+    def __init__(
+        self,
+        route: str,
+        attempts: Sequence[Attempt],
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
         lines = "; ".join(
             f"{a.deployment}: {type(a.error).__name__} ({a.error.status_code}) {a.error.message}"
             for a in attempts
         )
-        super().__init__(f"all {len(attempts)} attempt(s) for '{route}' failed: {lines}")
+        message = f"all {len(attempts)} attempt(s) for '{route}' failed: {lines}"
+        if skipped:
+            message += "; not tried: " + "; ".join(f"{d}: {why}" for d, why in skipped)
+        super().__init__(message)
         self.route = route
         self.attempts = list(attempts)
+        self.skipped = list(skipped)
         last = attempts[-1].error if attempts else UpstreamServerError("no attempts")
         self.status_code = last.status_code
         self.type = last.type
         self.code = last.code
+        self.retry_after: float | None = getattr(last, "retry_after", None)
+        """The last attempt's ``Retry-After`` (a rate limit), for the response."""
 
 
 _CONTEXT_HINTS = (

@@ -25,6 +25,8 @@ class Host:
     """Appended to the base URL; native adapters may fill ``{model}`` in it."""
     key_env: str | None = None
     key_required: bool = True
+    credential_settings: tuple[str, ...] = ()
+    """Settings that, all set, authenticate instead of the key (Bedrock's access key pair)."""
     auth_header: str = "Authorization"
     auth_prefix: str = "Bearer "
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -160,9 +162,8 @@ _BEDROCK = Host(
     "bedrock_converse",
     "https://bedrock-runtime.{region}.amazonaws.com",
     key_env="AWS_BEARER_TOKEN_BEDROCK",
-    # A Bedrock API key (Bearer) is optional: without one, requests are SigV4-signed with the
-    # access key pair below.
-    key_required=False,
+    # A Bedrock API key (Bearer), or else the access key pair below to SigV4-sign requests.
+    credential_settings=("access_key_id", "secret_access_key"),
     settings_defaults={"region": "us-east-1"},
     settings_env={
         "region": "AWS_REGION",

@@ -149,9 +149,10 @@ async def check_one(d: Deployment, adapters: AdapterSet, timeout: float) -> KeyS
     adapter = adapters.get(d.host.wire_api)
     status = KeyStatus(d.provider, d.host.name, d.host.wire_api, adapter.credentials_hint(d))
     status.last_checked = time.time()
-    if d.api_key is None and d.host.key_required:
+    missing = d.missing_credentials()
+    if missing is not None:
         status.status = "missing"
-        status.last_error = f"no key: set {d.key_env or 'api_key'}"
+        status.last_error = missing
         return status
     started = time.perf_counter()
     try:

@@ -87,10 +87,20 @@ def _window(d: Deployment) -> int | None:
 class _Walk:
     """The bookkeeping of one request's walk over its plan."""
 
-    __slots__ = ("again", "asked_wait", "attempts", "queue", "route", "started", "used")
+    __slots__ = (
+        "again",
+        "asked_wait",
+        "attempts",
+        "queue",
+        "route",
+        "skipped",
+        "started",
+        "used",
+    )
 
     def __init__(self, route: Route, plan: Plan) -> None:
         self.route = route
+        self.skipped = plan.dropped
         self.queue: deque[Deployment] = deque(plan.deployments)
         self.again: list[Deployment] = []
         self.attempts: list[Attempt] = []
@@ -136,9 +146,11 @@ class _Walk:
             self.again.append(d)
 
     def exhausted(self) -> TurnoutError:
-        if len(self.attempts) == 1:
+        """The error for the caller: the one failure as is, or (several failures, or some
+        deployments left out by the plan) one that names every attempt and every skip."""
+        if len(self.attempts) == 1 and not self.skipped:
             return self.attempts[0].error
-        return AllAttemptsFailedError(self.route.name, self.attempts)
+        return AllAttemptsFailedError(self.route.name, self.attempts, self.skipped)
 
 
 class Executor:

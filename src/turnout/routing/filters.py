@@ -1,9 +1,11 @@
 """Filters run before every strategy: which deployments of a route can serve this request.
 
-Hard filters (capability, context window, and any budget hooks the accounting layer adds)
-drop what cannot work; when they drop everything the request fails with a clear 400 that
-says why. The health filter drops deployments cooling down, but when every deployment is
-cooling down they are all kept: trying is better than refusing.
+Hard filters (provider credentials, capability, context window, and any budget hooks the
+accounting layer adds) drop what cannot work; when they drop everything the request fails
+with a clear error that says why: 503 when only provider keys are missing (the gateway's
+configuration, not the client, is at fault), else 400. The health filter drops deployments
+cooling down, but when every deployment is cooling down they are all kept: trying is better
+than refusing.
 
 A filter is any callable ``(candidate, needs) -> reason | None``: None keeps the candidate,
 a string drops it and is logged (and shown in errors) as the reason.
@@ -22,6 +24,7 @@ __all__ = [
     "Needs",
     "capability_filter",
     "context_filter",
+    "credentials_filter",
     "estimate_tokens",
     "request_needs",
 ]
@@ -93,6 +96,12 @@ def request_needs(request: ChatRequest) -> Needs:
             caps.add("vision")
             break
     return Needs(frozenset(caps), estimate_tokens(request), request.output_limit)
+
+
+def credentials_filter(d: Deployment, request: ChatRequest, needs: Needs) -> str | None:
+    """Drop deployments whose provider has no key configured: sending would only earn a 401
+    that a client would blame on its own key. The reason names what to set."""
+    return d.missing_credentials()
 
 
 def capability_filter(d: Deployment, request: ChatRequest, needs: Needs) -> str | None:

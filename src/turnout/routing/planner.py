@@ -19,9 +19,21 @@ from typing import TYPE_CHECKING
 
 from ..config import RoutingConfig
 from ..deployment import Deployment
-from ..errors import BadRequestError, ContextWindowExceededError, MissingDependencyError
+from ..errors import (
+    BadRequestError,
+    ContextWindowExceededError,
+    MissingCredentialsError,
+    MissingDependencyError,
+    TurnoutError,
+)
 from ..types import ChatRequest
-from .filters import Filter, capability_filter, context_filter, request_needs
+from .filters import (
+    Filter,
+    capability_filter,
+    context_filter,
+    credentials_filter,
+    request_needs,
+)
 from .route import Route
 from .state import LiveState
 from .strategies import STRATEGIES, Candidate, Context
@@ -67,7 +79,7 @@ class Planner:
     ) -> None:
         self.settings = settings
         self.state = state
-        self.filters: list[Filter] = [capability_filter, context_filter]
+        self.filters: list[Filter] = [credentials_filter, capability_filter, context_filter]
         """Hard filters, in order. The accounting layer appends its budget checks here; a
         filter may also raise a ``TurnoutError`` to refuse the request outright."""
         self._classifier_factory = classifier
@@ -149,16 +161,18 @@ class Planner:
         needs = request_needs(request)
         able: list[Candidate] = []
         dropped: list[tuple[str, str]] = []
+        unkeyed = 0
         for c in route.candidates:
             for f in self.filters:
                 reason = f(c.deployment, request, needs)
                 if reason is not None:
                     dropped.append((c.id, reason))
+                    unkeyed += f is credentials_filter
                     break
             else:
                 able.append(c)
         if not able:
-            raise _nothing_fits(route, dropped)
+            raise _nothing_fits(route, dropped, only_unkeyed=unkeyed == len(dropped))
         usable = self.state.usable
         # manual: the caller named the deployment; a cooldown is not ours to overrule it with
         eligible = able if name == "manual" else [c for c in able if usable(c.id)]
@@ -199,8 +213,14 @@ class Planner:
         return plan
 
 
-def _nothing_fits(route: Route, dropped: list[tuple[str, str]]) -> BadRequestError:
+def _nothing_fits(
+    route: Route, dropped: list[tuple[str, str]], *, only_unkeyed: bool
+) -> TurnoutError:
     reasons = "; ".join(f"{d}: {why}" for d, why in dropped)
+    if only_unkeyed:
+        return MissingCredentialsError(
+            f"no deployment of '{route.name}' has a provider key configured: {reasons}"
+        )
     message = f"no deployment of '{route.name}' can serve this request: {reasons}"
     if all(why.startswith("context window") for _, why in dropped):
         return ContextWindowExceededError(message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..catalogue import LOCAL_MODEL_ID, Catalogue
+from ..catalogue import LOCAL_MODEL_ID, Catalogue, check_model_name
 from ..config import (
     BalanceWeights,
     Config,
@@ -94,16 +94,30 @@ class Router:
         self._direct: dict[str, Route] = {}
 
     def resolve(self, model: str) -> Route:
+        """The route for a name a client chose. A name that is neither a route nor a
+        catalogue model must be a well-formed ``provider:model`` (else 400), of a provider
+        this gateway can reach as configured (else 404, naming what is missing)."""
         route = self._routes.get(model) or self._direct.get(model)
         if route is not None:
             return route
-        if self._catalogue.get(model) is None and ":" not in model:
+        known = self._catalogue.get(model) is not None
+        if not known:
+            check_model_name(model)
+        if not known and ":" not in model:
             raise NotFoundError(
                 f"model '{model}' not found: it is not a route, a catalogue model or "
                 "provider:model (GET /v1/models lists what is served)",
                 param="model",
             )
-        deployment = resolve_deployment(model, self._config, self._catalogue)
+        try:
+            deployment = resolve_deployment(model, self._config, self._catalogue)
+        except ConfigError as exc:
+            # The client named a provider this gateway is not set up for: not a fault of the
+            # server (nothing it was asked to serve is broken), so no 500.
+            raise NotFoundError(
+                f"model '{model}' is not available on this gateway: {exc.message}",
+                param="model",
+            ) from None
         route = Route(model, (deployment,), self._config.retry, self._config.timeouts)
         if len(self._direct) < 1024:
             self._direct[model] = route

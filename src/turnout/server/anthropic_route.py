@@ -24,7 +24,7 @@ from .anthropic_wire import (
     message_body,
     to_chat_request,
 )
-from .app import _observe, _read_body, _routing_hints, _served_headers
+from .app import _observe, _read_body, _routing_hints, _served_headers, error_headers
 from .metering import Meter, authorize
 from .openai_wire import format_usd
 
@@ -34,15 +34,11 @@ log = logging.getLogger("turnout.server")
 
 
 def _error(err: TurnoutError) -> Response:
-    headers = dict(err.headers or {})
-    retry_after = getattr(err, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
     return Response(
         orjson.dumps(error_body(err)),
         status_code=error_status(err),
         media_type="application/json",
-        headers=headers,
+        headers=error_headers(err),
     )
 
 

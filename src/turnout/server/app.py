@@ -35,7 +35,7 @@ from .admin import admin_routes, presented_key
 from .connections import GUARD_STATE_KEY, ConnectionGuard
 from .management import management_routes
 from .metering import Meter, authorize
-from .openai_wire import ChunkWriter, error_body, format_usd, result_body
+from .openai_wire import ChunkWriter, error_body, format_usd, header_text, result_body
 
 __all__ = ["create_app"]
 
@@ -50,14 +50,21 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def error_response(err: TurnoutError) -> Response:
-    headers = dict(err.headers or {})
+    return _json(error_body(err), err.status_code, error_headers(err))
+
+
+def error_headers(err: TurnoutError) -> dict[str, str]:
+    """The headers an error carries (a gateway key's limits, ``Retry-After``), made safe."""
+    headers = {k: header_text(v) for k, v in (err.headers or {}).items()}
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
-    return _json(error_body(err), err.status_code, headers)
+    return headers
 
 
 def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
+    """Who served a request. The values echo text from the client (a task hint) and the
+    upstream (the model it reports), so each goes through ``header_text``."""
     headers = {
         "x-turnout-provider": served.provider,
         "x-turnout-model": served.model,
@@ -70,7 +77,7 @@ def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
     # A stream's cost is known only at its end (see ``_frames``); a whole result's now.
     if isinstance(served, ChatResult) and served.cost is not None:
         headers["x-turnout-cost-usd"] = format_usd(served.cost)
-    return headers
+    return {name: header_text(value) for name, value in headers.items()}
 
 
 def _routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> ChatRequest:

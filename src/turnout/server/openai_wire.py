@@ -4,18 +4,32 @@ OpenAI shape. Pure functions from library types to bytes."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
 from ..errors import AllAttemptsFailedError, TurnoutError
 from ..types import ChatResult, Finish, StreamEvent, TextDelta, ToolCallDelta, Usage, UsageUpdate
 
-__all__ = ["ChunkWriter", "error_body", "format_usd", "result_body"]
+__all__ = ["ChunkWriter", "error_body", "format_usd", "header_text", "result_body"]
+
+# Printable ASCII but '%': what a header value may hold as is.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
 
 
 def format_usd(cost: float) -> str:
     """A cost as a plain decimal (never ``1e-07``), to the micro-cent."""
     return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+def header_text(value: str) -> str:
+    """``value`` fit for a response header: printable ASCII passes as is; anything else
+    (non-Latin-1 text, control characters, CR/LF that would split the response, and ``%``)
+    is percent-encoded as UTF-8, so no text from a client or an upstream can break a
+    response or inject a header."""
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value
+    return quote(value, safe=_HEADER_SAFE)
 
 
 def result_body(result: ChatResult, public_model: str) -> bytes:
@@ -122,4 +136,6 @@ def error_body(err: TurnoutError) -> dict[str, Any]:
             }
             for a in err.attempts
         ]
+        if err.skipped:
+            error["skipped"] = [{"deployment": d, "reason": why} for d, why in err.skipped]
     return {"error": error}
