@@ -21,7 +21,7 @@ from turnout.gateway import Gateway
 from turnout.server import create_app
 
 from .conftest import MASTER_KEY, make_config
-from .fakes.openai_upstream import FakeOpenAI, Reply
+from .fakes.openai_upstream import Fail, FakeOpenAI, Reply
 from .fakes.servers import AiohttpThread, UvicornThread
 
 HI = [{"role": "user", "content": "hi"}]
@@ -332,3 +332,146 @@ def _wait(condition: Any, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
+
+
+# --- issue 10: bounded settings, unknown keys, what a restricted key sees ------------------
+
+TOO_BIG = 9223372036854775808  # 2**63: past every database's integer
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"rpm": TOO_BIG},
+        {"tpm": TOO_BIG},
+        {"rpm": 2**31},  # PostgreSQL's INTEGER ends at 2**31 - 1
+        {"budget": {"daily": 1e300}},
+        {"budget": {"monthly": True}},
+        {"rpm": "10"},
+        {"rpm": True},
+        {"models": ["x" * 300]},
+    ],
+)
+def test_out_of_range_or_mistyped_settings_are_400(gw: Gw, spec: dict[str, Any]) -> None:
+    created = gw.admin.post("/api/keys", json=spec)
+    assert created.status_code == 400, created.text
+    error = created.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"]
+    assert error["param"].split(".")[0] in spec
+    key_id = gw.create(name="patched")["id"]
+    patched = gw.admin.patch(f"/api/keys/{key_id}", json=spec)
+    assert patched.status_code == 400, patched.text
+    assert gw.admin.get("/api/keys").status_code == 200  # nothing half-written
+
+
+def test_the_largest_allowed_limits_are_stored(gw: Gw) -> None:
+    made = gw.create(rpm=2**31 - 1, tpm=2**31 - 1, budget={"total": 1e12, "daily": 5})
+    shown = gw.admin.get(f"/api/keys/{made['id']}").json()
+    assert shown["rpm"] == 2**31 - 1 and shown["budget"]["total"] == 1e12
+
+
+def test_patch_needs_a_body_and_unknown_ids_say_key_not_found(gw: Gw) -> None:
+    key_id = gw.create(name="kept", rpm=5)["id"]
+    empty = gw.admin.patch(f"/api/keys/{key_id}")
+    assert empty.status_code == 400 and empty.json()["error"]["type"] == "invalid_request_error"
+    assert gw.admin.get(f"/api/keys/{key_id}").json()["rpm"] == 5
+    for method in ("GET", "PATCH", "DELETE"):
+        r = gw.admin.request(method, "/api/keys/key_nope", json={"rpm": 1})
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "key_not_found"
+
+
+def test_a_restricted_key_sees_only_its_models_and_routes(gw: Gw, fake: FakeOpenAI) -> None:
+    secret = gw.create(models=["single"])["key"]
+    fake.then(Fail(500, "boom"), Reply(text="a"), Reply(text="b"))
+    assert gw.chat(MASTER_KEY, "chain").status_code == 200  # stats for both deployments
+    assert gw.chat(secret, "single").status_code == 200
+    sees = {m.id for m in gw.sdk(secret).models.list()}
+    assert sees == {"single"}
+    everything = {m.id for m in gw.sdk(MASTER_KEY).models.list()}
+    assert {"single", "chain"} <= everything and len(everything) > 2
+    auth = {"authorization": f"Bearer {secret}"}
+    routing = httpx.get(gw.url + "/api/routing", headers=auth).json()
+    assert [r["name"] for r in routing["routes"]] == ["single"]
+    assert set(routing["deployments"]) == {"primary:model-a"}
+    full = gw.admin.get("/api/routing").json()
+    assert {r["name"] for r in full["routes"]} == {"chain", "single"}
+    assert "backup:model-b" in full["deployments"]
+
+
+def test_a_revoked_key_lists_nothing(gw: Gw) -> None:
+    made = gw.create(name="gone")
+    gw.admin.delete(f"/api/keys/{made['id']}")
+    auth = {"authorization": f"Bearer {made['key']}"}
+    for path in ("/v1/models", "/api/routing"):
+        r = httpx.get(gw.url + path, headers=auth)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "key_revoked"
+
+
+@pytest.fixture
+def open_gw(tmp_path: Path, fake_url: str) -> Iterator[Gw]:
+    """A server without a master key, with a key database."""
+    db_path = tmp_path / "open.db"
+    config = make_config(
+        fake_url,
+        server={"preload_local": False},
+        database_url=f"sqlite:///{db_path}",
+    )
+    app = create_app(Gateway(config))
+    app.state.accounting.poll_interval = 0.05  # see keys changed by another process soon
+    server = UvicornThread(app).start()
+    gateway = Gw(server.url, app, db_path)
+    yield gateway
+    gateway.close()
+    server.stop()
+
+
+def test_an_open_server_refuses_unknown_and_revoked_gateway_keys(
+    open_gw: Gw, fake: FakeOpenAI
+) -> None:
+    fake.then(Reply(text="open"), Reply(text="open"), Reply(text="keyed"))
+    # Open: no key, or a key that is no gateway key (an SDK needs some string), is served.
+    assert httpx.post(
+        open_gw.url + "/v1/chat/completions", json={"model": "single", "messages": HI}
+    ).status_code == 200
+    assert open_gw.chat("sk-anything", "single").status_code == 200
+    # A gateway key it does not know (made against another database) is not.
+    unknown = open_gw.chat("sk-tn-" + "A" * 43, "single")
+    assert unknown.status_code == 401
+    assert unknown.json()["error"]["type"] == "authentication_error"
+    with pytest.raises(openai.AuthenticationError):
+        open_gw.sdk("sk-tn-made-elsewhere").models.list()
+    # Keys are still made and revoked through the database (the CLI, here the service).
+    made, secret = asyncio.run(_make_key(open_gw.db_path))
+    assert open_gw.chat(secret, "single").status_code == 200
+    asyncio.run(_revoke_key(open_gw.db_path, made))
+    _wait(lambda: open_gw.chat(secret, "single").status_code == 401)
+    assert len(fake.calls) == 3  # the refused keys never reached the upstream
+
+
+def _accounting_for(db_path: Path) -> Any:
+    from turnout.accounting import Accounting
+    from turnout.config import Config
+
+    return Accounting(Config.model_validate({"database_url": f"sqlite:///{db_path}"}))
+
+
+async def _make_key(db_path: Path) -> tuple[str, str]:
+    from turnout.accounting import KeySpec
+
+    accounting = _accounting_for(db_path)
+    try:
+        await asyncio.to_thread(accounting.db.upgrade)
+        accounting.migrated.set()
+        key, secret = await accounting.create_key(KeySpec(name="elsewhere"))
+        return key.id, secret
+    finally:
+        await accounting.aclose()
+
+
+async def _revoke_key(db_path: Path, key_id: str) -> None:
+    accounting = _accounting_for(db_path)
+    try:
+        await accounting.revoke_key(key_id)
+    finally:
+        await accounting.aclose()

@@ -86,3 +86,31 @@ def test_db_upgrade_then_keys_create_list_update_revoke(
 
     missing = turnout("keys", "-c", str(config), "revoke", "key_nope", cwd=tmp_path)
     assert missing.returncode == 1 and "no gateway key" in missing.stderr
+
+
+def test_out_of_range_limits_are_a_one_line_error(tmp_path: Path, fake_url: str) -> None:
+    config = _config(tmp_path, fake_url)
+    for flag, value in (("--rpm", "9223372036854775808"), ("--budget-daily", "1e300")):
+        made = turnout("keys", "-c", str(config), "create", flag, value, cwd=tmp_path)
+        assert made.returncode == 1
+        assert "Traceback" not in made.stderr
+        (error,) = [line for line in made.stderr.splitlines() if line.startswith("turnout:")]
+        assert error.startswith(f"turnout: invalid key settings: {flag}: ")
+        assert made.stdout == ""
+    with sqlite3.connect(tmp_path / "turnout.db") as conn:
+        assert conn.execute("SELECT count(*) FROM gateway_keys").fetchone() == (0,)
+
+
+def test_keys_commands_say_which_database_they_use(tmp_path: Path, fake_url: str) -> None:
+    config = _config(tmp_path, fake_url)
+    made = turnout("keys", "-c", str(config), "create", "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert f"database sqlite:///{(tmp_path / 'turnout.db').resolve()}" in made.stderr
+    json.loads(made.stdout)  # stdout stays machine-readable
+    # Without a config, the default database is the one in the working directory: saying so
+    # is what tells an operator the key went to another directory's turnout.db.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = turnout("keys", "list", cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    assert f"database sqlite:///{(elsewhere / 'turnout.db').resolve()}" in listed.stderr

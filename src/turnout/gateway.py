@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -136,9 +136,11 @@ class Gateway:
         await adapter.load(local)
         return True
 
-    def routing_status(self) -> dict[str, Any]:
+    def routing_status(self, allows: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """Each route's strategy and deployments, and what the gateway has measured of every
-        deployment it has used: circuit state, cooldown, moving-average TTFT and latency."""
+        deployment it has used: circuit state, cooldown, moving-average TTFT and latency.
+        With ``allows`` (a gateway key's allow-list), only the routes it passes and the
+        deployments behind them (or that it passes by name)."""
         now = self.state.now()
         routes = [
             {
@@ -147,8 +149,14 @@ class Gateway:
                 "deployments": [c.id for c in r.candidates],
             }
             for r in self.router.routes()
+            if allows is None or allows(r.name)
         ]
-        deployments = {d: s.describe(now) for d, s in sorted(self.state.snapshot().items())}
+        behind = {d for r in routes for d in r["deployments"]}
+        deployments = {
+            d: s.describe(now)
+            for d, s in sorted(self.state.snapshot().items())
+            if allows is None or d in behind or allows(d)
+        }
         return {"routes": routes, "deployments": deployments}
 
     def cost(self, result: ChatResult | ChatStream) -> float | None:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from ..config import Config
 from ..errors import ConfigError
@@ -41,8 +42,21 @@ def _spec(args: argparse.Namespace, *, update: bool) -> KeySpec:
         data["models"] = None
     try:
         return KeySpec.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"invalid key settings: {exc}") from None
+    except ValidationError as exc:
+        # One line per mistake, named as the flag that carries it (never a traceback).
+        problems = "; ".join(
+            f"--{_FLAGS.get('.'.join(str(p) for p in err['loc']), err['loc'][0])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid key settings: {problems}") from None
+
+
+_FLAGS = {
+    "budget.daily": "budget-daily",
+    "budget.monthly": "budget-monthly",
+    "budget.total": "budget-total",
+    "models": "model",
+}
 
 
 def _accounting(config: Config) -> Any:
@@ -56,6 +70,9 @@ def _accounting(config: Config) -> Any:
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
     accounting = _accounting(config)
+    # Keys live in one database: say which, so a key made against the wrong one (another
+    # directory's default turnout.db) is noticed here rather than as a 401 later.
+    print(f"turnout keys: database {accounting.db.display_url}", file=sys.stderr)
     try:
         await asyncio.to_thread(accounting.db.upgrade)
         accounting.migrated.set()

@@ -86,6 +86,11 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({_safe(self.url)!r})"
 
+    @property
+    def display_url(self) -> str:
+        """The URL as it may be shown (any password replaced)."""
+        return _safe(self.url)
+
     def engine(self) -> Any:
         if self._engine is None:
             self._engine = self._create_engine()

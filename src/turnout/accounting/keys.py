@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,26 +35,37 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+MAX_PER_MINUTE = 2**31 - 1
+"""The largest rpm or tpm: what the database's INTEGER column holds on every backend."""
+MAX_BUDGET_USD = 1e12
+
+
 class BudgetSpec(BaseModel):
     """USD per UTC day, per UTC month and in total; None is no limit."""
 
-    model_config = ConfigDict(extra="forbid")
-    daily: float | None = Field(default=None, gt=0)
-    monthly: float | None = Field(default=None, gt=0)
-    total: float | None = Field(default=None, gt=0)
+    # strict: true is not a budget of 1 USD (numbers only; an integer counts as a number)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    daily: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
+    monthly: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
+    total: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
 
 
 class KeySpec(BaseModel):
     """A key's settings as the admin API and the CLI accept them. On update, only the fields
-    sent change, and null clears a limit."""
+    sent change, and null clears a limit. Every number is bounded (by what the database
+    stores) and strictly typed: ``"10"`` or ``true`` is not a limit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(default="", max_length=200)
     budget: BudgetSpec | None = None
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
-    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
-    models: list[str] | None = Field(
-        default=None, description="allowed routes or models; glob patterns like 'openai:*'"
+    rpm: int | None = Field(
+        default=None, ge=1, le=MAX_PER_MINUTE, description="requests per minute"
+    )
+    tpm: int | None = Field(default=None, ge=1, le=MAX_PER_MINUTE, description="tokens per minute")
+    models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="allowed routes or models; glob patterns like 'openai:*'",
     )
 
     def columns(self) -> dict[str, Any]:

@@ -231,14 +231,14 @@ class Accounting:
         db = self._need_db()
         rows = await asyncio.to_thread(db.keys, key_id=key_id)
         if not rows:
-            raise NotFoundError(f"no gateway key '{key_id}'", param="id")
+            raise NotFoundError(f"no gateway key '{key_id}'", param="id", code="key_not_found")
         return self.keys.put_row(rows[0])
 
     async def update_key(self, key_id: str, spec: KeySpec) -> GatewayKey:
         db = self._need_db()
         values = {**spec.columns(), "updated_at": time.time()}
         if not await asyncio.to_thread(db.update_key, key_id, values):
-            raise NotFoundError(f"no gateway key '{key_id}'", param="id")
+            raise NotFoundError(f"no gateway key '{key_id}'", param="id", code="key_not_found")
         key = await self.get_key(key_id)
         await self._announce(key_id)
         return key
@@ -253,7 +253,7 @@ class Accounting:
         if not await asyncio.to_thread(
             db.update_key, key_id, {"revoked_at": now, "updated_at": now}
         ):
-            raise NotFoundError(f"no gateway key '{key_id}'", param="id")
+            raise NotFoundError(f"no gateway key '{key_id}'", param="id", code="key_not_found")
         key = await self.get_key(key_id)
         await self._announce(key_id)
         return key

@@ -59,10 +59,16 @@ def _require_master(request: Request, *, open_without_master: bool = False) -> A
     return accounting
 
 
-async def _spec(request: Request) -> KeySpec:
+async def _spec(request: Request, *, required: bool = False) -> KeySpec:
+    """The body as key settings. A new key may be made from no body (defaults); a change
+    needs one (``required``): an empty PATCH is a client mistake, not a no-op."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise BadRequestError('send the settings to change as a JSON object, e.g. {"rpm": 60}')
+        raw = b"{}"
     try:
-        body = orjson.loads(await request.body() or b"{}")
-        return KeySpec.model_validate(body)
+        return KeySpec.model_validate(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     except ValidationError as exc:
@@ -95,7 +101,8 @@ async def get_key(request: Request) -> Response:
 
 async def update_key(request: Request) -> Response:
     accounting = _require_master(request)
-    key = await accounting.update_key(request.path_params["key_id"], await _spec(request))
+    spec = await _spec(request, required=True)
+    key = await accounting.update_key(request.path_params["key_id"], spec)
     return _json(await _shown(accounting, key))
 
 

@@ -199,7 +199,8 @@ async def _frames(
 
 
 async def list_models(request: Request) -> Response:
-    await authorize(request)
+    """What the caller may ask for: every model, or those a gateway key is allowed."""
+    key = await authorize(request)
     gateway: Gateway = request.app.state.gateway
     data = [
         {
@@ -209,14 +210,17 @@ async def list_models(request: Request) -> Response:
             "owned_by": entry.provider if entry else "turnout",
         }
         for name, entry in gateway.models()
+        if key is None or key.allows(name)
     ]
     return _json({"object": "list", "data": data})
 
 
 async def routing_status(request: Request) -> Response:
-    await authorize(request)
+    """Routes and live deployment stats; a gateway key sees only the routes it may use and
+    the deployments behind them."""
+    key = await authorize(request)
     gateway: Gateway = request.app.state.gateway
-    return _json(gateway.routing_status())
+    return _json(gateway.routing_status(key.allows if key is not None else None))
 
 
 async def provider_keys(request: Request) -> Response:

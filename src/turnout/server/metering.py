@@ -14,6 +14,7 @@ import time
 from starlette.requests import Request
 
 from ..accounting import Accounting, GatewayKey, record_error, record_result
+from ..accounting.keys import SECRET_PREFIX
 from ..errors import AuthenticationError, TurnoutError
 from ..streaming import ChatStream
 from ..types import ChatResult
@@ -24,7 +25,12 @@ __all__ = ["Meter", "authorize"]
 
 async def authorize(request: Request) -> GatewayKey | None:
     """The gateway key of this request; None for the master key or an open server (no
-    master key set, and no known gateway key presented). Raises ``AuthenticationError``."""
+    master key set, and no gateway key presented). Raises ``AuthenticationError``.
+
+    A presented secret that looks like a gateway key (``sk-tn-...``) must be a known, live
+    one, whether or not a master key is set: an open server that silently served an unknown
+    key would hide a key made against another database, and a revoked key would keep
+    working for anything admission does not meter (listing models, routing status)."""
     master: str | None = request.app.state.master_key
     accounting: Accounting | None = request.app.state.accounting
     token = presented_key(request)
@@ -35,8 +41,15 @@ async def authorize(request: Request) -> GatewayKey | None:
     if master is not None and hmac.compare_digest(token.encode(), master.encode()):
         return None
     key = await accounting.authenticate(token) if accounting is not None else None
-    if key is not None or master is None:
+    if key is not None:
+        if key.revoked:
+            raise AuthenticationError("this API key has been revoked", code="key_revoked")
         return key
+    if token.startswith(SECRET_PREFIX):
+        where = "" if accounting is not None else " (this server has no key database)"
+        raise AuthenticationError(f"unknown gateway key{where}")
+    if master is None:
+        return None  # an open server: any other key (SDKs insist on one) is no key at all
     raise AuthenticationError("invalid API key")
 
 
