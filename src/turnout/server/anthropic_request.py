@@ -4,6 +4,7 @@ parts, ``tool_result`` blocks to tool messages, tools and ``tool_choice`` to Ope
 
 from __future__ import annotations
 
+import binascii
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -85,15 +86,16 @@ class MessagesRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Numbers and flags are strict, as the API is: "10" is not a max_tokens, "yes" not a flag.
     model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, strict=True)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
-    stream: bool | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    top_k: int | None = Field(default=None, ge=0, strict=True)
+    stream: bool | None = Field(default=None, strict=True)
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoice | None = None
     metadata: dict[str, Any] | None = None
@@ -114,10 +116,31 @@ def _refuse(message: str, param: str) -> BadRequestError:
     return BadRequestError(message, param=param)
 
 
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+"""The image media types the Messages API takes."""
+
+
+def _base64(data: Any, where: str) -> str:
+    """``data`` when it is valid base64 (as Anthropic checks before any model sees it)."""
+    if isinstance(data, str):
+        try:
+            binascii.a2b_base64(data, strict_mode=True)
+            return data
+        except (binascii.Error, ValueError):
+            pass
+    raise _refuse(f"{where}.source.data: the base64 data is not valid", f"{where}.source.data")
+
+
 def _image(block: ImageBlock, where: str) -> dict[str, Any]:
     source = block.source
     if source.get("type") == "base64" and source.get("data"):
-        url = f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
+        media_type = source.get("media_type")
+        if media_type not in IMAGE_TYPES:
+            raise _refuse(
+                f"{where}.source.media_type: must be one of {', '.join(IMAGE_TYPES)}",
+                f"{where}.source.media_type",
+            )
+        url = f"data:{media_type};base64,{_base64(source['data'], where)}"
     elif source.get("type") == "url" and source.get("url"):
         url = str(source["url"])
     else:
@@ -139,7 +162,7 @@ def _part(block: Any, where: str) -> dict[str, Any] | None:
             return {"type": "text", "text": str(source.get("data") or "")}
         if source.get("type") == "base64" and source.get("data"):
             mime = source.get("media_type") or "application/pdf"
-            data_url = f"data:{mime};base64,{source['data']}"
+            data_url = f"data:{mime};base64,{_base64(source['data'], where)}"
             name = block.title or "document.pdf"
             return {"type": "file", "file": {"file_data": data_url, "filename": name}}
         raise _refuse(f"{where}: documents must be base64 or plain text sources", where)
@@ -189,6 +212,12 @@ def _assistant(blocks: list[Any], where: str) -> dict[str, Any]:
     return message
 
 
+def _tool_use_ids(m: InputMessage | None) -> set[str]:
+    if m is None or m.role != "assistant" or isinstance(m.content, str):
+        return set()
+    return {b.id for b in m.content if isinstance(b, ToolUseBlock)}
+
+
 def _messages(req: MessagesRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if isinstance(req.system, str) and req.system:
@@ -204,10 +233,19 @@ def _messages(req: MessagesRequest) -> list[dict[str, Any]]:
         if m.role == "assistant":
             out.append(_assistant(m.content, where))
             continue
-        # Tool results answer the assistant turn before: they go first, as tool messages.
+        # Tool results answer the assistant turn before: they go first, as tool messages,
+        # and each must answer a tool_use of that turn (as the API insists).
+        asked = _tool_use_ids(req.messages[n - 1] if n else None)
         parts = []
         for i, block in enumerate(m.content):
             if isinstance(block, ToolResultBlock):
+                if block.tool_use_id not in asked:
+                    raise _refuse(
+                        f"{where}.content.{i}: unexpected tool_use_id '{block.tool_use_id}' in "
+                        "a tool_result block: each tool_result must answer a tool_use block "
+                        "of the previous (assistant) message",
+                        f"{where}.content.{i}.tool_use_id",
+                    )
                 out.append(_tool_result(block, f"{where}.content.{i}"))
             elif (part := _part(block, f"{where}.content.{i}")) is not None:
                 parts.append(part)

@@ -5,7 +5,7 @@ leaves in Anthropic's error shape, a failure mid-stream as ``event: error``."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -57,10 +57,14 @@ async def messages(request: Request) -> Response:
         return plain_error(500, "api_error", "internal error in the gateway")
 
 
-def plain_error(status: int, kind: str, message: str) -> Response:
+def plain_error(
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
     """An Anthropic-shaped error for what never reached the handler (404, 405)."""
     body = {"type": "error", "error": {"type": kind, "message": message}}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 async def _messages(request: Request) -> Response:

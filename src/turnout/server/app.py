@@ -15,7 +15,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from ..accounting import Accounting, database_url
 from ..config import STRATEGIES
@@ -282,14 +282,27 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's own 405 names only the first
+    route that matched the path, and the admin API has one route per method)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.PARTIAL and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
+    """404 and 405 from the router; a 405 keeps the ``Allow`` header Starlette gives it."""
     status = getattr(exc, "status_code", 404)
+    headers = {"Allow": _allowed(request)} if status == 405 else None
     if request.url.path.startswith("/v1/messages"):
         from .anthropic_route import plain_error
 
         kind = "not_found_error" if status == 404 else "invalid_request_error"
         message = f"{request.method} {request.url.path}: use POST /v1/messages"
-        return plain_error(status, kind, message)
+        return plain_error(status, kind, message, headers)
     kind = "not_found_error" if status == 404 else "invalid_request_error"
     return _json(
         {
@@ -301,6 +314,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
             }
         },
         status,
+        headers,
     )
 
 
