@@ -409,7 +409,9 @@ async def test_a_missing_key_names_the_variable(anthropic_url: str, monkeypatch:
     del cfg["providers"]["claude"]["api_key"]
     gateway = Gateway(Config.model_validate(cfg))
     try:
-        with pytest.raises(errors.AuthenticationError, match="ANTHROPIC_API_KEY"):
+        # Not sent at all (a 401 would blame the client's key): a 503 naming the variable.
+        with pytest.raises(errors.MissingCredentialsError, match="ANTHROPIC_API_KEY") as info:
             await gateway.chat(model="claude:claude-x", messages=HI)
+        assert info.value.status_code == 503
     finally:
         await gateway.aclose()

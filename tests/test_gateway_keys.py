@@ -406,6 +406,8 @@ def test_a_revoked_key_lists_nothing(gw: Gw) -> None:
     for path in ("/v1/models", "/api/routing"):
         r = httpx.get(gw.url + path, headers=auth)
         assert r.status_code == 401 and r.json()["error"]["code"] == "key_revoked"
+    metrics = gw.admin.get("/metrics").text
+    assert 'turnout_key_rejections_total{reason="revoked"} 2.0' in metrics
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import (
+    AuthenticationError,
     DatabaseUnavailableError,
     NotFoundError,
     PermissionDeniedError,
@@ -146,8 +147,14 @@ class Accounting:
     # --- the request path -----------------------------------------------------------------
 
     async def authenticate(self, secret: str) -> GatewayKey | None:
-        """The key this secret belongs to, revoked or not; None when unknown."""
-        return await self.keys.find(secret)
+        """The live key this secret belongs to; None when unknown. A revoked key known here
+        is refused at once (401 ``key_revoked``, counted like admission's refusals), on
+        every route; ``admit`` still checks the shared revocation list of other replicas."""
+        key = await self.keys.find(secret)
+        if key is not None and key.revoked:
+            self._rejected("revoked")
+            raise AuthenticationError("this API key has been revoked", code="key_revoked")
+        return key
 
     async def _call(self, method: str, *args: Any) -> Any:
         """Call the shared limits; when Redis fails, fall back to this process's counters

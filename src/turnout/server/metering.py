@@ -42,8 +42,6 @@ async def authorize(request: Request) -> GatewayKey | None:
         return None
     key = await accounting.authenticate(token) if accounting is not None else None
     if key is not None:
-        if key.revoked:
-            raise AuthenticationError("this API key has been revoked", code="key_revoked")
         return key
     if token.startswith(SECRET_PREFIX):
         where = "" if accounting is not None else " (this server has no key database)"

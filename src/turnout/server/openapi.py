@@ -206,6 +206,7 @@ def _error_responses(*codes: int) -> dict[str, Any]:
         404: "unknown model",
         429: "rate limited",
         502: "every upstream failed",
+        503: "no deployment has a provider key configured (code missing_api_key)",
     }
     return {str(c): {"description": text.get(c, "error"), "content": content} for c in codes}
 
@@ -295,7 +296,7 @@ def openapi_spec() -> dict[str, Any]:
             "gateway key; /health and /openapi.json are open. Chat responses carry "
             "x-turnout-provider, x-turnout-model, "
             "x-turnout-deployment, x-turnout-attempts and, when the price is known, "
-            "x-turnout-cost-usd.",
+            "x-turnout-cost-usd (values outside printable ASCII are percent-encoded).",
         },
         "components": {
             "schemas": {**SCHEMAS, **_key_schemas(), **ACCOUNTING_SCHEMAS},
@@ -327,7 +328,7 @@ def openapi_spec() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_error_responses(400, 401, 404, 429, 502),
+                        **_error_responses(400, 401, 404, 429, 502, 503),
                     },
                 }
             },
