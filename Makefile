@@ -2,6 +2,7 @@
 #   make serve   start the gateway on the embedded model (no config, no key, no network)
 #   make test    install everything and run lint, type check and the test suite
 #   make bench   the gateway-overhead benchmark against LiteLLM (docs/benchmarks.md)
+#   make bench-soak  60,000 mixed requests (RSS series) and an upstream killed under load
 # Needs python3 >= 3.11 with venv, a C/C++ compiler and cmake (llama-cpp-python builds from
 # source: about 7 minutes on 2 cores the first time; pip caches the wheel afterwards).
 
@@ -13,7 +14,7 @@ BIN := $(VENV)/bin
 # this sandbox; an AVX2 build runs on every x86-64 machine we use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
-.PHONY: serve test lint setup clean bench
+.PHONY: serve test lint setup clean bench bench-soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ $(VENV)/.bench-ready: pyproject.toml | $(BIN)/python
 
 bench: $(VENV)/.bench-ready
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Soak and fault (docs/benchmarks.md): memory over 60,000 mixed requests on both ingresses, and
+# an upstream killed and restarted under load. Options: make bench-soak SOAK_ARGS="--requests 4000".
+bench-soak: $(VENV)/.serve-ready
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -115,10 +115,11 @@ class Proc:
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.pid)
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM the process tree and wait; ``kill``: SIGKILL at once (a crash)."""
         if self.popen.poll() is None:
             # The process leads its own group (start_new_session): signal the whole tree.
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.popen.wait(15)
             except subprocess.TimeoutExpired:
@@ -128,14 +129,14 @@ class Proc:
 
 def _spawn(name: str, argv: list[str], port: int, log_dir: Path, env: dict[str, str]) -> Proc:
     log = log_dir / f"{name}.log"
-    fh = open(log, "wb")  # noqa: SIM115 - handed to the child, closed with it
-    popen = subprocess.Popen(
-        argv,
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
+    with open(log, "wb") as fh:  # the child writes to its own copy of the descriptor
+        popen = subprocess.Popen(
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
     return Proc(name, popen, port, log=log)
 
 
@@ -167,11 +168,14 @@ def _poll_ready(proc: Proc, path: str, started: float, timeout: float) -> None:
     raise RuntimeError(f"{proc.name} not ready after {timeout:g}s (log: {proc.log})")
 
 
-def start_mock(log_dir: Path, procs: int = 1) -> Proc:
-    port = free_port()
+def start_mock(
+    log_dir: Path, procs: int = 1, *, port: int | None = None, name: str = "mock"
+) -> Proc:
+    """The mock upstream in its own process, on ``port`` (default: a free one)."""
+    port = port or free_port()
     argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)]
     argv += ["--procs", str(procs)]
-    proc = _spawn("mock", argv, port, log_dir, {"PYTHONPATH": str(HERE.parent)})
+    proc = _spawn(name, argv, port, log_dir, {"PYTHONPATH": str(HERE.parent)})
     started = time.perf_counter()
     deadline = started + 30
     while time.perf_counter() < deadline:
