@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .conftest import SPECS
+from .shared import spec_path
 
 SPEC_FILE = "anthropic-openapi-curated.langchain_dart.yaml"
 
@@ -56,7 +56,7 @@ def _spec() -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(SPECS / SPEC_FILE, encoding="utf-8") as fh:
+    with open(spec_path(SPEC_FILE), encoding="utf-8") as fh:
         spec = yaml.load(fh, Loader=loader)  # noqa: S506 - safe loader
     schemas = spec["components"]["schemas"]
     schemas["InputJsonBlockDelta"]["required"] = ["partial_json", "type"]

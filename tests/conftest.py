@@ -4,7 +4,6 @@ import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,8 @@ from turnout.server import create_app
 
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.servers import AiohttpThread, UvicornThread, free_port
+from .shared import spec_path
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
 UPSTREAM_KEY = "sk-upstream-secret-abcd1234"
 MASTER_KEY = "sk-turnout-master-key-0001"
 
@@ -137,7 +136,7 @@ def _openai_spec() -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(SPECS / "openai-openapi.yaml", encoding="utf-8") as fh:
+    with open(spec_path("openai-openapi.yaml"), encoding="utf-8") as fh:
         spec = yaml.load(fh, Loader=loader)  # noqa: S506 - safe loader
     return _nullable_to_31(spec)
 

