@@ -127,7 +127,7 @@ def test_serve_with_two_workers(tmp_path: Path, fake: FakeOpenAI, fake_url: str)
 
     import httpx
 
-    from .fakes.servers import free_port
+    from .fakes.servers import free_port, stop_process
 
     config = write_config(tmp_path, fake_url)
     port = free_port()
@@ -165,8 +165,7 @@ def test_serve_with_two_workers(tmp_path: Path, fake: FakeOpenAI, fake_url: str)
         ).stdout.split()
         assert len(workers) >= 3  # the supervisor and its two workers
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        stop_process(proc, group=True)
 
 
 def test_serve_rejects_zero_workers(tmp_path: Path) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +15,31 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, group: bool = False, grace: float = 60) -> None:
+    """Stop a server started by a test: SIGTERM (to its process group with ``group``), up to
+    ``grace`` seconds for a clean shutdown (generous: a loaded machine slows it down), then
+    SIGKILL; always reaped, so no child outlives its test or warns "still running"."""
+
+    def send(sig: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass  # already gone
+
+    if proc.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+    proc.wait()
+    if group:
+        send(signal.SIGKILL)  # a worker the supervisor left behind
 
 
 def free_port() -> int:
