@@ -74,5 +74,5 @@ ENV PATH="/opt/turnout/bin:$PATH" \
 USER 10001:10001
 EXPOSE 4000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['TURNOUT_PORT'] + '/health', timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['TURNOUT_PORT'] + '/health/ready', timeout=2)"]
 CMD ["turnout", "serve", "--host", "0.0.0.0"]

@@ -174,12 +174,12 @@ def test_image_entrypoint_serves_health(image_venv: Path, tmp_path: Path) -> Non
         status, body = 0, b""
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                status, body = _get(f"http://127.0.0.1:{port}/health")
+                status, body = _get(f"http://127.0.0.1:{port}/health/ready")
                 break
             except OSError:
                 time.sleep(0.2)
-        assert status == 200, f"no /health answer; exit {proc.poll()}"
-        assert json.loads(body)["status"] == "ok"
+        assert status == 200, f"not ready; exit {proc.poll()}"
+        assert json.loads(body)["checks"]["database"] == {"status": "ok"}
 
         check = [local(part) for part in runtime.healthcheck]
         python = shutil.which(check[0], path=env["PATH"])

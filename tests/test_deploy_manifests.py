@@ -95,7 +95,9 @@ def test_deployment_is_probed_hardened_and_configured() -> None:
     assert container["command"] + container["args"] == ["turnout", "serve", "--host", "0.0.0.0"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == "http"
-    assert container["readinessProbe"]["httpGet"]["path"].startswith("/health")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -115,7 +117,9 @@ def test_deployment_is_probed_hardened_and_configured() -> None:
     config_text = objects["ConfigMap"]["data"]["turnout.yaml"]
     assert "quick-start-key" not in config_text
     assert objects["Secret"]["stringData"] == {"TURNOUT_MASTER_KEY": "quick-start-key"}
-    assert pod["terminationGracePeriodSeconds"] > 30
+    timeout = float(env["TURNOUT_SHUTDOWN_TIMEOUT"])
+    assert float(env["TURNOUT_SHUTDOWN_GRACE_PERIOD"]) < timeout
+    assert pod["terminationGracePeriodSeconds"] > timeout
 
     assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
     pdb = objects["PodDisruptionBudget"]["spec"]
@@ -196,6 +200,10 @@ def test_compose_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(COMPOSE / "turnout.yaml")
     routes = Router(config, Catalogue.default(config.models)).routes()
     assert [(r.name, len(r.deployments)) for r in routes] == [("default", 2)]
+
+
+def test_haproxy_checks_readiness() -> None:
+    assert "option httpchk GET /health/ready" in (COMPOSE / "haproxy.cfg").read_text()
 
 
 def test_haproxy_config_is_valid() -> None:

@@ -72,7 +72,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "loop": "auto",
         "http": "auto",
         "ws": "none",  # no WebSocket routes: do not import a WebSocket stack
-        "timeout_graceful_shutdown": 10,
+        # The app cuts what is still running at shutdown_timeout after SIGTERM (with an
+        # explicit error, see server/lifecycle.py); uvicorn's own limit is only a backstop.
+        "timeout_graceful_shutdown": max(
+            1, round(config.server.shutdown_timeout - config.server.shutdown_grace_period + 5)
+        ),
         **uvicorn_options(),
     }
     if workers > 1:
@@ -80,7 +84,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.source != "<defaults>":
             os.environ["TURNOUT_CONFIG"] = str(Path(config.source).resolve())
         os.environ["TURNOUT_WORKERS"] = str(workers)  # so each worker knows it has siblings
-        uvicorn.run("turnout.server:app_from_env", factory=True, workers=workers, **options)
+        from .server.workers import run_workers
+
+        run_workers(workers, options)
         return 0
     setup_logging(config.log_level)
     uvicorn.run(create_app(Gateway(config)), **options)

@@ -270,6 +270,17 @@ class ServerConfig(_Strict):
     """Seconds an idle kept-alive connection waits for its next request."""
     max_connections: int = Field(default=2048, ge=1, le=1_000_000)
     """Open connections per server process; one more is answered 503 and closed at once."""
+    shutdown_grace_period: float = Field(default=3.0, ge=0, le=600)
+    """Seconds between SIGTERM and closing the listener: readiness is 503 from the first
+    moment, new requests are still served while load balancers notice."""
+    shutdown_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds after SIGTERM that requests and streams in flight may take to finish; past
+    it they end with an explicit error. Keep it under the orchestrator's kill timeout
+    (Kubernetes ``terminationGracePeriodSeconds``, Compose ``stop_grace_period``)."""
+    ready_requires_database: bool = False
+    """``GET /health/ready`` answers 503 while the database is unreachable. Off by default:
+    the gateway serves without it (the request log queues, then drops with a metric) and
+    readiness reports the database as degraded."""
 
 
 class RequestLogConfig(_Strict):
@@ -349,6 +360,8 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_BODY_TIMEOUT": ("server", "body_timeout"),
     "TURNOUT_KEEP_ALIVE_TIMEOUT": ("server", "keep_alive_timeout"),
     "TURNOUT_MAX_CONNECTIONS": ("server", "max_connections"),
+    "TURNOUT_SHUTDOWN_GRACE_PERIOD": ("server", "shutdown_grace_period"),
+    "TURNOUT_SHUTDOWN_TIMEOUT": ("server", "shutdown_timeout"),
     "TURNOUT_DEFAULT_MODEL": ("default_model",),
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),

@@ -143,6 +143,17 @@ class Database:
                 f"{_safe(self.url)}: {detail[0] if detail else type(exc).__name__}"
             ) from exc
 
+    def ping(self) -> None:
+        """One trivial query; ``DatabaseUnavailable`` when the database does not answer."""
+
+        def run() -> None:
+            from sqlalchemy import text
+
+            with self.engine().connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        self._guard(run)
+
     # --- schema ------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
@@ -33,6 +34,8 @@ from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes, presented_key
 from .connections import GUARD_STATE_KEY, ConnectionGuard
+from .health import Readiness, health_routes
+from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, format_usd, header_text, result_body
@@ -327,9 +330,14 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
         accounting = Accounting(config)
 
     guard = ConnectionGuard.from_config(config.server)
+    readiness = Readiness(accounting, config.source, config.server.ready_requires_database)
+    lifecycle = Lifecycle(
+        readiness, config.server.shutdown_grace_period, config.server.shutdown_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, object]]:
+        lifecycle.install()
         tasks = []
         await gateway.state.start()
         if config.server.preload_local:
@@ -362,6 +370,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/api/models/providers", provider_keys, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            *health_routes(),
             Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
             *management_routes(),
@@ -374,6 +383,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             405: _not_found,
         },
         lifespan=lifespan,
+        middleware=[Middleware(TrackRequests, lifecycle=lifecycle)],
     )
     master = config.server.master_key
     app.state.gateway = gateway
@@ -382,6 +392,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     if accounting is not None:
         app.state.metrics.add_accounting(accounting)
     app.state.accounting = accounting
+    app.state.readiness = readiness
+    app.state.lifecycle = lifecycle
     app.state.master_key = master.get_secret_value() if master else None
     app.state.max_body = config.server.max_body_bytes
     app.state.started = time.monotonic()

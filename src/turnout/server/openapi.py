@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from ..config import CAPABILITIES
+from .health import HEALTH_PATHS, HEALTH_SCHEMAS
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
@@ -293,13 +294,13 @@ def openapi_spec() -> dict[str, Any]:
             "description": "OpenAI-compatible chat plus the management API. When the server "
             "has a master key, /api/models* and /metrics need 'Authorization: Bearer <master "
             "key>' (401 without a key, 403 with another), /v1 routes take the master key or a "
-            "gateway key; /health and /openapi.json are open. Chat responses carry "
-            "x-turnout-provider, x-turnout-model, "
+            "gateway key; /health, /health/live, /health/ready and /openapi.json are open. "
+            "Chat responses carry x-turnout-provider, x-turnout-model, "
             "x-turnout-deployment, x-turnout-attempts and, when the price is known, "
             "x-turnout-cost-usd (values outside printable ASCII are percent-encoded).",
         },
         "components": {
-            "schemas": {**SCHEMAS, **_key_schemas(), **ACCOUNTING_SCHEMAS},
+            "schemas": {**SCHEMAS, **_key_schemas(), **ACCOUNTING_SCHEMAS, **HEALTH_SCHEMAS},
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": _SECURED,
@@ -373,7 +374,8 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/health": {
                 "get": {
-                    "summary": "liveness",
+                    "summary": "liveness, with the embedded model's and classifier's state "
+                    "(kept for compatibility; probes use /health/live and /health/ready)",
                     "security": [],
                     "responses": {"200": {"description": "ok"}},
                 }
@@ -463,6 +465,7 @@ def openapi_spec() -> dict[str, Any]:
                 }
             },
             **accounting_paths(),
+            **HEALTH_PATHS,
         },
     }
 

@@ -63,6 +63,10 @@ secrets (every key of each), then the plain variables. */}}
   value: /etc/turnout/turnout.yaml
 - name: TURNOUT_PORT
   value: {{ .Values.containerPort | quote }}
+- name: TURNOUT_SHUTDOWN_GRACE_PERIOD
+  value: {{ .Values.shutdown.gracePeriodSeconds | quote }}
+- name: TURNOUT_SHUTDOWN_TIMEOUT
+  value: {{ .Values.shutdown.timeoutSeconds | quote }}
 {{- with .Values.env }}
 {{ toYaml . }}
 {{- end }}

@@ -1,0 +1,186 @@
+"""Graceful shutdown: what a replica does between SIGTERM and exit.
+
+    SIGTERM ── readiness 503 at once (balancers stop sending)
+       │ server.shutdown_grace_period: new requests are still served
+       ├── the listener closes; idle keep-alive connections close (uvicorn)
+       │ requests and streams in flight go on
+    server.shutdown_timeout after SIGTERM ── what is still running ends with an explicit
+       error (a 503, or an error event in the stream), never a silent cut
+       └── lifespan shutdown: the request-log queue is flushed, pools close
+
+Each worker process of ``--workers N`` does this on its own: uvicorn's supervisor passes
+SIGTERM to every worker. A second SIGTERM skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from functools import partial
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from .health import Readiness
+
+__all__ = ["Lifecycle", "TrackRequests"]
+
+log = logging.getLogger("turnout.server")
+
+_MESSAGE = "the gateway is shutting down and this request ran past server.shutdown_timeout"
+_OPENAI_ERROR = {
+    "error": {
+        "message": _MESSAGE,
+        "type": "server_error",
+        "param": None,
+        "code": "shutting_down",
+    }
+}
+_ANTHROPIC_ERROR = {"type": "error", "error": {"type": "api_error", "message": _MESSAGE}}
+
+
+class _Exchange:
+    """One HTTP request in flight, as far as its response has gone."""
+
+    __slots__ = ("anthropic", "cut", "finished", "sse", "started")
+
+    def __init__(self, path: str) -> None:
+        self.anthropic = path.startswith("/v1/messages")
+        self.started = self.sse = self.finished = self.cut = False
+
+
+class Lifecycle:
+    """The shutdown sequence of one server process (see the module docstring)."""
+
+    def __init__(self, readiness: Readiness, grace_period: float, timeout: float) -> None:
+        self.readiness = readiness
+        self.grace_period = grace_period
+        self.timeout = timeout
+        self.draining = False
+        self.inflight: dict[asyncio.Task[Any], _Exchange] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self) -> None:
+        """Take SIGTERM (and SIGINT, without the grace period: someone at a terminal) over
+        from the server (uvicorn), whose own handler runs when the listener is to close.
+        Called at start-up; does nothing off the main thread (tests run servers in threads
+        and call ``begin_shutdown`` themselves)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._loop = asyncio.get_running_loop()
+        for sig, grace in ((signal.SIGTERM, self.grace_period), (signal.SIGINT, 0.0)):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                signal.signal(sig, partial(self._on_signal, previous, grace))
+
+    def _on_signal(
+        self,
+        previous: Callable[[int, FrameType | None], Any],
+        grace: float,
+        sig: int,
+        frame: FrameType | None,
+    ) -> None:
+        if self.draining or self._loop is None:
+            previous(sig, frame)  # a second signal: stop listening now
+            return
+        self._loop.call_soon_threadsafe(self.begin_shutdown, partial(previous, sig, frame), grace)
+
+    def begin_shutdown(
+        self, stop_listening: Callable[[], Any] | None = None, grace: float | None = None
+    ) -> None:
+        """Turn readiness to 503, close the listener after the grace period (by calling
+        ``stop_listening``: the server's own exit handler), and cut what is still in flight
+        once ``timeout`` has passed."""
+        if self.draining:
+            return
+        grace = self.grace_period if grace is None else grace
+        self.draining = True
+        self.readiness.drain()
+        log.info(
+            "shutting down: not ready; closing the listener in %.1f s; %d request(s) in "
+            "flight have %.1f s",
+            grace,
+            len(self.inflight),
+            self.timeout,
+        )
+        loop = asyncio.get_running_loop()
+        if stop_listening is not None:
+            loop.call_later(grace, stop_listening)
+        loop.call_later(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        running = [(t, x) for t, x in self.inflight.items() if not x.finished]
+        if running:
+            log.warning(
+                "shutdown timeout: ending %d request(s) still in flight with an error",
+                len(running),
+            )
+        for task, exchange in running:
+            exchange.cut = True
+            task.cancel()
+
+
+class TrackRequests:
+    """ASGI middleware: registers each HTTP request with the ``Lifecycle`` and, when the
+    shutdown timeout cuts it, ends its response with an explicit error in the route's own
+    shape (OpenAI or Anthropic): a 503 before the first byte, an error event mid-stream."""
+
+    def __init__(self, app: Any, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        exchange = _Exchange(scope["path"])
+
+        async def tracked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                exchange.started = True
+                exchange.sse = any(
+                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                    for k, v in message.get("headers", ())
+                )
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                exchange.finished = True
+            await send(message)
+
+        self.lifecycle.inflight[task] = exchange
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not exchange.cut:
+                raise
+            task.uncancel()
+            await _end(exchange, send)
+        finally:
+            del self.lifecycle.inflight[task]
+
+
+async def _end(exchange: _Exchange, send: Any) -> None:
+    if exchange.finished:
+        return
+    if not exchange.started:
+        body = orjson.dumps(_ANTHROPIC_ERROR if exchange.anthropic else _OPENAI_ERROR)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    tail = b""
+    if exchange.sse and exchange.anthropic:
+        tail = b"event: error\ndata: " + orjson.dumps(_ANTHROPIC_ERROR) + b"\n\n"
+    elif exchange.sse:
+        tail = b"data: " + orjson.dumps(_OPENAI_ERROR) + b"\n\n"
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
