@@ -58,12 +58,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name, var in _SERVE_FLAGS.items():
         if getattr(args, name) is not None:
             os.environ[var] = str(getattr(args, name))
-    config = _config(args)
+    # Flags reach the config through its environment variables, so that a reload (which
+    # reads the file and the environment again) sees the same values.
     if args.host:
-        config.server.host = args.host
+        os.environ["TURNOUT_HOST"] = args.host
     if args.port is not None:
-        config.server.port = args.port
-    workers = args.workers if args.workers is not None else config.server.workers
+        os.environ["TURNOUT_PORT"] = str(args.port)
+    if args.workers is not None:
+        os.environ["TURNOUT_WORKERS"] = str(args.workers)
+    config = _config(args)
+    workers = config.server.workers
     options = {
         "host": config.server.host,
         "port": config.server.port,

@@ -277,6 +277,9 @@ class ServerConfig(_Strict):
     """Seconds after SIGTERM that requests and streams in flight may take to finish; past
     it they end with an explicit error. Keep it under the orchestrator's kill timeout
     (Kubernetes ``terminationGracePeriodSeconds``, Compose ``stop_grace_period``)."""
+    watch_config: bool = False
+    """Reload the config file when it changes (as SIGHUP and ``POST /api/config/reload``
+    do): routes, providers, models, strategies, retry, timeouts and health settings."""
     ready_requires_database: bool = False
     """``GET /health/ready`` answers 503 while the database is unreachable. Off by default:
     the gateway serves without it (the request log queues, then drops with a metric) and

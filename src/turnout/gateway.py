@@ -52,29 +52,55 @@ def parse_request(obj: ChatRequest | Mapping[str, Any]) -> ChatRequest:
         ) from None
 
 
+def _live_state(config: Config) -> LiveState:
+    if config.redis_url:
+        from .routing.redis_state import RedisState
+
+        return RedisState(
+            config.redis_url,
+            config.redis_prefix,
+            config.health,
+            alpha=config.routing.ewma_alpha,
+        )
+    return MemoryState(config.health, alpha=config.routing.ewma_alpha)
+
+
+def _same_state_settings(a: Config, b: Config) -> bool:
+    return (a.health, a.routing.ewma_alpha, a.redis_url, a.redis_prefix) == (
+        b.health,
+        b.routing.ewma_alpha,
+        b.redis_url,
+        b.redis_prefix,
+    )
+
+
 class Gateway:
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        adapters: AdapterSet | None = None,
+        state: LiveState | None = None,
+    ) -> None:
         self.config = config or Config()
         self.catalogue = Catalogue.default(self.config.models)
         self.router = Router(self.config, self.catalogue)
-        self.adapters = AdapterSet(HttpPool())
-        self.state: LiveState = MemoryState(
-            self.config.health, alpha=self.config.routing.ewma_alpha
-        )
-        if self.config.redis_url:
-            from .routing.redis_state import RedisState
-
-            self.state = RedisState(
-                self.config.redis_url,
-                self.config.redis_prefix,
-                self.config.health,
-                alpha=self.config.routing.ewma_alpha,
-            )
+        self.adapters = adapters if adapters is not None else AdapterSet(HttpPool())
+        self.state: LiveState = state if state is not None else _live_state(self.config)
         """Live per-deployment stats and circuit breakers (swap for a shared store to let
         several replicas see the same)."""
         self.planner = Planner(self.config.routing, self.state)
         self.executor = Executor(self.adapters, state=self.state)
         self._portal: _Portal | None = None
+
+    def reconfigured(self, config: Config) -> Gateway:
+        """A gateway for ``config`` (routes, providers, models, strategies, retry, timeouts,
+        health) that shares this one's connection pools and loaded local models, and its
+        live routing state (circuits, moving averages) unless the health settings changed.
+        Raises ``ConfigError`` when ``config`` cannot be served; this gateway is untouched
+        either way, so requests that hold it finish on it."""
+        same = _same_state_settings(self.config, config)
+        return Gateway(config, adapters=self.adapters, state=self.state if same else None)
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Gateway:

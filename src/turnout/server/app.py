@@ -39,6 +39,7 @@ from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, format_usd, header_text, result_body
+from .reload import ConfigReloader, config_routes
 
 __all__ = ["create_app"]
 
@@ -338,6 +339,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, object]]:
         lifecycle.install()
+        reloader.install(config.server.watch_config)
         tasks = []
         await gateway.state.start()
         if config.server.preload_local:
@@ -358,7 +360,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             await asyncio.gather(*tasks, return_exceptions=True)
             if accounting is not None:
                 await accounting.aclose()
-            await gateway.aclose()
+            await reloader.aclose()
+            await app.state.gateway.aclose()  # the current one: a reload may have swapped it
 
     from .anthropic_route import anthropic_routes  # it builds on this module's helpers
 
@@ -374,6 +377,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
             *management_routes(),
+            *config_routes(),
         ],
         exception_handlers={
             TurnoutError: _on_turnout_error,
@@ -394,6 +398,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     app.state.accounting = accounting
     app.state.readiness = readiness
     app.state.lifecycle = lifecycle
+    reloader = app.state.reloader = ConfigReloader(app, gateway)
     app.state.master_key = master.get_secret_value() if master else None
     app.state.max_body = config.server.max_body_bytes
     app.state.started = time.monotonic()

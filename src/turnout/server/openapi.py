@@ -15,6 +15,7 @@ import orjson
 from ..config import CAPABILITIES
 from .health import HEALTH_PATHS, HEALTH_SCHEMAS
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
+from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
 
@@ -300,7 +301,13 @@ def openapi_spec() -> dict[str, Any]:
             "x-turnout-cost-usd (values outside printable ASCII are percent-encoded).",
         },
         "components": {
-            "schemas": {**SCHEMAS, **_key_schemas(), **ACCOUNTING_SCHEMAS, **HEALTH_SCHEMAS},
+            "schemas": {
+                **SCHEMAS,
+                **_key_schemas(),
+                **ACCOUNTING_SCHEMAS,
+                **HEALTH_SCHEMAS,
+                **CONFIG_SCHEMAS,
+            },
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": _SECURED,
@@ -466,6 +473,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             **accounting_paths(),
             **HEALTH_PATHS,
+            **CONFIG_PATHS,
         },
     }
 

@@ -3,6 +3,8 @@ shutdown (see ``lifecycle.py``)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from uvicorn.supervisors import Multiprocess
@@ -18,6 +20,13 @@ class _Supervisor(Multiprocess):
         for sock in self.sockets:
             sock.close()
         super().handle_term()
+
+    def handle_hup(self) -> None:
+        # uvicorn restarts every worker on SIGHUP; Turnout's workers reload their config in
+        # place instead (server/reload.py), keeping the requests they are serving.
+        for process in self.processes:
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
 
 
 def run_workers(workers: int, options: dict[str, Any]) -> None:
