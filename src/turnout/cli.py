@@ -83,6 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ),
         **uvicorn_options(),
     }
+    if config.log_format == "json":
+        options["log_config"] = None  # uvicorn's loggers go to the root's JSON handler
     if workers > 1:
         # Each worker process builds its own gateway from the same file and environment.
         if config.source != "<defaults>":
@@ -92,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         run_workers(workers, options)
         return 0
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     uvicorn.run(create_app(Gateway(config)), **options)
     return 0
 

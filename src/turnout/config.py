@@ -330,6 +330,9 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     key_health: KeyHealthConfig = Field(default_factory=KeyHealthConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, with the ``x-request-id`` of the request being
+    served (uvicorn's own log lines included)."""
     database_url: str | None = None
     """SQLAlchemy-style URL of the request log and gateway keys: ``postgresql://...`` or
     ``sqlite:///path``. Unset: ``turnout.db`` (SQLite, WAL) beside the config file;
@@ -368,6 +371,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_DEFAULT_MODEL": ("default_model",),
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),
+    "TURNOUT_LOG_FORMAT": ("log_format",),
     "TURNOUT_DATABASE_URL": ("database_url",),
     "TURNOUT_REDIS_URL": ("redis_url",),
 }

@@ -40,6 +40,7 @@ from .management import management_routes
 from .metering import Meter, authorize
 from .openai_wire import ChunkWriter, error_body, format_usd, header_text, result_body
 from .reload import ConfigReloader, config_routes
+from .request_id import RequestIdMiddleware
 
 __all__ = ["create_app"]
 
@@ -387,7 +388,10 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             405: _not_found,
         },
         lifespan=lifespan,
-        middleware=[Middleware(TrackRequests, lifecycle=lifecycle)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(TrackRequests, lifecycle=lifecycle),
+        ],
     )
     master = config.server.master_key
     app.state.gateway = gateway

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from ..accounting import Accounting, GatewayKey, record_error, record_result
 from ..accounting.keys import SECRET_PREFIX
 from ..errors import AuthenticationError, TurnoutError
+from ..logs import REQUEST_ID
 from ..streaming import ChatStream
 from ..types import ChatResult
 from .admin import presented_key
@@ -52,7 +53,7 @@ async def authorize(request: Request) -> GatewayKey | None:
 
 
 class Meter:
-    __slots__ = ("_accounting", "_done", "headers", "key", "route", "stream", "ts")
+    __slots__ = ("_accounting", "_done", "headers", "key", "request_id", "route", "stream", "ts")
 
     def __init__(self, request: Request, key: GatewayKey | None, route: str, stream: bool):
         self._accounting: Accounting | None = request.app.state.accounting
@@ -60,6 +61,7 @@ class Meter:
         self.route = route
         self.stream = stream
         self.ts = time.time()
+        self.request_id = REQUEST_ID.get()
         self.headers: dict[str, str] = {}
         self._done = False
 
@@ -78,6 +80,7 @@ class Meter:
         record = record_error(
             err, ts=self.ts, route=self.route, stream=self.stream, key_id=self.key_id
         )
+        record.request_id = self.request_id
         await self._accounting.settle(self.key, record)
 
     async def served(self, result: ChatResult, cost: float | None) -> None:
@@ -85,6 +88,7 @@ class Meter:
             return
         self._done = True
         record = record_result(result, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id)
+        record.request_id = self.request_id or record.request_id
         await self._accounting.settle(self.key, record)
 
     def stream_closed(
@@ -97,6 +101,7 @@ class Meter:
         record = record_result(
             stream, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id, error=error
         )
+        record.request_id = self.request_id or record.request_id
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
         self._accounting.settle_soon(self.key, record)
