@@ -19,6 +19,7 @@ from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
 from .errors import BadRequestError
 from .http import HttpPool
+from .redaction import Redactor
 from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
 from .streaming import ChatStream
 from .types import ChatRequest, ChatResult, StreamEvent
@@ -85,6 +86,9 @@ class Gateway:
         self.config = config or Config()
         self.catalogue = Catalogue.default(self.config.models)
         self.router = Router(self.config, self.catalogue)
+        self.redactor = Redactor.from_config(self.config)
+        """Cuts every configured secret out of a text: the server runs each error it renders
+        and each log record through it."""
         self.adapters = adapters if adapters is not None else AdapterSet(HttpPool())
         self.state: LiveState = state if state is not None else _live_state(self.config)
         """Live per-deployment stats and circuit breakers (swap for a shared store to let

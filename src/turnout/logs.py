@@ -1,6 +1,8 @@
-"""Logging set-up for the server and CLI: one line per record, no secrets (keys never reach a
-log record: deployments show only ``key_hint``). ``log_format: json`` writes one JSON object
-per line with the id of the request being served (``x-request-id``), for log pipelines."""
+"""Logging set-up for the server and CLI: one line per record, and no secret in any of them:
+every record handled by the root logger's handlers (the server's own, uvicorn's, the
+library's) passes through the gateway's ``Redactor`` first (``RedactingFilter``).
+``log_format: json`` writes one JSON object per line with the id of the request being served
+(``x-request-id``), for log pipelines."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["REQUEST_ID", "JsonFormatter", "setup_logging"]
+from .redaction import Redactor
+
+__all__ = ["REQUEST_ID", "JsonFormatter", "RedactingFilter", "setup_logging"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("turnout_request_id", default=None)
 """The id of the request the current task serves (set by the server's middleware)."""
@@ -31,12 +35,69 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             out["request_id"] = request_id
-        if record.exc_info:
-            out["exc_info"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            # exc_text first: it is the traceback as the redacting filter left it
+            out["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         return orjson.dumps(out).decode()
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
+_PLAIN = (int, float, bool, type(None))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record in place: its message and the text of its exception and stack.
+    Installed on handlers, so records of every logger that reaches them are covered (a
+    logger's own filters see only that logger's records).
+
+    A record whose message holds nothing to redact is left as it is (the common case costs
+    one formatting of the message and one redaction). Otherwise each argument is redacted,
+    so that formatters that read ``args`` themselves (uvicorn's access log) still find them;
+    if the message that gives still holds a secret (one split between the format string and
+    an argument), the record gets the redacted message and no arguments."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def _arg(self, value: Any) -> Any:
+        return value if isinstance(value, _PLAIN) else self.redactor(str(value))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact = self.redactor
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A malformed record (arguments that do not fit): keep what it says, redacted.
+            message = f"{record.msg} {record.args!r}"
+            record.msg, record.args = message, None
+        clean = redact(message)
+        if clean != message:
+            record.msg = redact(str(record.msg))
+            if isinstance(record.args, dict):
+                record.args = {k: self._arg(v) for k, v in record.args.items()}
+            elif record.args:
+                record.args = tuple(self._arg(v) for v in record.args)
+            try:
+                again: str | None = record.getMessage()
+            except (TypeError, ValueError):
+                again = None
+            if again is None or redact(again) != again:
+                record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def setup_logging(
+    level: str = "info", fmt: str = "text", *, redactor: Redactor | None = None
+) -> None:
+    """Configure the root logger (``fmt``: ``text`` or ``json``) and put ``redactor`` on every
+    handler of the root logger. Run the server with uvicorn's ``log_config=None`` so that its
+    records reach these handlers too."""
     if fmt == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
@@ -47,3 +108,9 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger("turnout").setLevel(level.upper())
+    if redactor is None:
+        return
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(RedactingFilter(redactor))
