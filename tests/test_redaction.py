@@ -11,7 +11,7 @@ import pytest
 
 from turnout.config import Config
 from turnout.gateway import Gateway
-from turnout.logs import RedactingFilter, setup_logging
+from turnout.logs import RedactingFilter, redact_logs_with, setup_logging
 from turnout.redaction import Redactor, config_secrets, excerpt, is_secret_name
 
 PROVIDER = "sk-provider-SECRET-0123456789abcd"
@@ -125,6 +125,20 @@ def test_the_gateway_builds_its_redactor_from_its_config() -> None:
     assert gateway.redactor(f"master {MASTER}") == "master ...3210"
 
 
+def test_a_reloaded_gateway_still_redacts_the_secrets_it_replaced() -> None:
+    """A rotated-out key is still a secret: requests on the old gateway may fail with it."""
+    new_key = "sk-provider-SECRET-rotated-00009999"
+
+    def config(key: str) -> Config:
+        provider = {"host": "custom", "base_url": "http://x", "api_key": key}
+        return Config.model_validate({"providers": {"a": provider}})
+
+    old = Gateway(config(PROVIDER))
+    new = old.reconfigured(config(new_key))
+    assert new.redactor(f"{PROVIDER} {new_key}") == "...abcd ...9999"
+    assert old.redactor(new_key) == new_key  # the old one is left as it was
+
+
 def test_an_excerpt_never_ends_inside_a_word() -> None:
     """A cut through a secret would leave its head, which redaction cannot recognise later."""
     text = f'{{"error": "bad key {PROVIDER} given"}}'
@@ -201,15 +215,18 @@ def test_the_filter_keeps_arguments_a_formatter_reads_itself(collected: Any) -> 
 
 
 def test_setup_logging_puts_one_filter_on_every_root_handler() -> None:
+    """(And a reload points it at the new gateway's redactor: ``redact_logs_with``.)"""
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     root.addHandler(handler)
     level = logging.getLogger("turnout").level
     try:
         setup_logging("warning", redactor=Redactor([PROVIDER]))
-        setup_logging("warning", redactor=Redactor([MASTER]))  # a second call replaces, never stacks
+        setup_logging("warning", redactor=Redactor([MASTER]))  # replaces, never stacks
         filters = [f for f in handler.filters if isinstance(f, RedactingFilter)]
         assert len(filters) == 1 and filters[0].redactor(MASTER) == "...3210"
+        redact_logs_with(Redactor([PROVIDER]))
+        assert filters[0].redactor(PROVIDER) == "...abcd"
     finally:
         logging.getLogger("turnout").setLevel(level)
         root.removeHandler(handler)

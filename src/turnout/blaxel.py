@@ -18,6 +18,7 @@ import orjson
 from .deployment import Deployment
 from .errors import PermissionDeniedError, TurnoutError, UpstreamConnectionError, from_status
 from .http import HttpPool
+from .redaction import excerpt
 
 __all__ = [
     "DEFAULT_CONTROL_URL",
@@ -154,7 +155,9 @@ class BlaxelClient:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise from_status(
-                502, f"Blaxel control API sent invalid JSON: {raw[:200]!r}", provider=self.provider
+                502,
+                f"Blaxel control API sent invalid JSON: {excerpt(raw, 200)!r}",
+                provider=self.provider,
             ) from None
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> TurnoutError:
@@ -165,7 +168,7 @@ class BlaxelClient:
         if isinstance(obj, dict):
             message = str(obj.get("message") or obj.get("error") or obj)
         else:
-            message = raw[:300].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+            message = excerpt(raw, 300) or f"HTTP {status}"
         if self._key and self._key in message:
             message = message.replace(self._key, "..." + self._key[-4:])
         hint = ""

@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .gateway import Gateway
     from .logs import setup_logging
+    from .redaction import Redactor
     from .server import create_app
     from .server.protocol import uvicorn_options
 
@@ -82,9 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             1, round(config.server.shutdown_timeout - config.server.shutdown_grace_period + 5)
         ),
         **uvicorn_options(),
+        # uvicorn's records go to the root handlers, where the redacting filter sits.
+        "log_config": None,
     }
-    if config.log_format == "json":
-        options["log_config"] = None  # uvicorn's loggers go to the root's JSON handler
     if workers > 1:
         # Each worker process builds its own gateway from the same file and environment.
         if config.source != "<defaults>":
@@ -92,10 +93,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TURNOUT_WORKERS"] = str(workers)  # so each worker knows it has siblings
         from .server.workers import run_workers
 
+        setup_logging(config.log_level, config.log_format, redactor=Redactor.from_config(config))
         run_workers(workers, options)
         return 0
-    setup_logging(config.log_level, config.log_format)
-    uvicorn.run(create_app(Gateway(config)), **options)
+    gateway = Gateway(config)
+    setup_logging(config.log_level, config.log_format, redactor=gateway.redactor)
+    uvicorn.run(create_app(gateway), **options)
     return 0
 
 

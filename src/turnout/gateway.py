@@ -104,7 +104,11 @@ class Gateway:
         Raises ``ConfigError`` when ``config`` cannot be served; this gateway is untouched
         either way, so requests that hold it finish on it."""
         same = _same_state_settings(self.config, config)
-        return Gateway(config, adapters=self.adapters, state=self.state if same else None)
+        gateway = Gateway(config, adapters=self.adapters, state=self.state if same else None)
+        # A key the new config no longer names is still a secret (requests that hold this
+        # gateway may fail with it yet, and it may not be revoked).
+        gateway.redactor = self.redactor.union(gateway.redactor)
+        return gateway
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Gateway:

@@ -15,7 +15,7 @@ import orjson
 
 from .redaction import Redactor
 
-__all__ = ["REQUEST_ID", "JsonFormatter", "RedactingFilter", "setup_logging"]
+__all__ = ["REQUEST_ID", "JsonFormatter", "RedactingFilter", "redact_logs_with", "setup_logging"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("turnout_request_id", default=None)
 """The id of the request the current task serves (set by the server's middleware)."""
@@ -35,9 +35,10 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             out["request_id"] = request_id
-        if record.exc_info or record.exc_text:
-            # exc_text first: it is the traceback as the redacting filter left it
-            out["exc_info"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:  # the traceback as the redacting filter left it
+            out["exc_info"] = record.exc_text
+        elif record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
         return orjson.dumps(out).decode()
 
 
@@ -110,7 +111,16 @@ def setup_logging(
     logging.getLogger("turnout").setLevel(level.upper())
     if redactor is None:
         return
+    for root_handler in logging.getLogger().handlers:
+        for old in [f for f in root_handler.filters if isinstance(f, RedactingFilter)]:
+            root_handler.removeFilter(old)
+        root_handler.addFilter(RedactingFilter(redactor))
+
+
+def redact_logs_with(redactor: Redactor) -> None:
+    """Point the redacting filters that ``setup_logging`` installed at ``redactor`` (the
+    gateway's after a config reload); does nothing where logging was set up otherwise."""
     for handler in logging.getLogger().handlers:
-        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
-            handler.removeFilter(old)
-        handler.addFilter(RedactingFilter(redactor))
+        for f in handler.filters:
+            if isinstance(f, RedactingFilter):
+                f.redactor = redactor

@@ -116,6 +116,10 @@ class Redactor:
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Redactor:
         return cls(config_secrets(config, os.environ if environ is None else environ))
 
+    def union(self, other: Redactor) -> Redactor:
+        """A redactor that knows the secrets of both."""
+        return Redactor([s for s, _ in (*self._known, *other._known)])
+
     def __call__(self, text: str) -> str:
         if not text:
             return text

@@ -29,7 +29,7 @@ from ..types import (
 )
 from .base import HttpAdapter, auth_headers, join_version
 from .convert import arguments_object, arguments_text, data_url, request_fields, take_unsupported
-from .edge import loads, redact
+from .edge import excerpt, loads, redact
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -429,7 +429,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         else:
             message = str(err)
     except orjson.JSONDecodeError:
-        message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+        message = excerpt(raw, 500) or f"HTTP {status}"
     return from_status(
         status, redact(message, d), headers=headers, provider=d.provider, model=d.model, code=code
     )

@@ -17,7 +17,7 @@ from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import ConfigError, TurnoutError
 from ..http import HttpPool
-from .edge import UpstreamCall
+from .edge import UpstreamCall, excerpt
 
 __all__ = [
     "HttpAdapter",
@@ -118,11 +118,11 @@ def _error_text(raw: bytes, secrets: list[str]) -> str:
         else:
             text = str(err or obj)
     else:
-        text = raw[:300].decode("utf-8", errors="replace").strip()
+        text = excerpt(raw, 300)
     for secret in secrets:
         if secret and len(secret) > 4:
             text = text.replace(secret, "..." + secret[-4:])
-    return text[:300]
+    return excerpt(text, 300)
 
 
 def _secrets(d: Deployment) -> list[str]:

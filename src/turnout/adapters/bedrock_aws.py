@@ -29,6 +29,7 @@ from ..errors import (
     from_status,
     parse_retry_after,
 )
+from ..redaction import excerpt
 
 __all__ = [
     "SIGNING_NAME",
@@ -191,7 +192,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         obj = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         obj = {}
-    message = _message(obj) or raw[:500].decode("utf-8", errors="replace").strip()
+    message = _message(obj) or excerpt(raw, 500)
     name = headers.get("x-amzn-ErrorType") or headers.get("X-Amzn-ErrorType") or ""
     if not name and isinstance(obj, dict):
         name = str(obj.get("__type") or obj.get("code") or "")

@@ -11,6 +11,7 @@ import orjson
 
 from ..deployment import Deployment
 from ..errors import UpstreamServerError
+from ..redaction import excerpt
 from ..types import (
     ChatResult,
     Choice,
@@ -177,4 +178,4 @@ def loads(data: bytes, d: Deployment) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise malformed(f"invalid JSON {data[:200]!r}", d) from None
+        raise malformed(f"invalid JSON {excerpt(data, 200)!r}", d) from None

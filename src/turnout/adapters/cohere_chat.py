@@ -41,7 +41,7 @@ from ..types import (
 )
 from .base import HttpAdapter, join_version
 from .convert import request_fields, take_unsupported, text_of
-from .edge import redact
+from .edge import excerpt, redact
 
 __all__ = [
     "CohereChatAdapter",
@@ -306,7 +306,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         obj = orjson.loads(raw)
         message = str(obj.get("message") or obj) if isinstance(obj, dict) else str(obj)
     except orjson.JSONDecodeError:
-        message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+        message = excerpt(raw, 500) or f"HTTP {status}"
     return from_status(
         _STATUS.get(status, status),
         redact(message, d),

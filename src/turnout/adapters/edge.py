@@ -22,12 +22,13 @@ from ..errors import (
     UpstreamTimeoutError,
 )
 from ..http import HttpPool
+from ..redaction import excerpt
 
 if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
-__all__ = ["ErrorMapper", "UpstreamCall", "loads", "redact"]
+__all__ = ["ErrorMapper", "UpstreamCall", "excerpt", "loads", "redact"]
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str], Deployment], TurnoutError]
 """``map_error(status, raw_body, headers, deployment)`` of one wire API."""
@@ -166,7 +167,7 @@ def loads(data: str | bytes, d: Deployment) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamServerError(
-            f"malformed upstream JSON: {data[:200]!r}", provider=d.provider, model=d.model
+            f"malformed upstream JSON: {excerpt(data, 200)!r}", provider=d.provider, model=d.model
         ) from None
 
 

@@ -10,7 +10,7 @@ import orjson
 
 from ..deployment import Deployment
 from ..errors import TurnoutError, from_status
-from .edge import redact
+from .edge import excerpt, redact
 
 __all__ = ["classify", "map_error"]
 
@@ -79,6 +79,6 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         obj = obj[0]
     err = obj.get("error") if isinstance(obj, dict) else None
     if not isinstance(err, dict):
-        text = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+        text = excerpt(raw, 500) or f"HTTP {status}"
         err = {"message": text}
     return classify(status, err, headers, d)

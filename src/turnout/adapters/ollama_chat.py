@@ -46,7 +46,7 @@ from .convert import (
     take_unsupported,
     text_of,
 )
-from .edge import redact
+from .edge import excerpt, redact
 
 __all__ = [
     "NDJSONDecoder",
@@ -328,7 +328,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
     except orjson.JSONDecodeError:
         err = None
     if not err:
-        err = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+        err = excerpt(raw, 500) or f"HTTP {status}"
     return _error(status, err, headers, d)
 
 

@@ -35,7 +35,7 @@ from ..types import (
     UsageUpdate,
 )
 from .base import HttpAdapter
-from .edge import redact
+from .edge import excerpt, redact
 
 __all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
 
@@ -159,7 +159,8 @@ def parse_chunk(obj: Any, d: Deployment) -> list[StreamEvent]:
         err = obj["error"]
         code = err.get("code") if isinstance(err, dict) else None
         status = code if isinstance(code, int) and 400 <= code < 600 else 500
-        raise from_status(status, _message(err), provider=d.provider, model=d.model)
+        message = redact(_message(err), d)
+        raise from_status(status, message, provider=d.provider, model=d.model)
     events: list[StreamEvent] = []
     for raw in obj.get("choices") or ():
         if not isinstance(raw, dict) or not isinstance(raw.get("delta") or {}, dict):
@@ -207,7 +208,7 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
         if isinstance(err, dict) and isinstance(err.get("code"), str):
             code = err["code"]
     except orjson.JSONDecodeError:
-        message = raw[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+        message = excerpt(raw, 500) or f"HTTP {status}"
     message = redact(message, d)
     if status == 403 and "not allowed on sandbox model" in message.lower():
         from ..blaxel import sandbox_error

@@ -20,5 +20,6 @@ def app_from_env() -> Starlette:
     from ..logs import setup_logging
 
     config = load_config()
-    setup_logging(config.log_level, config.log_format)
-    return create_app(Gateway(config))
+    gateway = Gateway(config)
+    setup_logging(config.log_level, config.log_format, redactor=gateway.redactor)
+    return create_app(gateway)

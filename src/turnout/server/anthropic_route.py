@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -15,6 +16,7 @@ from starlette.routing import Route
 from ..errors import BadRequestError, TurnoutError
 from ..gateway import Gateway
 from ..metrics import Metrics
+from ..redaction import Redactor
 from ..streaming import ChatStream
 from .anthropic_wire import (
     MessageStreamWriter,
@@ -33,9 +35,9 @@ __all__ = ["anthropic_routes", "plain_error"]
 log = logging.getLogger("turnout.server")
 
 
-def _error(err: TurnoutError) -> Response:
+def _error(err: TurnoutError, redact: Redactor) -> Response:
     return Response(
-        orjson.dumps(error_body(err)),
+        orjson.dumps(error_body(err, redact)),
         status_code=error_status(err),
         media_type="application/json",
         headers=error_headers(err),
@@ -49,7 +51,7 @@ async def messages(request: Request) -> Response:
         if err.status_code >= 500:
             log.warning("POST /v1/messages -> %d: %s", err.status_code, err)
         request.app.state.metrics.observe_error(err)
-        return _error(err)
+        return _error(err, request.app.state.gateway.redactor)
     except ClientDisconnect:
         raise  # nobody to answer: the app's handler for it keeps it out of the error log
     except Exception:
@@ -91,7 +93,7 @@ async def _messages(request: Request) -> Response:
         raise
     if chat.stream:
         return StreamingResponse(
-            _events(stream, chat.model, meter, request.app.state.metrics),
+            _events(stream, chat.model, meter, request.app.state),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -113,8 +115,9 @@ async def _messages(request: Request) -> Response:
 
 
 async def _events(
-    stream: ChatStream, model: str, meter: Meter, metrics: Metrics
+    stream: ChatStream, model: str, meter: Meter, state: State
 ) -> AsyncIterator[bytes]:
+    metrics: Metrics = state.metrics
     writer = MessageStreamWriter(stream.id, model)
     failure: TurnoutError | None = None
     try:
@@ -134,7 +137,7 @@ async def _events(
         failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
         metrics.observe_error(err)
-        yield error_frame(err)
+        yield error_frame(err, state.gateway.redactor)
     finally:
         await stream.aclose()
         meter.stream_closed(stream, stream.cost, failure)

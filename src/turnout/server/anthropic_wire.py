@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import AllAttemptsFailedError, TurnoutError
+from ..redaction import Redactor
 from ..types import (
     ChatResult,
     Finish,
@@ -213,8 +214,9 @@ def error_status(err: TurnoutError) -> int:
     return 529 if _overloaded(err) else err.status_code
 
 
-def error_body(err: TurnoutError) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type": ..., "message": ...}}``."""
+def error_body(err: TurnoutError, redact: Redactor) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type": ..., "message": ...}}``, the message through
+    ``redact`` (an upstream's message may quote a key)."""
     message = err.message if isinstance(err, AllAttemptsFailedError) else str(err)
     if _overloaded(err):
         kind = "overloaded_error"
@@ -222,9 +224,9 @@ def error_body(err: TurnoutError) -> dict[str, Any]:
         kind = _ERROR_TYPES[err.status_code]
     else:
         kind = "invalid_request_error" if 400 <= err.status_code < 500 else "api_error"
-    return {"type": "error", "error": {"type": kind, "message": message}}
+    return {"type": "error", "error": {"type": kind, "message": redact(message)}}
 
 
-def error_frame(err: TurnoutError) -> bytes:
+def error_frame(err: TurnoutError, redact: Redactor) -> bytes:
     """A mid-stream failure, as the API reports one: ``event: error``."""
-    return _frame("error", error_body(err))
+    return _frame("error", error_body(err, redact))

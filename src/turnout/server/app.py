@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -30,6 +31,7 @@ from ..errors import (
 from ..gateway import Gateway, parse_request
 from ..keyhealth import KeyMonitor
 from ..metrics import Metrics
+from ..redaction import Redactor
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes, presented_key
@@ -54,8 +56,8 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(orjson.dumps(obj), status_code=status, media_type=_JSON, headers=headers)
 
 
-def error_response(err: TurnoutError) -> Response:
-    return _json(error_body(err), err.status_code, error_headers(err))
+def error_response(err: TurnoutError, redact: Redactor) -> Response:
+    return _json(error_body(err, redact), err.status_code, error_headers(err))
 
 
 def error_headers(err: TurnoutError) -> dict[str, str]:
@@ -145,7 +147,7 @@ async def chat_completions(request: Request) -> Response:
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         return StreamingResponse(
-            _frames(stream, chat.model, include_usage, meter, request.app.state.metrics),
+            _frames(stream, chat.model, include_usage, meter, request.app.state),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",
@@ -172,8 +174,9 @@ def _observe(metrics: Metrics, r: ChatResult | ChatStream) -> None:
 
 
 async def _frames(
-    stream: ChatStream, model: str, include_usage: bool, meter: Meter, metrics: Metrics
+    stream: ChatStream, model: str, include_usage: bool, meter: Meter, state: State
 ) -> AsyncIterator[bytes]:
+    metrics: Metrics = state.metrics
     writer = ChunkWriter(stream.id, stream.created, model, include_usage)
     failure: TurnoutError | None = None
     try:
@@ -197,7 +200,7 @@ async def _frames(
         failure = err
         log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
         metrics.observe_error(err)
-        yield b"data: " + orjson.dumps(error_body(err)) + b"\n\n"
+        yield b"data: " + orjson.dumps(error_body(err, state.gateway.redactor)) + b"\n\n"
     finally:
         await stream.aclose()
         meter.stream_closed(stream, stream.cost, failure)
@@ -239,7 +242,9 @@ async def provider_keys(request: Request) -> Response:
         if not hmac.compare_digest(token.encode(), master.encode()):
             raise PermissionDeniedError("provider key health needs the master key")
     monitor = request.app.state.key_monitor
-    data = [s.to_json() for s in monitor.snapshot()] if monitor is not None else []
+    redact: Redactor = request.app.state.gateway.redactor
+    # An upstream's answer to the key check is quoted in last_error: redacted like any error.
+    data = [redact.value(s.to_json()) for s in monitor.snapshot()] if monitor is not None else []
     return _json({"object": "list", "data": data})
 
 
@@ -260,7 +265,7 @@ async def _on_turnout_error(request: Request, exc: Exception) -> Response:
     request.app.state.metrics.observe_error(exc)
     if exc.status_code >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
-    return error_response(exc)
+    return error_response(exc, request.app.state.gateway.redactor)
 
 
 async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
@@ -302,17 +307,20 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     """404 and 405 from the router; a 405 keeps the ``Allow`` header Starlette gives it."""
     status = getattr(exc, "status_code", 404)
     headers = {"Allow": _allowed(request)} if status == 405 else None
+    redact: Redactor = request.app.state.gateway.redactor
     if request.url.path.startswith("/v1/messages"):
         from .anthropic_route import plain_error
 
         kind = "not_found_error" if status == 404 else "invalid_request_error"
         message = f"{request.method} {request.url.path}: use POST /v1/messages"
-        return plain_error(status, kind, message, headers)
+        return plain_error(status, kind, redact(message), headers)
     kind = "not_found_error" if status == 404 else "invalid_request_error"
     return _json(
         {
             "error": {
-                "message": f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}",
+                "message": redact(
+                    f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}"
+                ),
                 "type": kind,
                 "param": None,
                 "code": None,

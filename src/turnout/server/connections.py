@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..errors import RequestTimeoutError, ServerBusyError, TurnoutError
+from ..redaction import Redactor
 from . import anthropic_wire, openai_wire
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ GUARD_STATE_KEY = "turnout_connection_guard"
 LINGER = 1.0
 """Seconds a refused connection stays half-open so that the client reads the 503 (closing with
 its request unread would reset the connection and lose the answer)."""
+
+_GENERIC_ONLY = Redactor()
+"""The guard's errors are its own words (limits from the config), nothing an upstream said:
+the generic shapes are all there is to cut."""
 
 STAGES = ("body", "response")
 """Where a client went away: while sending the body, or while waiting for (or reading) the
@@ -57,7 +62,8 @@ class ConnectionGuard:
         self.disconnects = dict.fromkeys(STAGES, 0)
         self._full = False
         message = f"the gateway holds its maximum of {max_connections} connections; retry shortly"
-        self._busy_body = orjson.dumps(openai_wire.error_body(ServerBusyError(message)))
+        busy = openai_wire.error_body(ServerBusyError(message), _GENERIC_ONLY)
+        self._busy_body = orjson.dumps(busy)
 
     @classmethod
     def from_config(cls, server: ServerConfig) -> ConnectionGuard:
@@ -97,9 +103,9 @@ class ConnectionGuard:
             f"the request body did not arrive within {self.body_timeout:g} s"
         )
         if path.startswith("/v1/messages"):
-            body = orjson.dumps(anthropic_wire.error_body(err))
+            body = orjson.dumps(anthropic_wire.error_body(err, _GENERIC_ONLY))
         else:
-            body = orjson.dumps(openai_wire.error_body(err))
+            body = orjson.dumps(openai_wire.error_body(err, _GENERIC_ONLY))
         return _raw_response(408, default_headers, body, [])
 
 

@@ -190,7 +190,7 @@ async def test_model(request: Request) -> Response:
             {
                 "ok": False,
                 "model": chat["model"],
-                "error": error_body(err)["error"],
+                "error": error_body(err, request.app.state.gateway.redactor)["error"],
                 "timings": {"total_s": round(time.perf_counter() - started, 6)},
             }
         )
@@ -224,7 +224,7 @@ async def _events(request: Request, stream: ChatStream, started: float) -> Async
     except TurnoutError as err:
         log.warning("management stream from %s failed mid-way: %s", stream.deployment, err)
         request.app.state.metrics.observe_error(err)
-        yield _event("error", error_body(err))
+        yield _event("error", error_body(err, request.app.state.gateway.redactor))
     finally:
         await stream.aclose()
 

@@ -17,6 +17,7 @@ from ..accounting import Accounting, GatewayKey, record_error, record_result
 from ..accounting.keys import SECRET_PREFIX
 from ..errors import AuthenticationError, TurnoutError
 from ..logs import REQUEST_ID
+from ..redaction import Redactor
 from ..streaming import ChatStream
 from ..types import ChatResult
 from .admin import presented_key
@@ -53,10 +54,21 @@ async def authorize(request: Request) -> GatewayKey | None:
 
 
 class Meter:
-    __slots__ = ("_accounting", "_done", "headers", "key", "request_id", "route", "stream", "ts")
+    __slots__ = (
+        "_accounting",
+        "_done",
+        "_redact",
+        "headers",
+        "key",
+        "request_id",
+        "route",
+        "stream",
+        "ts",
+    )
 
     def __init__(self, request: Request, key: GatewayKey | None, route: str, stream: bool):
         self._accounting: Accounting | None = request.app.state.accounting
+        self._redact: Redactor = request.app.state.gateway.redactor
         self.key = key
         self.route = route
         self.stream = stream
@@ -77,9 +89,9 @@ class Meter:
         if self._accounting is None or self._done:
             return
         self._done = True
-        record = record_error(
-            err, ts=self.ts, route=self.route, stream=self.stream, key_id=self.key_id
-        )
+        # The route is the client's text: a refused one may be a key pasted in the wrong field.
+        route = self._redact(self.route)
+        record = record_error(err, ts=self.ts, route=route, stream=self.stream, key_id=self.key_id)
         record.request_id = self.request_id
         await self._accounting.settle(self.key, record)
 

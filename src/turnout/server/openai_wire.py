@@ -9,6 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from ..errors import AllAttemptsFailedError, TurnoutError
+from ..redaction import Redactor
 from ..types import ChatResult, Finish, StreamEvent, TextDelta, ToolCallDelta, Usage, UsageUpdate
 
 __all__ = ["ChunkWriter", "error_body", "format_usd", "header_text", "result_body"]
@@ -119,7 +120,9 @@ class ChunkWriter:
         return self._frame([], usage=body)
 
 
-def error_body(err: TurnoutError) -> dict[str, Any]:
+def error_body(err: TurnoutError, redact: Redactor) -> dict[str, Any]:
+    """The OpenAI error object, every string in it through ``redact`` (an upstream's message
+    may quote a key)."""
     error: dict[str, Any] = {
         "message": str(err) if not isinstance(err, AllAttemptsFailedError) else err.message,
         "type": err.type,
@@ -138,4 +141,4 @@ def error_body(err: TurnoutError) -> dict[str, Any]:
         ]
         if err.skipped:
             error["skipped"] = [{"deployment": d, "reason": why} for d, why in err.skipped]
-    return {"error": error}
+    return {"error": redact.value(error)}

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from ..config import Config, load_config
 from ..errors import ConfigError, TurnoutError
+from ..logs import redact_logs_with
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -114,7 +115,8 @@ class ConfigReloader:
             try:
                 changed = await self._apply()
             except TurnoutError as exc:
-                attempt.update(ok=False, result="failed", error=exc.message, changed=[])
+                error = self.gateway.redactor(exc.message)  # shown by the API: one redaction
+                attempt.update(ok=False, result="failed", error=error, changed=[])
                 log.error("config reload (%s) refused, the running config stays: %s", trigger, exc)
             else:
                 result = "ok" if changed else "unchanged"
@@ -148,6 +150,7 @@ class ConfigReloader:
         if new.planner.needs_classifier(new.router.routes()):
             await new.planner.preload(new.router.routes())
         self.app.state.gateway = new  # the switch: new requests read this from now on
+        redact_logs_with(new.redactor)
         self._retired.append(old)
         self.generation += 1
         self.loaded_at = time.time()
