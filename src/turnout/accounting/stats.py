@@ -11,7 +11,7 @@ from ..errors import BadRequestError
 
 __all__ = ["COLUMNS", "parse_window", "percentile", "summarise"]
 
-COLUMNS = ("provider", "model", "status", "ttft", "latency", "output_tokens", "cost")
+COLUMNS = ("provider", "model", "status", "ttft", "latency", "output_tokens", "cost", "error")
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -67,12 +67,18 @@ def summarise(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
             (r[4] - r[3]) if r[3] is not None and r[4] > r[3] else r[4] for r in ok if r[4]
         )
         spend = [r[6] for r in items if r[6] is not None]
+        by_class: dict[str, int] = {}
+        for r in items:
+            if r[2] >= 400:
+                name = r[7] or f"HTTP {r[2]}"
+                by_class[name] = by_class.get(name, 0) + 1
         out.append(
             {
                 "provider": provider,
                 "model": model,
                 "requests": len(items),
                 "errors": len(items) - len(ok),
+                "errors_by_class": dict(sorted(by_class.items())),
                 "success_rate": _r(len(ok) / len(items)),
                 "ttft_p50": _r(percentile(ttfts, 0.5)),
                 "ttft_p95": _r(percentile(ttfts, 0.95)),

@@ -21,6 +21,7 @@ from starlette.routing import Match, Route
 
 from ..accounting import Accounting, database_url
 from ..config import STRATEGIES
+from ..console import STATIC
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -36,6 +37,8 @@ from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, RoutingHints
 from .admin import admin_routes, presented_key
 from .connections import GUARD_STATE_KEY, ConnectionGuard
+from .console import console_routes
+from .console_api import console_api_routes
 from .health import Readiness, health_routes
 from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
@@ -386,7 +389,9 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             Route("/api/routing", routing_status, methods=["GET"]),
             *admin_routes(),
             *management_routes(),
+            *(console_routes(STATIC) if config.server.console else []),
             *config_routes(),
+            *console_api_routes(),
         ],
         exception_handlers={
             TurnoutError: _on_turnout_error,

@@ -16,6 +16,7 @@ from ..config import CAPABILITIES
 from .health import HEALTH_PATHS, HEALTH_SCHEMAS
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
 from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
+from .openapi_console import CONSOLE_SCHEMAS, console_paths
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
 
@@ -307,6 +308,7 @@ def openapi_spec() -> dict[str, Any]:
                 **ACCOUNTING_SCHEMAS,
                 **HEALTH_SCHEMAS,
                 **CONFIG_SCHEMAS,
+                **CONSOLE_SCHEMAS,
             },
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer"}},
         },
@@ -474,6 +476,7 @@ def openapi_spec() -> dict[str, Any]:
             **accounting_paths(),
             **HEALTH_PATHS,
             **CONFIG_PATHS,
+            **console_paths(),
         },
     }
 

@@ -61,6 +61,11 @@ ACCOUNTING_SCHEMAS: dict[str, Any] = {
                         "model": {"type": "string"},
                         "requests": {"type": "integer"},
                         "errors": {"type": "integer"},
+                        "errors_by_class": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                            "description": "failed requests per error class",
+                        },
                         "success_rate": {"type": "number", "minimum": 0, "maximum": 1},
                         "ttft_p50": _NUM_OR_NULL,
                         "ttft_p95": _NUM_OR_NULL,

@@ -1,0 +1,172 @@
+"""Bounded reads of the request log for the console and the admin API: a filtered listing,
+newest first, paged by cursor; one record; and a bucketed time series.
+
+Every query is bounded by a time window (at most ``stats.MAX_WINDOW``) and a row limit, so a
+console left open can never turn into a full scan of a large log. The functions are
+synchronous: callers run them in a worker thread, like every other ``Database`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+from .records import COLUMNS
+
+__all__ = [
+    "BUCKETS",
+    "LIST_COLUMNS",
+    "LogQuery",
+    "bucket_for",
+    "get_record",
+    "list_records",
+    "series",
+]
+
+LIST_COLUMNS = ("id", *COLUMNS)
+MAX_LIMIT = 200
+BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+"""Bucket widths in seconds; a series uses the smallest that gives at most ~120 points."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    since: float
+    until: float | None = None
+    key_id: str | None = None
+    route: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    status: str | None = None
+    """``ok`` (below 400), ``error`` (400 and up) or one status code."""
+    error: str | None = None
+    """A substring of the error class (the log never keeps error messages: they may quote
+    the prompt)."""
+    before_id: int | None = None
+    limit: int = 50
+
+
+def _where(t: Any, q: LogQuery) -> list[Any]:
+    conds = [t.c.ts >= q.since]
+    if q.until is not None:
+        conds.append(t.c.ts < q.until)
+    for name in ("key_id", "route", "provider", "model"):
+        value = getattr(q, name)
+        if value:
+            conds.append(t.c[name] == value)
+    if q.status == "ok":
+        conds.append(t.c.status < 400)
+    elif q.status == "error":
+        conds.append(t.c.status >= 400)
+    elif q.status:
+        conds.append(t.c.status == int(q.status))
+    if q.error:
+        escaped = q.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds.append(t.c.error.ilike(f"%{escaped}%", escape="\\"))
+    if q.before_id is not None:
+        conds.append(t.c.id < q.before_id)
+    return conds
+
+
+def _row(r: Any) -> dict[str, Any]:
+    out = dict(zip(LIST_COLUMNS, r, strict=True))
+    out["stream"] = bool(out["stream"])
+    return out
+
+
+def list_records(db: Database, q: LogQuery) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to ``q.limit`` records, newest first, and the cursor (an id) of the next page;
+    None when this is the last page. Newest first is by id, which grows with insertion and
+    is the primary key, so a page is an index range scan from the cursor backwards."""
+
+    def run() -> tuple[list[dict[str, Any]], int | None]:
+        from sqlalchemy import and_, select
+
+        t = db.tables()["request_log"]
+        limit = max(1, min(q.limit, MAX_LIMIT))
+        query = (
+            select(*(t.c[c] for c in LIST_COLUMNS))
+            .where(and_(*_where(t, q)))
+            .order_by(t.c.id.desc())
+            .limit(limit + 1)
+        )
+        with db.engine().connect() as conn:
+            rows = [_row(r) for r in conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1]["id"] if more else None)
+
+    result: tuple[list[dict[str, Any]], int | None] = db._guard(run)
+    return result
+
+
+def get_record(db: Database, record_id: int) -> dict[str, Any] | None:
+    def run() -> dict[str, Any] | None:
+        from sqlalchemy import select
+
+        t = db.tables()["request_log"]
+        query = select(*(t.c[c] for c in LIST_COLUMNS)).where(t.c.id == record_id)
+        with db.engine().connect() as conn:
+            row = conn.execute(query).first()
+        return _row(row) if row is not None else None
+
+    result: dict[str, Any] | None = db._guard(run)
+    return result
+
+
+def bucket_for(window: float) -> int:
+    """The smallest bucket width giving at most 120 buckets over ``window`` seconds."""
+    for width in BUCKETS:
+        if window / width <= 120:
+            return width
+    return BUCKETS[-1]
+
+
+def series(db: Database, q: LogQuery, until: float, bucket: int) -> list[dict[str, Any]]:
+    """Requests, errors, mean TTFT (successful streamed requests) and spend per bucket of
+    ``bucket`` seconds from ``q.since`` to ``until`` (``q``'s filters apply), empty buckets
+    included (as zeros), so a chart's x axis is regular. Aggregated in the database: one row
+    per bucket comes back, whatever the number of requests."""
+
+    def run() -> list[dict[str, Any]]:
+        from sqlalchemy import Integer, and_, case, cast, func, select
+
+        t = db.tables()["request_log"]
+        slot: Any
+        if db.dialect == "postgresql":
+            slot = func.floor(t.c.ts / bucket)
+        else:  # SQLite: ts is positive, so truncation is floor
+            slot = cast(t.c.ts / bucket, Integer)
+        ok = t.c.status < 400
+        conds = [*_where(t, q), t.c.ts < until]
+        query = (
+            select(
+                slot.label("slot"),
+                func.count(),
+                func.sum(case((ok, 0), else_=1)),
+                func.avg(case((ok, t.c.ttft), else_=None)),
+                func.sum(t.c.cost),
+            )
+            .where(and_(*conds))
+            .group_by("slot")
+        )
+        with db.engine().connect() as conn:
+            found = {int(r[0]): r for r in conn.execute(query)}
+        first, last = int(q.since // bucket), int((until - 1e-9) // bucket)
+        out = []
+        for s in range(first, last + 1):
+            r = found.get(s)
+            out.append(
+                {
+                    "ts": s * bucket,
+                    "requests": int(r[1]) if r else 0,
+                    "errors": int(r[2] or 0) if r else 0,
+                    "ttft_avg": round(float(r[3]), 4) if r and r[3] is not None else None,
+                    "spend_usd": round(float(r[4] or 0.0), 6) if r else 0.0,
+                }
+            )
+        return out
+
+    result: list[dict[str, Any]] = db._guard(run)
+    return result

@@ -1,0 +1,267 @@
+"""The console's server side over real HTTP: the built app at ``/`` with its security and
+cache headers, ``server.console: false``, and the API written for the console (session,
+request log with filters and cursor paging, time series, "check provider keys now"), each
+answer validated against the served OpenAPI description."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from turnout.console import STATIC
+
+from .conftest import MASTER_KEY, make_config
+from .fakes.openai_upstream import Fail, FakeOpenAI
+from .test_management import check
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+HI = [{"role": "user", "content": "hi"}]
+
+built = pytest.mark.skipif(
+    not (STATIC / "index.html").is_file() and os.environ.get("CI", "").lower() != "true",
+    reason="the console is not built: run 'make console' (make test does)",
+)
+
+
+@pytest.fixture
+def url(serve: Any, fake_url: str, tmp_path: Any) -> str:
+    return serve(
+        make_config(
+            fake_url,
+            server={"master_key": MASTER_KEY, "preload_local": False},
+            database_url=f"sqlite:///{tmp_path / 'log.db'}",
+            request_log={"flush_interval": 0.05},
+            models=[{"id": "primary:model-a", "input_price": 2.0, "output_price": 8.0}],
+        )
+    )
+
+
+@pytest.fixture
+def spec(url: str) -> dict[str, Any]:
+    doc: dict[str, Any] = httpx.get(url + "/openapi.json").json()
+    return doc
+
+
+# --- the app itself -------------------------------------------------------------------------
+
+
+@built
+def test_console_page_has_strict_security_and_is_never_cached(url: str) -> None:
+    r = httpx.get(url + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp and "http" not in csp  # no inline code, no remote origin
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["cache-control"] == "no-store"
+    assert "<script>" not in r.text  # every script is a file
+    assert re.search(r'<script type="module" crossorigin src="/assets/[\w-]+\.js">', r.text)
+
+
+@built
+def test_hashed_assets_are_cached_for_a_year_and_gzipped(url: str) -> None:
+    page = httpx.get(url + "/").text
+    names = re.findall(r"/assets/([\w.-]+\.(?:js|css))", page)
+    assert {n.rsplit(".", 1)[1] for n in names} == {"js", "css"}
+    for name in names:
+        r = httpx.get(url + "/assets/" + name, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        plain = httpx.get(url + "/assets/" + name, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == r.content
+    assert httpx.get(url + "/assets/nope.js").status_code == 404
+    assert httpx.get(url + "/assets/..%2Findex.html").status_code == 404
+
+
+def test_console_false_leaves_only_the_api(serve: Any, fake_url: str) -> None:
+    """With the setting exactly as docs/console.md shows it."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "console.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", doc, re.S)
+    assert block is not None
+    shown = yaml.safe_load(block.group(1))
+    assert shown == {"server": {"console": False}}
+    shown["server"]["preload_local"] = False
+    url = serve(make_config(fake_url, **shown))
+    r = httpx.get(url + "/")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert httpx.get(url + "/v1/models").status_code == 200
+
+
+# --- session --------------------------------------------------------------------------------
+
+
+def test_session_says_who_the_key_is(url: str, spec: dict[str, Any]) -> None:
+    anonymous = httpx.get(url + "/api/console/session")
+    assert anonymous.status_code == 200 and anonymous.json()["role"] == "none"
+    assert (
+        httpx.get(url + "/api/console/session", headers={"Authorization": "Bearer x"}).json()[
+            "error"
+        ]["message"]
+        == "invalid API key"
+    )
+    admin = httpx.get(url + "/api/console/session", headers=AUTH).json()
+    check(spec, "ConsoleSession", admin)
+    assert admin["role"] == "admin" and admin["open"] is False and admin["key"] is None
+    assert "auto" in admin["strategies"] and "cost" in admin["priorities"]
+
+    made = httpx.post(url + "/api/keys", headers=AUTH, json={"name": "k", "models": ["single"]})
+    secret = made.json()["key"]
+    mine = httpx.get(url + "/api/console/session", headers={"Authorization": f"Bearer {secret}"})
+    check(spec, "ConsoleSession", mine.json())
+    assert mine.json()["role"] == "key"
+    assert mine.json()["key"]["models"] == ["single"] and "spend" in mine.json()["key"]
+    assert secret not in mine.text  # the secret is never sent back
+    httpx.delete(url + f"/api/keys/{made.json()['id']}", headers=AUTH)
+    gone = httpx.get(url + "/api/console/session", headers={"Authorization": f"Bearer {secret}"})
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "key_revoked"
+
+
+def test_session_on_an_open_server(serve: Any, fake_url: str) -> None:
+    url = serve(make_config(fake_url))
+    r = httpx.get(url + "/api/console/session")
+    assert r.status_code == 200 and r.json()["open"] is True and r.json()["role"] == "admin"
+
+
+# --- the request log ------------------------------------------------------------------------
+
+
+def _traffic(url: str, fake: FakeOpenAI) -> None:
+    """Three successes on `single`, one 503 (both deployments overloaded) on `chain`, one 404."""
+    sdk = openai.OpenAI(base_url=url + "/v1", api_key=MASTER_KEY, max_retries=0)
+    for _ in range(3):
+        sdk.chat.completions.create(model="single", messages=HI)
+    fake.then(*[Fail(503)] * 4)
+    with pytest.raises(openai.APIStatusError):
+        sdk.chat.completions.create(model="chain", messages=HI)
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="no-such-model", messages=HI)
+
+
+def _wait_for_log(url: str, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(httpx.get(url + "/api/requests", headers=AUTH).json()["data"]) < n:
+        assert time.monotonic() < deadline, "the request log was not written"
+        time.sleep(0.05)
+
+
+def test_request_log_lists_filters_and_pages(
+    url: str, spec: dict[str, Any], fake: FakeOpenAI
+) -> None:
+    _traffic(url, fake)
+    _wait_for_log(url, 5)
+    page = httpx.get(url + "/api/requests", headers=AUTH).json()
+    check(spec, "LogPage", page)
+    ids = [r["id"] for r in page["data"]]
+    assert ids == sorted(ids, reverse=True) and page["next_cursor"] is None  # newest first
+    assert page["data"][0]["route"] == "no-such-model" and page["data"][0]["status"] == 404
+
+    def listed(**params: Any) -> list[dict[str, Any]]:
+        r = httpx.get(url + "/api/requests", headers=AUTH, params=params)
+        assert r.status_code == 200, r.text
+        return list(r.json()["data"])
+
+    assert sorted(r["status"] for r in listed(status="error")) == [404, 503]
+    assert [r["status"] for r in listed(status="ok")] == [200, 200, 200]
+    assert [r["status"] for r in listed(status="404")] == [404]
+    assert len(listed(route="single")) == 3
+    assert len(listed(provider="primary", route="single")) == 3
+    assert len(listed(error="notfound")) == 1  # the error class, case-insensitive
+    assert listed(error="%") == []  # a LIKE wildcard is matched literally
+
+    # Cursor paging: pages of 2 walk the whole log once, newest first.
+    seen, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = httpx.get(url + "/api/requests", headers=AUTH, params=params).json()
+        seen += [r["id"] for r in body["data"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+
+    one = httpx.get(url + f"/api/requests/{ids[-1]}", headers=AUTH)
+    check(spec, "LogRecord", one.json())
+    assert one.json()["route"] == "single" and one.json()["provider"] == "primary"
+    missing = httpx.get(url + "/api/requests/999999", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"status": "bad"}, "status"),
+        ({"cursor": "abc"}, "cursor"),
+        ({"limit": "-1"}, "limit"),
+        ({"since": "forever"}, "window"),
+        ({"since": "365d"}, "window"),
+    ],
+)
+def test_request_log_bad_filters_are_400(url: str, params: dict[str, str], param: str) -> None:
+    r = httpx.get(url + "/api/requests", headers=AUTH, params=params)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+
+
+def test_request_log_and_series_need_the_master_key(url: str) -> None:
+    made = httpx.post(url + "/api/keys", headers=AUTH, json={"name": "k"}).json()
+    theirs = {"Authorization": f"Bearer {made['key']}"}
+    for path in ("/api/requests", "/api/requests/1", "/api/stats/series"):
+        assert httpx.get(url + path).status_code == 401
+        assert httpx.get(url + path, headers=theirs).status_code == 403
+    assert httpx.post(url + "/api/models/providers/check", headers=theirs).status_code == 403
+
+
+def test_series_buckets_requests_errors_ttft_and_spend(
+    url: str, spec: dict[str, Any], fake: FakeOpenAI
+) -> None:
+    _traffic(url, fake)
+    _wait_for_log(url, 5)
+    r = httpx.get(url + "/api/stats/series", headers=AUTH, params={"window": "15m"})
+    body = r.json()
+    check(spec, "StatsSeries", body)
+    assert body["bucket_s"] == 10 and 90 <= len(body["data"]) <= 91  # 15 min of 10 s buckets
+    starts = [p["ts"] for p in body["data"]]
+    assert all(b - a == 10 for a, b in zip(starts, starts[1:], strict=False))
+    assert sum(p["requests"] for p in body["data"]) == 5
+    assert sum(p["errors"] for p in body["data"]) == 2
+    assert sum(p["spend_usd"] for p in body["data"]) > 0  # model-a is priced
+    only = httpx.get(
+        url + "/api/stats/series", headers=AUTH, params={"window": "1h", "route": "chain"}
+    ).json()
+    assert only["bucket_s"] == 30
+    assert sum(p["requests"] for p in only["data"]) == 1
+    assert sum(p["errors"] for p in only["data"]) == 1
+    bad = httpx.get(url + "/api/stats/series", headers=AUTH, params={"window": "7d", "bucket": 1})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "bucket"
+
+
+def test_model_stats_count_errors_by_class(
+    url: str, spec: dict[str, Any], fake: FakeOpenAI
+) -> None:
+    _traffic(url, fake)
+    _wait_for_log(url, 5)
+    stats = httpx.get(url + "/api/models/stats", headers=AUTH).json()
+    check(spec, "ModelStats", stats)
+    failed = {cls: n for row in stats["data"] for cls, n in row["errors_by_class"].items()}
+    assert failed == {"OverloadedError": 1, "NotFoundError": 1}, failed
+
+
+def test_check_providers_now(url: str, spec: dict[str, Any], fake: FakeOpenAI) -> None:
+    r = httpx.post(url + "/api/models/providers/check", headers=AUTH)
+    assert r.status_code == 200
+    check(spec, "ProviderKeyList", r.json())
+    statuses = {s["provider"]: s for s in r.json()["data"]}
+    assert statuses["primary"]["status"] == "valid" and statuses["primary"]["last_checked"]
+    assert statuses["down"]["status"] == "unreachable"
+    assert "upstream-secret" not in r.text  # only a key's last 4 characters
