@@ -96,4 +96,4 @@ def screenshot(w: Watched, name: str) -> None:
     made), else nowhere: a test run does not rewrite committed files."""
     if os.environ.get("TURNOUT_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(exist_ok=True)
-        w.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        w.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -199,14 +199,15 @@ def test_failover_shows_in_the_playground_and_the_performance_page(admin: Watche
 
 def test_performance_page_updates_without_a_reload(admin: Watched, gateway_url: str) -> None:
     page = admin.page
+    ask = client(gateway_url).chat.completions.create
+    ask(model="up:model-a", messages=[{"role": "user", "content": "hi"}])
     go(admin, "Performance", "Performance")
     row = page.locator('[data-row="up:model-a"]')
-    before = int(field(row, "requests").inner_text()) if row.count() else 0
+    row.wait_for()  # the table has loaded, with the request just made
+    before = int(field(row, "requests").inner_text())
     marker = page.evaluate("window.__marker = Math.random()")
     for _ in range(2):
-        client(gateway_url).chat.completions.create(
-            model="up:model-a", messages=[{"role": "user", "content": "hi"}]
-        )
+        ask(model="up:model-a", messages=[{"role": "user", "content": "hi"}])
     page.wait_for_function(
         """n => { const row = document.querySelector('[data-row="up:model-a"]');
                   const c = row && row.querySelector('[data-field="requests"]');
@@ -281,10 +282,14 @@ def test_request_log_filters_by_status(admin: Watched, gateway_url: str) -> None
     for choice, ok in (("error", False), ("success", True)):
         page.get_by_label("Status").select_option(label=choice)
         page.get_by_role("button", name="Filter").click()
-        page.wait_for_load_state("networkidle")
+        # The table is replaced when the filtered page arrives: wait for rows of one kind.
+        page.wait_for_function(
+            """ok => { const rs = [...document.querySelectorAll('table.log tbody tr')];
+                       return rs.length > 0 && rs.every(r => (r.dataset.status < 400) === ok); }""",
+            arg=ok,
+        )
         statuses = [int(s) for s in rows.evaluate_all("rs => rs.map(r => r.dataset.status)")]
-        assert statuses, f"no {choice} request listed"
-        assert all((s < 400) == ok for s in statuses), statuses
+        assert statuses and all((s < 400) == ok for s in statuses), statuses
     rows.first.get_by_role("button", name="Details").click()
     page.get_by_role("region", name=re.compile(r"Request \d+")).get_by_text("Attempts").wait_for()
 
