@@ -15,8 +15,8 @@ import orjson
 from ..config import CAPABILITIES
 from .health import HEALTH_PATHS, HEALTH_SCHEMAS
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
-from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
 from .openapi_console import CONSOLE_SCHEMAS, console_paths
+from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
 
