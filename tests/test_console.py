@@ -265,3 +265,69 @@ def test_check_providers_now(url: str, spec: dict[str, Any], fake: FakeOpenAI) -
     assert statuses["primary"]["status"] == "valid" and statuses["primary"]["last_checked"]
     assert statuses["down"]["status"] == "unreachable"
     assert "upstream-secret" not in r.text  # only a key's last 4 characters
+
+
+# --- five-minute roll-ups -------------------------------------------------------------------
+
+
+def _records(n: int, now: float) -> list[tuple[Any, ...]]:
+    """``n`` log rows over the last 6 hours: two routes, every 7th a 503, ttft and cost set."""
+    from turnout.accounting.records import COLUMNS
+
+    out = []
+    for i in range(n):
+        failed = i % 7 == 0
+        row = {
+            "ts": now - 6 * 3600 + i * (6 * 3600 / n), "request_id": None, "key_id": None,
+            "route": "a" if i % 2 else "b", "strategy": None, "provider": "p",
+            "model": "m" if i % 3 else None, "deployment": None, "stream": True,
+            "status": 503 if failed else 200, "error": "X" if failed else None, "attempts": 1,
+            "ttft": None if failed else 0.1 + (i % 5) / 100, "latency": 0.5,
+            "input_tokens": 1, "output_tokens": 1, "cached_tokens": 0,
+            "cost": None if failed else 0.001 * (i % 4),
+        }  # fmt: skip
+        out.append(tuple(row[c] for c in COLUMNS))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_series_from_rollups_equal_a_scan_of_the_log(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The writer's roll-ups, and those the migration builds from an older log, give the
+    same series as aggregating the records themselves, bucket by whole bucket."""
+    from sqlalchemy import text
+
+    from turnout.accounting.db import Database
+    from turnout.accounting.log_queries import LogQuery, series, uses_rollup
+    from turnout.accounting.records import COLUMNS
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'r.db'}"
+    else:
+        url = request.getfixturevalue("pg_url").replace("postgresql://", "postgresql+psycopg://")
+    now = 1_764_500_000.0  # bucket-aligned below, so every bucket is whole
+    db = Database(url)
+    db.upgrade("0001")  # an older log, written before the roll-ups existed
+    old = _records(300, now - 3600)
+    with db.engine().begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES "
+                 f"({', '.join(':' + c for c in COLUMNS)})"),
+            [dict(zip(COLUMNS, r, strict=True)) for r in old],
+        )  # fmt: skip
+    db.upgrade()  # 0002 rolls the existing records up
+    db.write_records(_records(500, now))  # and the writer keeps them up to date
+    for window, bucket, flt in ((8 * 3600, 900, {}), (8 * 3600, 3600, {"route": "a"}),
+                                (8 * 3600, 1800, {"model": "m", "provider": "p"})):  # fmt: skip
+        q = LogQuery(since=now - window, **flt)
+        assert uses_rollup(q, bucket)
+        rolled = series(db, q, now + 1, bucket)
+        scanned = series(db, q, now + 1, bucket, rollup=False)
+        assert sum(p["requests"] for p in rolled) == sum(p["requests"] for p in scanned) > 0
+        for a, b in zip(rolled, scanned, strict=True):
+            assert a["ts"] == b["ts"]
+            assert (a["requests"], a["errors"]) == (b["requests"], b["errors"])
+            assert a["spend_usd"] == pytest.approx(b["spend_usd"])
+            assert a["ttft_avg"] == pytest.approx(b["ttft_avg"], abs=1e-4)
+    db.dispose()

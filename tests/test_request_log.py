@@ -58,10 +58,10 @@ def test_migrations_create_the_schema_on_an_empty_database(db: Database) -> None
 
     assert db.current_revision() is None
     db.upgrade()
-    assert db.current_revision() == "0001"
+    assert db.current_revision() == "0002"
     db.upgrade()  # idempotent: a second replica starting does nothing
     found = inspect(db.engine())
-    for name in ("request_log", "gateway_keys", "key_spend"):
+    for name in ("request_log", "request_rollup", "gateway_keys", "key_spend"):
         model = {c.name for c in tables()[name].columns}
         assert {c["name"] for c in found.get_columns(name)} == model, name
     db.dispose()

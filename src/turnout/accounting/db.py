@@ -199,13 +199,15 @@ class Database:
     # --- request log -------------------------------------------------------------------
 
     def write_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert request-log rows (tuples in ``records.COLUMNS`` order) and add their cost
-        to each key's spend, in one transaction (so spend and log never disagree)."""
+        """Insert request-log rows (tuples in ``records.COLUMNS`` order), add their cost to
+        each key's spend and their figures to the five-minute roll-ups, in one transaction
+        (so spend, roll-ups and log never disagree)."""
         self._guard(self._write_records, rows)
 
     def _write_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
         from .periods import periods_of
         from .records import COLUMNS
+        from .rollup import rollup_rows, upsert_sql
 
         ts, key_id, cost = COLUMNS.index("ts"), COLUMNS.index("key_id"), COLUMNS.index("cost")
         spend: dict[tuple[str, str], float] = {}
@@ -230,11 +232,17 @@ class Database:
             conn.exec_driver_sql(insert, list(rows))
             if spend:
                 conn.exec_driver_sql(upsert, [(k, p, s) for (k, p), s in spend.items()])
+            sums = rollup_rows(rows)
+            if sums:
+                conn.exec_driver_sql(upsert_sql(mark), sums)
 
     def prune(self, before_ts: float) -> int:
         def run() -> int:
-            t = self.tables()["request_log"]
+            from .rollup import SLOT
+
+            t, r = self.tables()["request_log"], self.tables()["request_rollup"]
             with self.engine().begin() as conn:
+                conn.execute(r.delete().where(r.c.slot < before_ts // SLOT))
                 return int(conn.execute(t.delete().where(t.c.ts < before_ts)).rowcount or 0)
 
         deleted: int = self._guard(run)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .db import Database
 from .records import COLUMNS
+from .rollup import SLOT
 
 __all__ = [
     "BUCKETS",
@@ -22,6 +23,7 @@ __all__ = [
     "get_record",
     "list_records",
     "series",
+    "uses_rollup",
 ]
 
 LIST_COLUMNS = ("id", *COLUMNS)
@@ -123,50 +125,90 @@ def bucket_for(window: float) -> int:
     return BUCKETS[-1]
 
 
-def series(db: Database, q: LogQuery, until: float, bucket: int) -> list[dict[str, Any]]:
+def uses_rollup(q: LogQuery, bucket: int) -> bool:
+    """Whether a series can be read from the five-minute roll-ups: buckets made of whole
+    slots, and filters the roll-up keeps (route, provider, model; not the key)."""
+    return bucket % SLOT == 0 and q.key_id is None
+
+
+def series(
+    db: Database, q: LogQuery, until: float, bucket: int, *, rollup: bool | None = None
+) -> list[dict[str, Any]]:
     """Requests, errors, mean TTFT (successful streamed requests) and spend per bucket of
     ``bucket`` seconds from ``q.since`` to ``until`` (``q``'s filters apply), empty buckets
     included (as zeros), so a chart's x axis is regular. Aggregated in the database: one row
-    per bucket comes back, whatever the number of requests."""
-
-    def run() -> list[dict[str, Any]]:
-        from sqlalchemy import Integer, and_, case, cast, func, select
-
-        t = db.tables()["request_log"]
-        slot: Any
-        if db.dialect == "postgresql":
-            slot = func.floor(t.c.ts / bucket)
-        else:  # SQLite: ts is positive, so truncation is floor
-            slot = cast(t.c.ts / bucket, Integer)
-        ok = t.c.status < 400
-        conds = [*_where(t, q), t.c.ts < until]
-        query = (
-            select(
-                slot.label("slot"),
-                func.count(),
-                func.sum(case((ok, 0), else_=1)),
-                func.avg(case((ok, t.c.ttft), else_=None)),
-                func.sum(t.c.cost),
-            )
-            .where(and_(*conds))
-            .group_by("slot")
+    per bucket comes back, whatever the number of requests. Buckets of whole five-minute
+    slots are summed from the roll-ups (the first bucket then counts its whole first slot)
+    unless ``rollup`` is False."""
+    if rollup is None:
+        rollup = uses_rollup(q, bucket)
+    found = db._guard(_rolled_up if rollup else _scanned, db, q, until, bucket)
+    first, last = int(q.since // bucket), int((until - 1e-9) // bucket)
+    out = []
+    for s in range(first, last + 1):
+        r = found.get(s)
+        out.append(
+            {
+                "ts": s * bucket,
+                "requests": int(r[0]) if r else 0,
+                "errors": int(r[1] or 0) if r else 0,
+                "ttft_avg": round(float(r[2]), 4) if r and r[2] is not None else None,
+                "spend_usd": round(float(r[3] or 0.0), 6) if r else 0.0,
+            }
         )
-        with db.engine().connect() as conn:
-            found = {int(r[0]): r for r in conn.execute(query)}
-        first, last = int(q.since // bucket), int((until - 1e-9) // bucket)
-        out = []
-        for s in range(first, last + 1):
-            r = found.get(s)
-            out.append(
-                {
-                    "ts": s * bucket,
-                    "requests": int(r[1]) if r else 0,
-                    "errors": int(r[2] or 0) if r else 0,
-                    "ttft_avg": round(float(r[3]), 4) if r and r[3] is not None else None,
-                    "spend_usd": round(float(r[4] or 0.0), 6) if r else 0.0,
-                }
-            )
-        return out
+    return out
 
-    result: list[dict[str, Any]] = db._guard(run)
-    return result
+
+def _rolled_up(db: Database, q: LogQuery, until: float, bucket: int) -> dict[int, tuple]:
+    from sqlalchemy import and_, func, select
+
+    r = db.tables()["request_rollup"]
+    per = bucket // SLOT
+    conds = [r.c.slot >= int(q.since // SLOT), r.c.slot <= int(until // SLOT)]
+    for name in ("route", "provider", "model"):
+        value = getattr(q, name)
+        if value:
+            conds.append(r.c[name] == value)
+    query = (
+        select(
+            (r.c.slot // per).label("b"),
+            func.sum(r.c.requests),
+            func.sum(r.c.errors),
+            func.sum(r.c.ttft_sum),
+            func.sum(r.c.ttft_n),
+            func.sum(r.c.spend),
+        )
+        .where(and_(*conds))
+        .group_by("b")
+    )
+    with db.engine().connect() as conn:
+        return {
+            int(row[0]): (row[1], row[2], row[3] / row[4] if row[4] else None, row[5])
+            for row in conn.execute(query)
+        }
+
+
+def _scanned(db: Database, q: LogQuery, until: float, bucket: int) -> dict[int, tuple]:
+    from sqlalchemy import Integer, and_, case, cast, func, select
+
+    t = db.tables()["request_log"]
+    slot: Any
+    if db.dialect == "postgresql":
+        slot = func.floor(t.c.ts / bucket)
+    else:  # SQLite: ts is positive, so truncation is floor
+        slot = cast(t.c.ts / bucket, Integer)
+    ok = t.c.status < 400
+    conds = [*_where(t, q), t.c.ts < until]
+    query = (
+        select(
+            slot.label("slot"),
+            func.count(),
+            func.sum(case((ok, 0), else_=1)),
+            func.avg(case((ok, t.c.ttft), else_=None)),
+            func.sum(t.c.cost),
+        )
+        .where(and_(*conds))
+        .group_by("slot")
+    )
+    with db.engine().connect() as conn:
+        return {int(r[0]): tuple(r[1:]) for r in conn.execute(query)}

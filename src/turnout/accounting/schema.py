@@ -15,8 +15,9 @@ __all__ = ["tables"]
 
 @cache
 def tables() -> dict[str, Any]:
-    """``{"request_log": Table, "gateway_keys": Table, "key_spend": Table}``, built on first
-    use so that importing Turnout does not import SQLAlchemy."""
+    """``{"request_log": Table, "request_rollup": Table, "gateway_keys": Table,
+    "key_spend": Table}``, built on first use so that importing Turnout does not import
+    SQLAlchemy."""
     from sqlalchemy import (
         JSON,
         BigInteger,
@@ -70,6 +71,19 @@ def tables() -> dict[str, Any]:
         Column("rpm", Integer),
         Column("tpm", Integer),
         Column("allowed_models", JSON),
+    )
+    out["request_rollup"] = Table(
+        "request_rollup",
+        meta,
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("route", String(200), primary_key=True),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("requests", Integer, nullable=False),
+        Column("errors", Integer, nullable=False),
+        Column("ttft_sum", Float, nullable=False),
+        Column("ttft_n", Integer, nullable=False),
+        Column("spend", Float, nullable=False),
     )
     out["key_spend"] = Table(
         "key_spend",
