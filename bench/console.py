@@ -138,7 +138,7 @@ def _rows(n: int, now: float) -> list[tuple[Any, ...]]:
             "status": status, "error": error, "attempts": 2 if failed else 1,
             "ttft": None if failed else ttft, "latency": None if failed else ttft + 1.0,
             "input_tokens": 200, "output_tokens": 0 if failed else 150, "cached_tokens": 0,
-            "cost": None if failed else 0.0002,
+            "cost": None if failed else 0.0002, "attempt": None,
         }  # fmt: skip
         out.append(tuple(values[c] for c in COLUMNS))
     return out

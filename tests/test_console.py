@@ -253,8 +253,35 @@ def test_model_stats_count_errors_by_class(
     _wait_for_log(url, 5)
     stats = httpx.get(url + "/api/models/stats", headers=AUTH).json()
     check(spec, "ModelStats", stats)
-    failed = {cls: n for row in stats["data"] for cls, n in row["errors_by_class"].items()}
-    assert failed == {"OverloadedError": 1, "NotFoundError": 1}, failed
+    failed: dict[str, int] = {}
+    for row in stats["data"]:
+        for cls, n in row["errors_by_class"].items():
+            failed[cls] = failed.get(cls, 0) + n
+    # Every attempt is a record: the 4 overloaded attempts of `chain`, not only its last.
+    assert failed == {"OverloadedError": 4, "NotFoundError": 1}, failed
+
+
+def test_a_deployment_failed_over_from_shows_in_stats_and_the_request(
+    url: str, spec: dict[str, Any], fake: FakeOpenAI
+) -> None:
+    fake.then(Fail(503))  # primary:model-a fails, backup:model-b answers
+    sdk = openai.OpenAI(base_url=url + "/v1", api_key=MASTER_KEY, max_retries=0)
+    raw = sdk.chat.completions.with_raw_response.create(model="chain", messages=HI)
+    assert raw.headers["x-turnout-deployment"] == "backup:model-b"
+    _wait_for_log(url, 1)
+    time.sleep(0.2)  # the attempt's record is in the same batch or the next
+    stats = httpx.get(url + "/api/models/stats", headers=AUTH).json()["data"]
+    by = {(r["provider"], r["model"]): r for r in stats}
+    assert by[("primary", "model-a")]["errors_by_class"] == {"OverloadedError": 1}
+    assert by[("backup", "model-b")]["requests"] == 1 and by[("backup", "model-b")]["errors"] == 0
+    listed = httpx.get(url + "/api/requests", headers=AUTH).json()["data"]
+    assert len(listed) == 1 and listed[0]["attempts"] == 2  # one request, not two
+    detail = httpx.get(url + f"/api/requests/{listed[0]['id']}", headers=AUTH).json()
+    check(spec, "LogRecord", detail)
+    (attempt,) = detail["failed_attempts"]
+    assert attempt["deployment"] == "primary:model-a" and attempt["status"] == 503
+    assert attempt["attempt"] == 1 and attempt["error"] == "OverloadedError"
+    assert attempt["cost"] is None and attempt["output_tokens"] == 0
 
 
 def test_check_providers_now(url: str, spec: dict[str, Any], fake: FakeOpenAI) -> None:
@@ -285,6 +312,7 @@ def _records(n: int, now: float) -> list[tuple[Any, ...]]:
             "ttft": None if failed else 0.1 + (i % 5) / 100, "latency": 0.5,
             "input_tokens": 1, "output_tokens": 1, "cached_tokens": 0,
             "cost": None if failed else 0.001 * (i % 4),
+            "attempt": 1 if i % 11 == 0 else None,  # a failed attempt's record: not a request
         }  # fmt: skip
         out.append(tuple(row[c] for c in COLUMNS))
     return out
@@ -309,12 +337,13 @@ def test_series_from_rollups_equal_a_scan_of_the_log(
     now = 1_764_500_000.0  # bucket-aligned below, so every bucket is whole
     db = Database(url)
     db.upgrade("0001")  # an older log, written before the roll-ups existed
-    old = _records(300, now - 3600)
+    old = [r for r in _records(300, now - 3600) if r[COLUMNS.index("attempt")] is None]
+    cols = [c for c in COLUMNS if c != "attempt"]  # the column came with 0002
     with db.engine().begin() as conn:
         conn.execute(
-            text(f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES "
-                 f"({', '.join(':' + c for c in COLUMNS)})"),
-            [dict(zip(COLUMNS, r, strict=True)) for r in old],
+            text(f"INSERT INTO request_log ({', '.join(cols)}) VALUES "
+                 f"({', '.join(':' + c for c in cols)})"),
+            [{c: v for c, v in zip(COLUMNS, r, strict=True) if c != "attempt"} for r in old],
         )  # fmt: skip
     db.upgrade()  # 0002 rolls the existing records up
     db.write_records(_records(500, now))  # and the writer keeps them up to date
@@ -329,5 +358,5 @@ def test_series_from_rollups_equal_a_scan_of_the_log(
             assert a["ts"] == b["ts"]
             assert (a["requests"], a["errors"]) == (b["requests"], b["errors"])
             assert a["spend_usd"] == pytest.approx(b["spend_usd"])
-            assert a["ttft_avg"] == pytest.approx(b["ttft_avg"], abs=1e-4)
+            assert a["ttft_avg"] == pytest.approx(b["ttft_avg"], abs=2e-4)  # both rounded to 4
     db.dispose()

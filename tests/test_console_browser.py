@@ -191,6 +191,10 @@ def test_failover_shows_in_the_playground_and_the_performance_page(admin: Watche
     assert field(answer, "provider").inner_text() == "up"
     assert field(answer, "attempts").inner_text() == "2 (1 failed, failed over)"
     go(admin, "Performance", "Performance")
+    # The failed attempt is in the statistics, though the request succeeded elsewhere.
+    stats = page.locator('[data-row="flaky:model-x"]')
+    stats.wait_for()
+    assert "OverloadedError" in field(stats, "errors").inner_text()
     flaky = page.locator('[data-deployment="flaky:model-x"]')
     flaky.wait_for()
     assert re.search(r"\d+ / [1-9]\d*", field(flaky, "outcomes").inner_text())
@@ -271,6 +275,7 @@ def test_gateway_key_created_seen_once_then_revoked_is_refused(
 def test_request_log_filters_by_status(admin: Watched, gateway_url: str) -> None:
     sdk = client(gateway_url)
     sdk.chat.completions.create(model="up:model-a", messages=[{"role": "user", "content": "x"}])
+    sdk.chat.completions.create(model="failover", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.NotFoundError):
         sdk.chat.completions.create(
             model="no-such-model", messages=[{"role": "user", "content": "x"}]
@@ -290,8 +295,19 @@ def test_request_log_filters_by_status(admin: Watched, gateway_url: str) -> None
         )
         statuses = [int(s) for s in rows.evaluate_all("rs => rs.map(r => r.dataset.status)")]
         assert statuses and all((s < 400) == ok for s in statuses), statuses
+    page.get_by_label("Route or model asked for").fill("failover")
+    page.get_by_label("Status").select_option(label="success")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('table.log tbody tr')].length > 0 && "
+        "[...document.querySelectorAll('table.log tbody tr')].every("
+        "r => r.textContent.includes('failover'))"
+    )
     rows.first.get_by_role("button", name="Details").click()
-    page.get_by_role("region", name=re.compile(r"Request \d+")).get_by_text("Attempts").wait_for()
+    detail = page.get_by_role("region", name=re.compile(r"Request \d+"))
+    attempt = detail.locator('[data-attempt="1"]')
+    attempt.wait_for()
+    assert "flaky:model-x: 503 OverloadedError" in attempt.inner_text()
 
 
 def test_phone_width_has_no_horizontal_scroll_on_any_page(browser: Any, gateway_url: str) -> None:

@@ -70,6 +70,8 @@ class ChatStream:
         self.latency: float | None = None
         self.usage = Usage()
         self.attempts = 1
+        self.failed_attempts: list[Any] = []
+        """The ``errors.Attempt`` of each deployment that failed before this one answered."""
         self.strategy = ""
         self.task: str | None = None
         self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
@@ -222,6 +224,7 @@ class ChatStream:
             time_to_first_token=self.time_to_first_token,
             latency=self.latency,
             attempts=self.attempts,
+            failed_attempts=self.failed_attempts,
             strategy=self.strategy,
             task=self.task,
             cost=self.cost,

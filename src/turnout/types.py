@@ -284,6 +284,8 @@ class ChatResult:
     latency: float | None = None
     system_fingerprint: str | None = None
     attempts: int = 1
+    failed_attempts: list[Any] = field(default_factory=list)
+    """The ``errors.Attempt`` of each deployment that failed before this one answered."""
     strategy: str = ""
     """The routing strategy that ordered the deployments (for x-turnout-strategy)."""
     task: str | None = None

@@ -189,6 +189,8 @@ export interface LogRecord {
   output_tokens: number;
   cached_tokens: number;
   cost: number | null;
+  attempt: number | null;
+  failed_attempts?: LogRecord[];
 }
 
 export interface Page<T> {

@@ -50,7 +50,7 @@ class LogQuery:
 
 
 def _where(t: Any, q: LogQuery) -> list[Any]:
-    conds = [t.c.ts >= q.since]
+    conds = [t.c.ts >= q.since, t.c.attempt.is_(None)]  # requests, not failed attempts
     if q.until is not None:
         conds.append(t.c.ts < q.until)
     for name in ("key_id", "route", "provider", "model"):
@@ -104,14 +104,33 @@ def list_records(db: Database, q: LogQuery) -> tuple[list[dict[str, Any]], int |
 
 
 def get_record(db: Database, record_id: int) -> dict[str, Any] | None:
+    """One record, with ``failed_attempts``: the records of the attempts that failed before
+    it (same request id, within a minute of it), in order."""
+
     def run() -> dict[str, Any] | None:
         from sqlalchemy import select
 
         t = db.tables()["request_log"]
-        query = select(*(t.c[c] for c in LIST_COLUMNS)).where(t.c.id == record_id)
+        cols = [t.c[c] for c in LIST_COLUMNS]
         with db.engine().connect() as conn:
-            row = conn.execute(query).first()
-        return _row(row) if row is not None else None
+            row = conn.execute(select(*cols).where(t.c.id == record_id)).first()
+            if row is None:
+                return None
+            out = _row(row)
+            failed: list[dict[str, Any]] = []
+            if out["request_id"] and out["attempt"] is None:
+                query = (
+                    select(*cols)
+                    .where(
+                        t.c.ts.between(out["ts"] - 60, out["ts"] + 60),
+                        t.c.request_id == out["request_id"],
+                        t.c.attempt.is_not(None),
+                    )
+                    .order_by(t.c.attempt)
+                )
+                failed = [_row(r) for r in conn.execute(query)]
+        out["failed_attempts"] = failed
+        return out
 
     result: dict[str, Any] | None = db._guard(run)
     return result

@@ -4,15 +4,16 @@ the finished result, stream or error."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from ..errors import AllAttemptsFailedError, TurnoutError
+from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
 from ..streaming import ChatStream
 from ..types import ChatResult
 
-__all__ = ["COLUMNS", "UsageRecord", "record_error", "record_result"]
+__all__ = ["COLUMNS", "UsageRecord", "attempt_records", "record_error", "record_result"]
 
 
 @dataclass(slots=True)
@@ -37,6 +38,9 @@ class UsageRecord:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost: float | None = None
+    attempt: int | None = None
+    """None on the request's own record; n on the record of its n-th attempt, one that failed
+    and was followed by another (so every call to a deployment has exactly one record)."""
 
     def values(self) -> tuple[Any, ...]:
         """The record as a row in ``COLUMNS`` order (``dataclasses.asdict`` costs 40 us a
@@ -111,3 +115,39 @@ def record_error(
         attempts=attempts,
         latency=time.time() - ts,
     )
+
+
+def attempt_records(
+    attempts: Sequence[Attempt],
+    *,
+    ts: float,
+    route: str,
+    stream: bool,
+    request_id: str | None,
+    key_id: str | None = None,
+    strategy: str | None = None,
+) -> list[UsageRecord]:
+    """The records of a request's failed attempts (those before the one its own record
+    describes), so that a deployment that failed and was failed over from shows in the
+    statistics. No tokens, no cost: a failed attempt is not billed."""
+    out = []
+    for n, a in enumerate(attempts, 1):
+        provider, _, model = a.deployment.partition(":")
+        out.append(
+            UsageRecord(
+                ts=ts,
+                route=route,
+                status=a.error.status_code,
+                request_id=request_id,
+                key_id=key_id,
+                strategy=strategy,
+                provider=a.error.provider or provider,
+                model=a.error.model or model,
+                deployment=a.deployment,
+                stream=stream,
+                error=type(a.error).__name__,
+                latency=a.elapsed,
+                attempt=n,
+            )
+        )
+    return out

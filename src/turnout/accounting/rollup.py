@@ -15,16 +15,20 @@ __all__ = ["SLOT", "rollup_rows", "upsert_sql"]
 SLOT = 300
 """Seconds per roll-up slot; a series bucket that is a multiple of it reads the roll-up."""
 
-_TS, _ROUTE, _PROVIDER, _MODEL, _STATUS, _TTFT, _COST = (
-    COLUMNS.index(c) for c in ("ts", "route", "provider", "model", "status", "ttft", "cost")
+_TS, _ROUTE, _PROVIDER, _MODEL, _STATUS, _TTFT, _COST, _ATTEMPT = (
+    COLUMNS.index(c)
+    for c in ("ts", "route", "provider", "model", "status", "ttft", "cost", "attempt")
 )
 
 
 def rollup_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Request-log rows (``records.COLUMNS`` order) summed per slot and route, provider and
-    model: ``(slot, route, provider, model, requests, errors, ttft_sum, ttft_n, spend)``."""
+    model: ``(slot, route, provider, model, requests, errors, ttft_sum, ttft_n, spend)``.
+    Requests only: the records of failed attempts are left out."""
     sums: dict[tuple[int, str, str, str], list[float]] = {}
     for row in rows:
+        if row[_ATTEMPT] is not None:
+            continue
         key = (
             math.floor(row[_TS] / SLOT),
             row[_ROUTE] or "",

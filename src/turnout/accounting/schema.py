@@ -54,6 +54,7 @@ def tables() -> dict[str, Any]:
         Column("output_tokens", Integer, nullable=False, default=0),
         Column("cached_tokens", Integer, nullable=False, default=0),
         Column("cost", Float),
+        Column("attempt", Integer),
     )
     out["gateway_keys"] = Table(
         "gateway_keys",

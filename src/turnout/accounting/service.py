@@ -207,6 +207,12 @@ class Accounting:
         if spend:
             self.alerts.check(key, spend, record.ts)
 
+    def log_attempts(self, records: list[UsageRecord]) -> None:
+        """Log the records of a request's failed attempts (no spend: nothing was billed)."""
+        if self.request_log is not None:
+            for record in records:
+                self.request_log.submit(record)
+
     def settle_soon(self, key: GatewayKey | None, record: UsageRecord) -> None:
         """``settle`` from a place that must not wait (a stream's closing)."""
         if key is None:
@@ -287,6 +293,12 @@ class Accounting:
 
     async def model_stats(self, window: float) -> list[dict[str, Any]]:
         db = self._need_db()
+        try:  # before the schema is migrated there is no table to read (a fresh start)
+            await asyncio.wait_for(self.migrated.wait(), 10)
+        except TimeoutError:
+            raise DatabaseUnavailableError(
+                "the request log's database is not ready (still migrating, or unreachable)"
+            ) from None
         since = time.time() - window
 
         def run() -> list[dict[str, Any]]:

@@ -194,7 +194,7 @@ class Executor:
         plan: Plan,
         try_one: Callable[[Deployment, float], Awaitable[T]],
         discard: Callable[[T], Awaitable[None]],
-    ) -> tuple[T, int]:
+    ) -> tuple[T, _Walk]:
         walk = _Walk(route, plan)
         policy = route.retry
         rounds = max(policy.retries, *policy.on.values()) if policy.on else policy.retries
@@ -204,7 +204,7 @@ class Executor:
             else:
                 won = await self._round(walk, try_one)
             if won is not None:
-                return won[0], walk.started
+                return won[0], walk
             if not walk.again or round_ == rounds:
                 break
             delay = backoff_delay(round_, policy.backoff_base, policy.backoff_max, self._rand())
@@ -311,8 +311,9 @@ class Executor:
         async def discard(result: ChatResult) -> None:
             return None
 
-        result, attempts = await self._walk(route, plan, try_one, discard)
-        result.attempts = attempts
+        result, walk = await self._walk(route, plan, try_one, discard)
+        result.attempts = walk.started
+        result.failed_attempts = list(walk.attempts)
         result.strategy = plan.strategy
         result.task = plan.task
         return result
@@ -365,8 +366,9 @@ class Executor:
         async def discard(stream: ChatStream) -> None:
             await stream.aclose()
 
-        stream, attempts = await self._walk(route, plan, try_one, discard)
-        stream.attempts = attempts
+        stream, walk = await self._walk(route, plan, try_one, discard)
+        stream.attempts = walk.started
+        stream.failed_attempts = list(walk.attempts)
         stream.strategy = plan.strategy
         stream.task = plan.task
         return stream

@@ -17,10 +17,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..accounting import Accounting
+from ..accounting.db import Database
 from ..accounting.log_queries import LogQuery, bucket_for, get_record, list_records, series
 from ..accounting.stats import parse_window
 from ..config import STRATEGIES, Priority
-from ..errors import AuthenticationError, BadRequestError, NotFoundError
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    DatabaseUnavailableError,
+    NotFoundError,
+)
 from ..keyhealth import KeyMonitor, check_keys
 from .admin import _require_master, presented_key
 from .management import require_master
@@ -65,6 +71,20 @@ async def session(request: Request) -> Response:
     return _json(out)
 
 
+async def _log_db(request: Request) -> Database:
+    """The request log's database, once its schema is migrated (a query sent while the
+    server is still migrating would find no table); a 503 if that takes over 10 s."""
+    accounting = _require_master(request, open_without_master=True)
+    assert accounting.db is not None
+    try:
+        await asyncio.wait_for(accounting.migrated.wait(), 10)
+    except TimeoutError:
+        raise DatabaseUnavailableError(
+            "the request log's database is not ready (still migrating, or unreachable)"
+        ) from None
+    return accounting.db
+
+
 def _int(request: Request, name: str, default: int | None = None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -96,35 +116,32 @@ def _log_query(request: Request) -> LogQuery:
 
 
 async def list_requests(request: Request) -> Response:
-    accounting = _require_master(request, open_without_master=True)
-    assert accounting.db is not None
+    db = await _log_db(request)
     q = _log_query(request)
-    rows, cursor = await asyncio.to_thread(list_records, accounting.db, q)
+    rows, cursor = await asyncio.to_thread(list_records, db, q)
     return _json({"object": "list", "data": rows, "next_cursor": str(cursor) if cursor else None})
 
 
 async def get_request(request: Request) -> Response:
-    accounting = _require_master(request, open_without_master=True)
-    assert accounting.db is not None
+    db = await _log_db(request)
     raw = request.path_params["record_id"]
     if not raw.isdigit():
         raise BadRequestError("a request-log id is a whole number", param="record_id")
-    record = await asyncio.to_thread(get_record, accounting.db, int(raw))
+    record = await asyncio.to_thread(get_record, db, int(raw))
     if record is None:
         raise NotFoundError(f"no request-log record {raw}", code="not_found")
     return _json(record)
 
 
 async def stats_series(request: Request) -> Response:
-    accounting = _require_master(request, open_without_master=True)
-    assert accounting.db is not None
+    db = await _log_db(request)
     window = parse_window(request.query_params.get("window"))
     now = time.time()
     q = replace(_log_query(request), since=now - window, before_id=None)
     bucket = _int(request, "bucket") or bucket_for(window)
     if window / bucket > 1000:
         raise BadRequestError("at most 1000 buckets: choose a wider bucket", param="bucket")
-    data = await asyncio.to_thread(series, accounting.db, q, now, bucket)
+    data = await asyncio.to_thread(series, db, q, now, bucket)
     return _json({"object": "list", "window_s": window, "bucket_s": bucket, "data": data})
 
 

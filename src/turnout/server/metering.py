@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from ..accounting import Accounting, GatewayKey, record_error, record_result
+from ..accounting import (
+    Accounting,
+    GatewayKey,
+    UsageRecord,
+    attempt_records,
+    record_error,
+    record_result,
+)
 from ..accounting.keys import SECRET_PREFIX
-from ..errors import AuthenticationError, TurnoutError
+from ..errors import AllAttemptsFailedError, Attempt, AuthenticationError, TurnoutError
 from ..logs import REQUEST_ID
 from ..redaction import Redactor
 from ..streaming import ChatStream
@@ -93,6 +101,8 @@ class Meter:
         route = self._redact(self.route)
         record = record_error(err, ts=self.ts, route=route, stream=self.stream, key_id=self.key_id)
         record.request_id = self.request_id
+        if isinstance(err, AllAttemptsFailedError):  # the record describes the last attempt
+            self._attempts(err.attempts[:-1], record)
         await self._accounting.settle(self.key, record)
 
     async def served(self, result: ChatResult, cost: float | None) -> None:
@@ -101,6 +111,7 @@ class Meter:
         self._done = True
         record = record_result(result, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id)
         record.request_id = self.request_id or record.request_id
+        self._attempts(result.failed_attempts, record)
         await self._accounting.settle(self.key, record)
 
     def stream_closed(
@@ -116,4 +127,19 @@ class Meter:
         record.request_id = self.request_id or record.request_id
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
+        self._attempts(stream.failed_attempts, record)
         self._accounting.settle_soon(self.key, record)
+
+    def _attempts(self, failed: Sequence[Attempt], record: UsageRecord) -> None:
+        if failed and self._accounting is not None:
+            self._accounting.log_attempts(
+                attempt_records(
+                    failed,
+                    ts=self.ts,
+                    route=record.route,
+                    stream=self.stream,
+                    request_id=record.request_id,
+                    key_id=self.key_id,
+                    strategy=record.strategy,
+                )
+            )

@@ -57,6 +57,16 @@ CONSOLE_SCHEMAS: dict[str, Any] = {
             "output_tokens": {"type": "integer"},
             "cached_tokens": {"type": "integer"},
             "cost": {**_NUM_OR_NULL, "description": "USD"},
+            "attempt": {
+                "type": ["integer", "null"],
+                "description": "null on a request's record; n on the record of its n-th "
+                "attempt, one that failed before another answered or failed",
+            },
+            "failed_attempts": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/LogRecord"},
+                "description": "GET /api/requests/{id} only: the request's failed attempts",
+            },
         },
     },
     "LogPage": {

@@ -65,7 +65,7 @@ export function Performance() {
                 <td>{r.model || "—"}</td>
                 <td data-field="requests">{count(r.requests)}</td>
                 <td>{percent(r.success_rate)}</td>
-                <td>
+                <td data-field="errors">
                   {Object.entries(r.errors_by_class ?? {})
                     .map(([k, v]) => `${k} ${v}`)
                     .join(", ") || (r.errors ? String(r.errors) : "none")}

@@ -45,6 +45,18 @@ function Detail({ id, onClose }: { id: number; onClose: () => void }) {
           <div><dt>Cost</dt><dd>{usd(r.cost)}</dd></div>
         </dl>
       )}
+      {r && (r.failed_attempts ?? []).length > 0 && (
+        <>
+          <h3>Attempts that failed before</h3>
+          <ol class="attempts">
+            {(r.failed_attempts ?? []).map((a) => (
+              <li data-attempt={a.attempt ?? undefined}>
+                {a.deployment}: {a.status} {a.error} after {seconds(a.latency)}
+              </li>
+            ))}
+          </ol>
+        </>
+      )}
     </section>
   );
 }

@@ -1,4 +1,5 @@
-"""Five-minute roll-ups of the request log, for the console's time series.
+"""Five-minute roll-ups of the request log, for the console's time series; a record per
+failed attempt.
 
 Revision ID: 0002
 Revises: 0001
@@ -13,7 +14,12 @@ busy log grouped 1,000,000 rows per query (about 3 s on SQLite, even with a cove
 the roll-up it reads one row per slot and route/provider/model, about 2,000 per day whatever
 the traffic. Its primary key ``(slot, route, provider, model)`` is the only index: series
 read a range of slots, and the writer's upsert finds its row by the whole key. Existing
-records are rolled up here once.
+records are rolled up here once. Roll-ups count requests, not the attempt records below.
+
+``request_log.attempt``: null on a request's own record, n on the record of its n-th attempt
+when that attempt failed and another followed, so that a deployment failed over from shows in
+the per-deployment statistics. No index: listings filter it out of a range they already
+scan by primary key, and a request's attempts are found by ``request_id`` within its window.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("request_log", sa.Column("attempt", sa.Integer, nullable=True))
     op.create_table(
         "request_rollup",
         sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
@@ -59,3 +66,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("request_rollup")
+    op.drop_column("request_log", "attempt")
