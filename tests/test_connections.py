@@ -24,6 +24,8 @@ from turnout.config import Config, load_config
 from turnout.errors import ConfigError
 
 from .conftest import MASTER_KEY, make_config
+from .fakes.openai_upstream import FakeOpenAI
+from .fakes.script import Reply
 from .fakes.servers import free_port
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "connections.md"
@@ -229,6 +231,43 @@ def _check_one_quiet_line(url: str, server_log: pytest.LogCaptureFixture, path: 
     gone = [r for r in records if "went away while sending the body" in r.getMessage()]
     assert len(gone) == 1 and gone[0].levelno == logging.INFO
     assert path in gone[0].getMessage()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_client_gone_mid_stream_is_counted_and_quiet(
+    fake: FakeOpenAI,
+    fake_url: str,
+    serve: Callable[[Config], str],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    """A user pressing "stop": the client closes while the answer streams."""
+    fake.then(Reply(text="one two three four five six seven eight", chunk_delay=0.2))
+    url = serve(_config(fake_url))
+    _capture_uvicorn(caplog)
+    body = orjson.dumps(
+        {"model": "single", "max_tokens": 50, "stream": True, "messages": [
+            {"role": "user", "content": "count"}
+        ]}
+    )  # fmt: skip
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        with _connect(url) as sock:
+            sock.sendall(head + body)
+            answer = b""
+            while b"one" not in answer:  # the answer has started streaming
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+        _eventually(lambda: _metric(url, 'turnout_client_disconnects_total{stage="response"}') == 1)
+        # The gateway's and uvicorn's records (the fake upstream, cut off, logs its own).
+        server = [r for r in caplog.records if r.name.startswith(("turnout", "uvicorn"))]
+        assert [r for r in server if r.levelno >= logging.WARNING] == []
+        assert not any(r.exc_info for r in server)
+    finally:
+        logging.getLogger("uvicorn").removeHandler(caplog.handler)
 
 
 def test_the_documented_example_loads(tmp_path: Path) -> None:
