@@ -433,9 +433,12 @@ def test_an_open_server_refuses_unknown_and_revoked_gateway_keys(
 ) -> None:
     fake.then(Reply(text="open"), Reply(text="open"), Reply(text="keyed"))
     # Open: no key, or a key that is no gateway key (an SDK needs some string), is served.
-    assert httpx.post(
-        open_gw.url + "/v1/chat/completions", json={"model": "single", "messages": HI}
-    ).status_code == 200
+    assert (
+        httpx.post(
+            open_gw.url + "/v1/chat/completions", json={"model": "single", "messages": HI}
+        ).status_code
+        == 200
+    )
     assert open_gw.chat("sk-anything", "single").status_code == 200
     # A gateway key it does not know (made against another database) is not.
     unknown = open_gw.chat("sk-tn-" + "A" * 43, "single")
@@ -477,3 +480,26 @@ async def _revoke_key(db_path: Path, key_id: str) -> None:
         await accounting.revoke_key(key_id)
     finally:
         await accounting.aclose()
+
+
+def test_management_model_calls_are_metered_like_the_ingresses(gw: Gw, fake: FakeOpenAI) -> None:
+    """``/api/models/generate``, ``/stream`` and ``/test`` go through the same meter as
+    ``/v1``: each lands in the request log (a failed test too) with its cost."""
+    from .fakes.openai_upstream import Fail
+
+    body = {"model": "single", "prompt": "hi"}
+    assert gw.admin.post("/api/models/generate", json=body).status_code == 200
+    r = gw.admin.post("/api/models/stream", json=body)
+    assert r.status_code == 200 and "event: done" in r.text
+    assert gw.admin.post("/api/models/test", json={"model": "single"}).json()["ok"] is True
+    fake.then(Fail(500, "boom"), Fail(500, "boom"), Fail(500, "boom"), Fail(500, "boom"))
+    assert gw.admin.post("/api/models/test", json={"model": "single"}).json()["ok"] is False
+    _wait(lambda: gw.accounting.request_log.written >= 4)
+    with sqlite3.connect(gw.db_path) as conn:
+        rows = conn.execute(
+            "SELECT key_id, route, model, status, stream, cost FROM request_log ORDER BY id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(None, "single", "model-a")] * 4
+    assert [r[3] for r in rows[:3]] == [200, 200, 200] and rows[3][3] >= 500
+    assert [r[4] for r in rows[:3]] == [0, 1, 0]
+    assert all(r[5] == pytest.approx(COST) for r in rows[:3])

@@ -3,7 +3,6 @@ log's per-model statistics. Errors leave in the OpenAI error shape like everywhe
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -14,42 +13,18 @@ from starlette.routing import Route
 
 from ..accounting import Accounting, KeySpec
 from ..accounting.stats import parse_window
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    DatabaseUnavailableError,
-    PermissionDeniedError,
-)
+from ..errors import BadRequestError, DatabaseUnavailableError
+from .ingress import Handler, endpoint
 
-__all__ = ["admin_routes", "presented_key"]
+__all__ = ["accounting_of", "admin_routes"]
 
 
 def _json(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
 
 
-def presented_key(request: Request) -> str | None:
-    """The API key a client sent: ``Authorization: Bearer`` (OpenAI) or ``x-api-key``
-    (Anthropic)."""
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("x-api-key") or None
-
-
-def _require_master(request: Request, *, open_without_master: bool = False) -> Accounting:
-    master = request.app.state.master_key
-    if master is None and not open_without_master:
-        raise PermissionDeniedError(
-            "the admin API needs a master key: set server.master_key (or TURNOUT_MASTER_KEY)"
-        )
-    token = presented_key(request)
-    if master is not None:
-        if token is None:
-            raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
-        if not hmac.compare_digest(token.encode(), master.encode()):
-            raise PermissionDeniedError("the admin API needs the master key")
+def accounting_of(request: Request) -> Accounting:
+    """The accounting of the server, which must have a key database."""
     accounting: Accounting | None = request.app.state.accounting
     if accounting is None or accounting.db is None:
         raise DatabaseUnavailableError(
@@ -82,49 +57,59 @@ async def _shown(accounting: Accounting, key: Any) -> dict[str, Any]:
 
 
 async def create_key(request: Request) -> Response:
-    accounting = _require_master(request)
+    accounting = accounting_of(request)
     key, secret = await accounting.create_key(await _spec(request))
     return _json({**(await _shown(accounting, key)), "key": secret}, 201)
 
 
 async def list_keys(request: Request) -> Response:
-    accounting = _require_master(request)
+    accounting = accounting_of(request)
     keys = await accounting.list_keys()
     return _json({"object": "list", "data": [await _shown(accounting, k) for k in keys]})
 
 
 async def get_key(request: Request) -> Response:
-    accounting = _require_master(request)
+    accounting = accounting_of(request)
     key = await accounting.get_key(request.path_params["key_id"])
     return _json(await _shown(accounting, key))
 
 
 async def update_key(request: Request) -> Response:
-    accounting = _require_master(request)
+    accounting = accounting_of(request)
     spec = await _spec(request, required=True)
     key = await accounting.update_key(request.path_params["key_id"], spec)
     return _json(await _shown(accounting, key))
 
 
 async def revoke_key(request: Request) -> Response:
-    accounting = _require_master(request)
+    accounting = accounting_of(request)
     key = await accounting.revoke_key(request.path_params["key_id"])
     return _json(await _shown(accounting, key))
 
 
 async def model_stats(request: Request) -> Response:
-    accounting = _require_master(request, open_without_master=True)
+    accounting = accounting_of(request)
     window = parse_window(request.query_params.get("window"))
     data = await accounting.model_stats(window)
     return _json({"object": "list", "window_s": window, "data": data})
 
 
 def admin_routes() -> list[Route]:
+    """Gateway keys need the master key (and a server with one); the statistics, like the
+    management API, are open on a server without a master key."""
+
+    def admin(handler: Handler) -> Handler:
+        return endpoint(handler, "admin", surface="the admin API")
+
     return [
-        Route("/api/keys", create_key, methods=["POST"]),
-        Route("/api/keys", list_keys, methods=["GET"]),
-        Route("/api/keys/{key_id}", get_key, methods=["GET"]),
-        Route("/api/keys/{key_id}", update_key, methods=["PATCH"]),
-        Route("/api/keys/{key_id}", revoke_key, methods=["DELETE"]),
-        Route("/api/models/stats", model_stats, methods=["GET"]),
+        Route("/api/keys", admin(create_key), methods=["POST"]),
+        Route("/api/keys", admin(list_keys), methods=["GET"]),
+        Route("/api/keys/{key_id}", admin(get_key), methods=["GET"]),
+        Route("/api/keys/{key_id}", admin(update_key), methods=["PATCH"]),
+        Route("/api/keys/{key_id}", admin(revoke_key), methods=["DELETE"]),
+        Route(
+            "/api/models/stats",
+            endpoint(model_stats, "master", surface="the admin API"),
+            methods=["GET"],
+        ),
     ]

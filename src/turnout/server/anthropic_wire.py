@@ -1,6 +1,7 @@
-"""What the Anthropic-compatible ingress (``POST /v1/messages``) sends back: results, stream
-events and errors in Anthropic's shapes. Pure functions from library types to bytes; any
-backend may have answered, nothing here knows which one did."""
+"""The Anthropic Messages dialect of the ingress (``POST /v1/messages``): the request parsed
+by ``anthropic_request``, and results, stream events and errors in Anthropic's shapes. Pure
+functions from library types to bytes; any backend may have answered, nothing here knows
+which one did."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import orjson
 
 from ..errors import AllAttemptsFailedError, TurnoutError
 from ..redaction import Redactor
+from ..streaming import ChatStream
 from ..types import (
+    ChatRequest,
     ChatResult,
     Finish,
     StreamEvent,
@@ -21,8 +24,11 @@ from ..types import (
     UsageUpdate,
 )
 from .anthropic_request import to_chat_request
+from .openai_wire import cost_comment
 
 __all__ = [
+    "ANTHROPIC_MESSAGES",
+    "AnthropicMessages",
     "MessageStreamWriter",
     "error_body",
     "error_frame",
@@ -230,3 +236,55 @@ def error_body(err: TurnoutError, redact: Redactor) -> dict[str, Any]:
 def error_frame(err: TurnoutError, redact: Redactor) -> bytes:
     """A mid-stream failure, as the API reports one: ``event: error``."""
     return _frame("error", error_body(err, redact))
+
+
+def plain_error(status: int, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+class _EventStream:
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: MessageStreamWriter) -> None:
+        self._writer = writer
+
+    def start(self) -> bytes:
+        return self._writer.start()
+
+    def event(self, event: StreamEvent) -> bytes:
+        return self._writer.event(event)
+
+    def end(self, stream: ChatStream) -> bytes:
+        return cost_comment(stream.cost) + self._writer.finish(stream.usage)
+
+    def error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        return error_frame(err, redact)  # in-band, as Anthropic reports a failure mid-stream
+
+
+class AnthropicMessages:
+    """``POST /v1/messages``. Any ``anthropic-version`` is accepted."""
+
+    name = "anthropic_messages"
+
+    def parse(self, obj: Any) -> ChatRequest:
+        return to_chat_request(obj)
+
+    def result(self, result: ChatResult, chat: ChatRequest) -> bytes:
+        return message_body(result, chat.model)
+
+    def stream(self, stream: ChatStream, chat: ChatRequest) -> _EventStream:
+        return _EventStream(MessageStreamWriter(stream.id, chat.model))
+
+    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
+        return error_body(err, redact)
+
+    def error_status(self, err: TurnoutError) -> int:
+        return error_status(err)
+
+    def plain_error(
+        self, status: int, kind: str, message: str, code: str | None = None
+    ) -> dict[str, Any]:
+        return plain_error(status, kind, message, code)
+
+
+ANTHROPIC_MESSAGES = AnthropicMessages()

@@ -1,298 +1,51 @@
-"""The HTTP server: a thin Starlette layer over ``Gateway``. Handlers parse, call the library,
-serialise; every error leaves in the OpenAI error shape with its status code."""
+"""The HTTP server: a thin Starlette layer over ``Gateway``. This module only assembles the
+route table, the error handlers for what never reaches a handler, and the app's lifetime
+(start-up, background tasks, shutdown); the request pipeline is ``ingress``."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Match, Route
 
 from ..accounting import Accounting, database_url
-from ..config import STRATEGIES
 from ..console import STATIC
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    PermissionDeniedError,
-    RequestTooLargeError,
-    TurnoutError,
-)
-from ..gateway import Gateway, parse_request
+from ..errors import TurnoutError
+from ..gateway import Gateway
 from ..keyhealth import KeyMonitor
 from ..metrics import Metrics
 from ..redaction import Redactor
-from ..streaming import ChatStream
-from ..types import ChatRequest, ChatResult, RoutingHints
-from .admin import admin_routes, presented_key
+from .admin import admin_routes
+from .anthropic_wire import ANTHROPIC_MESSAGES
 from .connections import GUARD_STATE_KEY, ConnectionGuard
 from .console import console_routes
 from .console_api import console_api_routes
+from .dialect import Dialect, error_response, json_response
 from .health import Readiness, health_routes
+from .ingress import chat_handler, endpoint, internal_error
 from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
-from .metering import Meter, authorize
-from .openai_wire import ChunkWriter, error_body, format_usd, header_text, result_body
+from .openai_wire import OPENAI_CHAT
 from .reload import ConfigReloader, config_routes
 from .request_id import RequestIdMiddleware
+from .status import health, list_models, provider_keys, routing_status
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("turnout.server")
 
-_JSON = "application/json"
-_DONE = b"data: [DONE]\n\n"
 
-
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type=_JSON, headers=headers)
-
-
-def error_response(err: TurnoutError, redact: Redactor) -> Response:
-    return _json(error_body(err, redact), err.status_code, error_headers(err))
-
-
-def error_headers(err: TurnoutError) -> dict[str, str]:
-    """The headers an error carries (a gateway key's limits, ``Retry-After``), made safe."""
-    headers = {k: header_text(v) for k, v in (err.headers or {}).items()}
-    retry_after = getattr(err, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
-    return headers
-
-
-def _served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
-    """Who served a request. The values echo text from the client (a task hint) and the
-    upstream (the model it reports), so each goes through ``header_text``."""
-    headers = {
-        "x-turnout-provider": served.provider,
-        "x-turnout-model": served.model,
-        "x-turnout-deployment": served.deployment,
-        "x-turnout-attempts": str(served.attempts),
-        "x-turnout-strategy": served.strategy or "priority",
-    }
-    if served.task:
-        headers["x-turnout-task"] = served.task
-    # A stream's cost is known only at its end (see ``_frames``); a whole result's now.
-    if isinstance(served, ChatResult) and served.cost is not None:
-        headers["x-turnout-cost-usd"] = format_usd(served.cost)
-    return {name: header_text(value) for name, value in headers.items()}
-
-
-def _routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> ChatRequest:
-    """``x-turnout-strategy`` overrides the route's strategy (a body ``turnout.strategy``
-    wins over the header); the gateway key is the caller of sticky A/B splits unless the body
-    names one (``turnout.caller`` or ``user``)."""
-    name = request.headers.get("x-turnout-strategy")
-    update: dict[str, str] = {}
-    if name:
-        name = name.strip().lower()
-        if name not in STRATEGIES:
-            raise BadRequestError(
-                f"x-turnout-strategy: unknown strategy '{name}' (one of: {', '.join(STRATEGIES)})",
-                param="x-turnout-strategy",
-            )
-        update["strategy"] = name
-    if caller is not None and chat.user is None:
-        update["caller"] = caller
-    if not update:
-        return chat
-    hints = chat.turnout or RoutingHints()
-    update = {k: v for k, v in update.items() if getattr(hints, k) is None}
-    if update:
-        chat.turnout = hints.model_copy(update=update)
-    return chat
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def chat_completions(request: Request) -> Response:
-    key = await authorize(request)
-    gateway: Gateway = request.app.state.gateway
-    raw = await _read_body(request, request.app.state.max_body)
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    chat = _routing_hints(request, parse_request(obj), key.id if key is not None else None)
-    meter = Meter(request, key, chat.model, bool(chat.stream))
-    try:
-        await meter.admit()
-        if chat.stream:
-            stream = await gateway.stream(chat)
-        else:
-            result: ChatResult = await gateway.chat(chat)
-    except TurnoutError as err:
-        await meter.failed(err)
-        raise
-    if chat.stream:
-        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        return StreamingResponse(
-            _frames(stream, chat.model, include_usage, meter, request.app.state),
-            media_type="text/event-stream",
-            headers={
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                **_served_headers(stream),
-                **meter.headers,
-            },
-        )
-    await meter.served(result, result.cost)
-    _observe(request.app.state.metrics, result)
-    return Response(
-        result_body(result, chat.model),
-        media_type=_JSON,
-        headers={
-            **_served_headers(result),
-            **meter.headers,
-        },
-    )
-
-
-def _observe(metrics: Metrics, r: ChatResult | ChatStream) -> None:
-    model = r.deployment.partition(":")[2] or r.model
-    metrics.observe(r.provider, model, r.usage, r.cost, r.time_to_first_token, r.latency)
-
-
-async def _frames(
-    stream: ChatStream, model: str, include_usage: bool, meter: Meter, state: State
-) -> AsyncIterator[bytes]:
-    metrics: Metrics = state.metrics
-    writer = ChunkWriter(stream.id, stream.created, model, include_usage)
-    failure: TurnoutError | None = None
-    try:
-        async for event in stream:
-            frame = writer.event(event)
-            if frame:
-                yield frame
-        cost = stream.cost
-        _observe(metrics, stream)
-        tail = writer.usage(stream.usage, cost)
-        if tail:
-            yield tail
-        if cost is not None:
-            # The stream's cost is known only now, after the headers: an SSE comment (which
-            # every SSE client skips) carries it, as a trailer would.
-            yield b": x-turnout-cost-usd=" + format_usd(cost).encode() + b"\n\n"
-        yield _DONE
-    except TurnoutError as err:
-        # Bytes already went out, so the status is fixed: report in-band, never truncate
-        # silently. OpenAI SDKs raise on a chunk that carries "error".
-        failure = err
-        log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
-        metrics.observe_error(err)
-        yield b"data: " + orjson.dumps(error_body(err, state.gateway.redactor)) + b"\n\n"
-    finally:
-        await stream.aclose()
-        meter.stream_closed(stream, stream.cost, failure)
-
-
-async def list_models(request: Request) -> Response:
-    """What the caller may ask for: every model, or those a gateway key is allowed."""
-    key = await authorize(request)
-    gateway: Gateway = request.app.state.gateway
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": entry.provider if entry else "turnout",
-        }
-        for name, entry in gateway.models()
-        if key is None or key.allows(name)
-    ]
-    return _json({"object": "list", "data": data})
-
-
-async def routing_status(request: Request) -> Response:
-    """Routes and live deployment stats; a gateway key sees only the routes it may use and
-    the deployments behind them."""
-    key = await authorize(request)
-    gateway: Gateway = request.app.state.gateway
-    return _json(gateway.routing_status(key.allows if key is not None else None))
-
-
-async def provider_keys(request: Request) -> Response:
-    """Key health per provider, as last checked by the background monitor. Behind the master
-    key when one is set (gateway keys may not see it)."""
-    master: str | None = request.app.state.master_key
-    if master is not None:
-        token = presented_key(request)
-        if token is None:
-            raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
-        if not hmac.compare_digest(token.encode(), master.encode()):
-            raise PermissionDeniedError("provider key health needs the master key")
-    monitor = request.app.state.key_monitor
-    redact: Redactor = request.app.state.gateway.redactor
-    # An upstream's answer to the key check is quoted in last_error: redacted like any error.
-    data = [redact.value(s.to_json()) for s in monitor.snapshot()] if monitor is not None else []
-    return _json({"object": "list", "data": data})
-
-
-async def health(request: Request) -> Response:
-    state = request.app.state
-    return _json(
-        {
-            "status": "ok",
-            "uptime_s": round(time.monotonic() - state.started, 3),
-            "local_model": state.local_status,
-            "task_classifier": state.classifier_status,
-        }
-    )
-
-
-async def _on_turnout_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TurnoutError)
-    request.app.state.metrics.observe_error(exc)
-    if exc.status_code >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
-    return error_response(exc, request.app.state.gateway.redactor)
-
-
-async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
-    """The client closed the connection before its request body was in: nothing to answer
-    (the connection layer counts it and logs one line), so no error and no traceback."""
-    log.debug(
-        "%s %s: client disconnected while the body was read", request.method, request.url.path
-    )
-    return Response(status_code=400)  # goes nowhere: the server drops it
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _json(
-        {
-            "error": {
-                "message": "internal error in the gateway",
-                "type": "api_error",
-                "param": None,
-                "code": "internal_error",
-            }
-        },
-        500,
-    )
+def _dialect_of(path: str) -> Dialect:
+    """The wire API a path belongs to, for what never reached a handler."""
+    return ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
 
 
 def _allowed(request: Request) -> str:
@@ -310,28 +63,65 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     """404 and 405 from the router; a 405 keeps the ``Allow`` header Starlette gives it."""
     status = getattr(exc, "status_code", 404)
     headers = {"Allow": _allowed(request)} if status == 405 else None
-    redact: Redactor = request.app.state.gateway.redactor
-    if request.url.path.startswith("/v1/messages"):
-        from .anthropic_route import plain_error
-
-        kind = "not_found_error" if status == 404 else "invalid_request_error"
-        message = f"{request.method} {request.url.path}: use POST /v1/messages"
-        return plain_error(status, kind, redact(message), headers)
     kind = "not_found_error" if status == 404 else "invalid_request_error"
-    return _json(
-        {
-            "error": {
-                "message": redact(
-                    f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}"
-                ),
-                "type": kind,
-                "param": None,
-                "code": None,
-            }
-        },
-        status,
-        headers,
+    path = request.url.path
+    dialect = _dialect_of(path)
+    if dialect is ANTHROPIC_MESSAGES:
+        message = f"{request.method} {path}: use POST /v1/messages"
+    else:
+        message = f"{request.method} {path}: {getattr(exc, 'detail', '')}"
+    redact: Redactor = request.app.state.gateway.redactor
+    return json_response(dialect.plain_error(status, kind, redact(message)), status, headers)
+
+
+async def _on_turnout_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TurnoutError)  # raised outside ``endpoint``: none today
+    request.app.state.metrics.observe_error(exc)
+    redact: Redactor = request.app.state.gateway.redactor
+    return error_response(exc, _dialect_of(request.url.path), redact)
+
+
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request body was in: nothing to answer
+    (the connection layer counts it and logs one line), so no error and no traceback."""
+    log.debug(
+        "%s %s: client disconnected while the body was read", request.method, request.url.path
     )
+    return Response(status_code=400)  # goes nowhere: the server drops it
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return internal_error(_dialect_of(request.url.path))
+
+
+def routes(*, console: bool = True) -> list[Route]:
+    """The route table: each route's handler, what it needs of its caller, and (for the
+    chat surfaces) its dialect. ``/openapi.json`` is checked against it by the tests."""
+    openai_chat = endpoint(chat_handler(OPENAI_CHAT), "caller")
+    return [
+        Route(
+            "/v1/messages",
+            endpoint(chat_handler(ANTHROPIC_MESSAGES), "caller", dialect=ANTHROPIC_MESSAGES),
+            methods=["POST"],
+        ),
+        Route("/v1/chat/completions", openai_chat, methods=["POST"]),
+        Route("/chat/completions", openai_chat, methods=["POST"]),
+        Route("/v1/models", endpoint(list_models, "caller"), methods=["GET"]),
+        Route(
+            "/api/models/providers",
+            endpoint(provider_keys, "master", surface="provider key health"),
+            methods=["GET"],
+        ),
+        Route("/health", endpoint(health, "public"), methods=["GET"]),
+        *health_routes(),
+        Route("/api/routing", endpoint(routing_status, "caller"), methods=["GET"]),
+        *admin_routes(),
+        *management_routes(),
+        *(console_routes(STATIC) if console else []),
+        *config_routes(),
+        *console_api_routes(),
+    ]
 
 
 def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starlette:
@@ -375,24 +165,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             await reloader.aclose()
             await app.state.gateway.aclose()  # the current one: a reload may have swapped it
 
-    from .anthropic_route import anthropic_routes  # it builds on this module's helpers
-
     app = Starlette(
-        routes=[
-            *anthropic_routes(),
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/models", list_models, methods=["GET"]),
-            Route("/api/models/providers", provider_keys, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            *health_routes(),
-            Route("/api/routing", routing_status, methods=["GET"]),
-            *admin_routes(),
-            *management_routes(),
-            *(console_routes(STATIC) if config.server.console else []),
-            *config_routes(),
-            *console_api_routes(),
-        ],
+        routes=routes(console=config.server.console),
         exception_handlers={
             TurnoutError: _on_turnout_error,
             ClientDisconnect: _on_client_disconnect,

@@ -28,8 +28,9 @@ from ..errors import (
     NotFoundError,
 )
 from ..keyhealth import KeyMonitor, check_keys
-from .admin import _require_master, presented_key
-from .management import require_master
+from .admin import accounting_of
+from .auth import presented_key
+from .ingress import Handler, endpoint
 
 __all__ = ["console_api_routes"]
 
@@ -74,7 +75,7 @@ async def session(request: Request) -> Response:
 async def _log_db(request: Request) -> Database:
     """The request log's database, once its schema is migrated (a query sent while the
     server is still migrating would find no table); a 503 if that takes over 10 s."""
-    accounting = _require_master(request, open_without_master=True)
+    accounting = accounting_of(request)
     assert accounting.db is not None
     try:
         await asyncio.wait_for(accounting.migrated.wait(), 10)
@@ -147,7 +148,6 @@ async def stats_series(request: Request) -> Response:
 
 async def check_providers(request: Request) -> Response:
     """Check every provider key now, instead of waiting for the monitor's next round."""
-    require_master(request)
     monitor: KeyMonitor | None = request.app.state.key_monitor
     if monitor is not None:
         await monitor.check_now()
@@ -159,10 +159,21 @@ async def check_providers(request: Request) -> Response:
 
 
 def console_api_routes() -> list[Route]:
+    """The session says who the presented key makes the caller, so anyone may ask; the
+    request log and its series are the admin API's (open on a server without a master key);
+    checking provider keys is the management API's."""
+
+    def admin(handler: Handler) -> Handler:
+        return endpoint(handler, "master", surface="the admin API")
+
     return [
-        Route("/api/console/session", session, methods=["GET"]),
-        Route("/api/requests", list_requests, methods=["GET"]),
-        Route("/api/requests/{record_id}", get_request, methods=["GET"]),
-        Route("/api/stats/series", stats_series, methods=["GET"]),
-        Route("/api/models/providers/check", check_providers, methods=["POST"]),
+        Route("/api/console/session", endpoint(session, "public"), methods=["GET"]),
+        Route("/api/requests", admin(list_requests), methods=["GET"]),
+        Route("/api/requests/{record_id}", admin(get_request), methods=["GET"]),
+        Route("/api/stats/series", admin(stats_series), methods=["GET"]),
+        Route(
+            "/api/models/providers/check",
+            endpoint(check_providers, "master", surface="the management API"),
+            methods=["POST"],
+        ),
     ]

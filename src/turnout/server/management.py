@@ -1,5 +1,6 @@
 """The management API (``/api/models...``) and ``/metrics``: thin handlers over ``Gateway``
-and ``Catalogue``. Errors leave in the OpenAI error shape, like the rest of the server.
+and ``Catalogue``. Errors leave in the OpenAI error shape, like the rest of the server; model
+calls (generate, stream, test) are metered like the ingresses' (``Meter``).
 
 ``POST /api/models/stream`` speaks SSE with named events: ``delta`` (``{"text": ...}``), then
 one ``done`` (the same object ``/api/models/generate`` returns) or one ``error``.
@@ -7,10 +8,9 @@ one ``done`` (the same object ``/api/models/generate`` returns) or one ``error``
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -19,12 +19,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..config import CAPABILITIES
-from ..errors import AuthenticationError, BadRequestError, PermissionDeniedError, TurnoutError
+from ..errors import BadRequestError, TurnoutError
 from ..gateway import Gateway, parse_request
-from ..metrics import CONTENT_TYPE_LATEST, Metrics
+from ..metrics import CONTENT_TYPE_LATEST
+from ..redaction import Redactor
 from ..streaming import ChatStream
-from ..types import ChatResult, TextDelta
-from .admin import presented_key
+from ..types import ChatResult, StreamEvent, TextDelta
+from .ingress import SSE_HEADERS, Handler, caller_of, endpoint
+from .metering import Meter
 from .openai_wire import error_body
 from .openapi import openapi_document
 
@@ -143,30 +145,16 @@ def summary(result: ChatResult, total: float) -> dict[str, Any]:
     }
 
 
-async def _run(request: Request, chat: dict[str, Any]) -> tuple[ChatResult, float]:
-    """One request, streamed upstream so that time to first token is measured."""
-    gateway: Gateway = request.app.state.gateway
+async def _run(request: Request, body: dict[str, Any]) -> tuple[ChatResult, float]:
+    """One metered request, streamed upstream so that time to first token is measured."""
+    chat = parse_request(body)
+    meter = Meter(request, caller_of(request), chat.model, stream=False)
     started = time.perf_counter()
-    stream = await gateway.stream(parse_request(chat))
-    try:
-        result = await stream.collect()
-    finally:
-        await stream.aclose()
+    stream = await meter.open_stream(request.app.state.gateway, chat)
+    result = await meter.collect(stream)
     total = time.perf_counter() - started
-    _observe(request, result)
+    await meter.served(result)
     return result, total
-
-
-def _observe(request: Request, result: ChatResult) -> None:
-    metrics: Metrics = request.app.state.metrics
-    metrics.observe(
-        result.provider,
-        result.deployment.partition(":")[2] or result.model,
-        result.usage,
-        result.cost,
-        result.time_to_first_token,
-        result.latency,
-    )
 
 
 async def generate(request: Request) -> Response:
@@ -202,31 +190,35 @@ def _event(name: str, data: Any) -> bytes:
 
 
 async def stream_model(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
     chat = parse_request(await _chat_body(request))
+    meter = Meter(request, caller_of(request), chat.model, stream=True)
     started = time.perf_counter()
-    stream = await gateway.stream(chat)  # fails over (or fails) before the first byte
+    # fails over (or fails) before the first byte
+    stream = await meter.open_stream(request.app.state.gateway, chat)
     return StreamingResponse(
-        _events(request, stream, started),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        meter.relay(stream, _Events(started)), media_type="text/event-stream", headers=SSE_HEADERS
     )
 
 
-async def _events(request: Request, stream: ChatStream, started: float) -> AsyncIterator[bytes]:
-    try:
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                yield _event("delta", {"text": event.text})
-        result = stream.final()
-        _observe(request, result)
-        yield _event("done", summary(result, time.perf_counter() - started))
-    except TurnoutError as err:
-        log.warning("management stream from %s failed mid-way: %s", stream.deployment, err)
-        request.app.state.metrics.observe_error(err)
-        yield _event("error", error_body(err, request.app.state.gateway.redactor))
-    finally:
-        await stream.aclose()
+class _Events:
+    """The stream's frames: ``delta`` per text delta, then ``done`` or ``error``."""
+
+    __slots__ = ("_started",)
+
+    def __init__(self, started: float) -> None:
+        self._started = started
+
+    def start(self) -> bytes:
+        return b""
+
+    def event(self, event: StreamEvent) -> bytes:
+        return _event("delta", {"text": event.text}) if isinstance(event, TextDelta) else b""
+
+    def end(self, stream: ChatStream) -> bytes:
+        return _event("done", summary(stream.final(), time.perf_counter() - self._started))
+
+    def error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        return _event("error", error_body(err, redact))
 
 
 async def metrics(request: Request) -> Response:
@@ -238,30 +230,12 @@ async def openapi(request: Request) -> Response:
     return Response(openapi_document(), media_type="application/json")
 
 
-def require_master(request: Request) -> None:
-    """The management API takes the master key only (a gateway key gets a 403); it is open
-    when the server has no master key, like the rest of the server."""
-    master: str | None = request.app.state.master_key
-    if master is None:
-        return
-    token = presented_key(request)
-    if token is None:
-        raise AuthenticationError("missing API key: send 'Authorization: Bearer <master key>'")
-    if not hmac.compare_digest(token.encode(), master.encode()):
-        raise PermissionDeniedError("the management API needs the master key")
-
-
 def management_routes() -> list[Route]:
     """The routes, each behind the master key except the OpenAPI description, which holds
     nothing secret."""
 
-    def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            require_master(request)
-            response: Response = await handler(request)
-            return response
-
-        return endpoint
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Handler:
+        return endpoint(handler, "master", surface="the management API")
 
     return [
         Route("/api/models", guarded(list_catalogue), methods=["GET"]),
@@ -269,5 +243,5 @@ def management_routes() -> list[Route]:
         Route("/api/models/stream", guarded(stream_model), methods=["POST"]),
         Route("/api/models/test", guarded(test_model), methods=["POST"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/openapi.json", endpoint(openapi, "public"), methods=["GET"]),
     ]

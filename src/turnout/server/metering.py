@@ -1,97 +1,94 @@
-"""Who is asking and what it cost: the server's bridge from a request to ``Accounting``.
+"""What a model call costs and how it ended, in one place for every path that calls a model
+(both ingresses and the management API's generate, stream and test).
 
-``authorize`` finds the caller (master key, gateway key, or nobody on an open server);
-a ``Meter`` admits one request against the key's limits and budget, then records how it
-ended (result, stream or error) exactly once. Any handler (OpenAI or Anthropic wire) uses
-the same two steps.
+A ``Meter`` admits one request against its gateway key's limits and budget, makes the call,
+and records how it ended (result, stream or error) exactly once: the request log, the
+metrics, and the limit and cost headers. A whole result and a stream are metered alike; a
+stream's record is written when it closes (finished, failed mid-way, or left by its client).
 """
 
 from __future__ import annotations
 
-import hmac
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.requests import Request
 
-from ..accounting import (
-    Accounting,
-    GatewayKey,
-    UsageRecord,
-    attempt_records,
-    record_error,
-    record_result,
-)
-from ..accounting.keys import SECRET_PREFIX
-from ..errors import AllAttemptsFailedError, Attempt, AuthenticationError, TurnoutError
+from ..accounting import Accounting, UsageRecord, attempt_records, record_error, record_result
+from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
+from ..gateway import Gateway
 from ..logs import REQUEST_ID
+from ..metrics import Metrics
 from ..redaction import Redactor
 from ..streaming import ChatStream
-from ..types import ChatResult
-from .admin import presented_key
+from ..types import ChatRequest, ChatResult
+from .auth import Caller
+from .dialect import StreamRender
 
-__all__ = ["Meter", "authorize"]
+__all__ = ["Meter"]
+
+log = logging.getLogger("turnout.server")
 
 
-async def authorize(request: Request) -> GatewayKey | None:
-    """The gateway key of this request; None for the master key or an open server (no
-    master key set, and no gateway key presented). Raises ``AuthenticationError``.
-
-    A presented secret that looks like a gateway key (``sk-tn-...``) must be a known, live
-    one, whether or not a master key is set: an open server that silently served an unknown
-    key would hide a key made against another database, and a revoked key would keep
-    working for anything admission does not meter (listing models, routing status)."""
-    master: str | None = request.app.state.master_key
-    accounting: Accounting | None = request.app.state.accounting
-    token = presented_key(request)
-    if token is None:
-        if master is None:
-            return None
-        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
-    if master is not None and hmac.compare_digest(token.encode(), master.encode()):
-        return None
-    key = await accounting.authenticate(token) if accounting is not None else None
-    if key is not None:
-        return key
-    if token.startswith(SECRET_PREFIX):
-        where = "" if accounting is not None else " (this server has no key database)"
-        raise AuthenticationError(f"unknown gateway key{where}")
-    if master is None:
-        return None  # an open server: any other key (SDKs insist on one) is no key at all
-    raise AuthenticationError("invalid API key")
+def _observe(metrics: Metrics, r: ChatResult | ChatStream) -> None:
+    model = r.deployment.partition(":")[2] or r.model
+    metrics.observe(r.provider, model, r.usage, r.cost, r.time_to_first_token, r.latency)
 
 
 class Meter:
     __slots__ = (
         "_accounting",
         "_done",
+        "_metrics",
         "_redact",
+        "caller",
         "headers",
-        "key",
         "request_id",
         "route",
         "stream",
         "ts",
     )
 
-    def __init__(self, request: Request, key: GatewayKey | None, route: str, stream: bool):
+    def __init__(self, request: Request, caller: Caller, route: str, stream: bool) -> None:
         self._accounting: Accounting | None = request.app.state.accounting
+        self._metrics: Metrics = request.app.state.metrics
         self._redact: Redactor = request.app.state.gateway.redactor
-        self.key = key
+        self.caller = caller
         self.route = route
         self.stream = stream
         self.ts = time.time()
         self.request_id = REQUEST_ID.get()
         self.headers: dict[str, str] = {}
+        """The key's limit headers, set by ``admit``."""
         self._done = False
 
-    @property
-    def key_id(self) -> str | None:
-        return self.key.id if self.key is not None else None
+    async def call(self, gateway: Gateway, chat: ChatRequest) -> ChatResult | ChatStream:
+        """Admit, then call the gateway: a stream when the request asks for one. A failure
+        before any byte is recorded and raised."""
+        if chat.stream:
+            return await self.open_stream(gateway, chat)
+        try:
+            await self.admit()
+            return await gateway.chat(chat)
+        except TurnoutError as err:
+            await self.failed(err)
+            raise
+
+    async def open_stream(self, gateway: Gateway, chat: ChatRequest) -> ChatStream:
+        """Admit, then open a stream whatever the request says (the management API streams
+        upstream to time the first token)."""
+        try:
+            await self.admit()
+            return await gateway.stream(chat)
+        except TurnoutError as err:
+            await self.failed(err)
+            raise
 
     async def admit(self) -> None:
-        if self._accounting is not None and self.key is not None:
-            self.headers = await self._accounting.admit(self.key, self.route, self.ts)
+        key = self.caller.key
+        if self._accounting is not None and key is not None:
+            self.headers = await self._accounting.admit(key, self.route, self.ts)
 
     async def failed(self, err: TurnoutError) -> None:
         if self._accounting is None or self._done:
@@ -99,38 +96,84 @@ class Meter:
         self._done = True
         # The route is the client's text: a refused one may be a key pasted in the wrong field.
         route = self._redact(self.route)
-        record = record_error(err, ts=self.ts, route=route, stream=self.stream, key_id=self.key_id)
+        record = record_error(
+            err, ts=self.ts, route=route, stream=self.stream, key_id=self.caller.key_id
+        )
         record.request_id = self.request_id
         if isinstance(err, AllAttemptsFailedError):  # the record describes the last attempt
             self._attempts(err.attempts[:-1], record)
-        await self._accounting.settle(self.key, record)
+        await self._accounting.settle(self.caller.key, record)
 
-    async def served(self, result: ChatResult, cost: float | None) -> None:
-        if self._accounting is None or self._done:
-            return
-        self._done = True
-        record = record_result(result, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id)
-        record.request_id = self.request_id or record.request_id
-        self._attempts(result.failed_attempts, record)
-        await self._accounting.settle(self.key, record)
-
-    def stream_closed(
-        self, stream: ChatStream, cost: float | None, error: TurnoutError | None
-    ) -> None:
-        """Called from the stream's ``finally``: must not wait (the client may be gone)."""
+    async def served(self, result: ChatResult) -> None:
+        """A whole result: metrics, then the request log and the key's spend."""
+        _observe(self._metrics, result)
         if self._accounting is None or self._done:
             return
         self._done = True
         record = record_result(
-            stream, ts=self.ts, route=self.route, cost=cost, key_id=self.key_id, error=error
+            result, ts=self.ts, route=self.route, cost=result.cost, key_id=self.caller.key_id
+        )
+        record.request_id = self.request_id or record.request_id
+        self._attempts(result.failed_attempts, record)
+        await self._accounting.settle(self.caller.key, record)
+
+    async def collect(self, stream: ChatStream) -> ChatResult:
+        """A stream read whole (the management API streams upstream to time the first
+        token); a failure is recorded, the result is the caller's to pass to ``served``."""
+        try:
+            return await stream.collect()
+        except TurnoutError as err:
+            await self.failed(err)
+            raise
+        finally:
+            await stream.aclose()
+
+    async def relay(self, stream: ChatStream, render: StreamRender) -> AsyncIterator[bytes]:
+        """The frames of a streamed response, metered when the stream closes."""
+        failure: TurnoutError | None = None
+        try:
+            start = render.start()
+            if start:
+                yield start
+            async for event in stream:
+                frame = render.event(event)
+                if frame:
+                    yield frame
+            _observe(self._metrics, stream)
+            yield render.end(stream)
+        except TurnoutError as err:
+            # Bytes already went out, so the status is fixed: report in-band, never
+            # truncate silently.
+            failure = err
+            log.warning("stream from %s failed mid-way: %s", stream.deployment, err)
+            self._metrics.observe_error(err)
+            yield render.error(err, self._redact)
+        finally:
+            await stream.aclose()
+            self._stream_closed(stream, failure)
+
+    def _stream_closed(self, stream: ChatStream, error: TurnoutError | None) -> None:
+        """From the stream's ``finally``: must not wait (the client may be gone)."""
+        if self._accounting is None or self._done:
+            return
+        self._done = True
+        record = record_result(
+            stream,
+            ts=self.ts,
+            route=self.route,
+            cost=stream.cost,
+            key_id=self.caller.key_id,
+            error=error,
         )
         record.request_id = self.request_id or record.request_id
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
         self._attempts(stream.failed_attempts, record)
-        self._accounting.settle_soon(self.key, record)
+        self._accounting.settle_soon(self.caller.key, record)
 
     def _attempts(self, failed: Sequence[Attempt], record: UsageRecord) -> None:
+        """A record per failed attempt before the final one (a deployment failed over from
+        shows in the statistics)."""
         if failed and self._accounting is not None:
             self._accounting.log_attempts(
                 attempt_records(
@@ -139,7 +182,7 @@ class Meter:
                     route=record.route,
                     stream=self.stream,
                     request_id=record.request_id,
-                    key_id=self.key_id,
+                    key_id=self.caller.key_id,
                     strategy=record.strategy,
                 )
             )

@@ -1,5 +1,6 @@
-"""What the OpenAI-compatible ingress sends back: results, stream chunks and errors in the
-OpenAI shape. Pure functions from library types to bytes."""
+"""The OpenAI Chat Completions dialect of the ingress: the request body parsed into the
+canonical request, and results, stream chunks and errors in the OpenAI shape. Pure functions
+from library types to bytes."""
 
 from __future__ import annotations
 
@@ -9,11 +10,31 @@ from urllib.parse import quote
 import orjson
 
 from ..errors import AllAttemptsFailedError, TurnoutError
+from ..gateway import parse_request
 from ..redaction import Redactor
-from ..types import ChatResult, Finish, StreamEvent, TextDelta, ToolCallDelta, Usage, UsageUpdate
+from ..streaming import ChatStream
+from ..types import (
+    ChatRequest,
+    ChatResult,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
 
-__all__ = ["ChunkWriter", "error_body", "format_usd", "header_text", "result_body"]
+__all__ = [
+    "OPENAI_CHAT",
+    "ChunkWriter",
+    "OpenAIChat",
+    "error_body",
+    "format_usd",
+    "header_text",
+    "result_body",
+]
 
+_DONE = b"data: [DONE]\n\n"
 # Printable ASCII but '%': what a header value may hold as is.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
 
@@ -142,3 +163,66 @@ def error_body(err: TurnoutError, redact: Redactor) -> dict[str, Any]:
         if err.skipped:
             error["skipped"] = [{"deployment": d, "reason": why} for d, why in err.skipped]
     return {"error": redact.value(error)}
+
+
+def plain_error(status: int, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def cost_comment(cost: float | None) -> bytes:
+    """A stream's cost is known only at its end, after the headers: an SSE comment (which
+    every SSE client skips) carries it, as a trailer would."""
+    if cost is None:
+        return b""
+    return b": x-turnout-cost-usd=" + format_usd(cost).encode() + b"\n\n"
+
+
+class _ChunkStream:
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: ChunkWriter) -> None:
+        self._writer = writer
+
+    def start(self) -> bytes:
+        return b""
+
+    def event(self, event: StreamEvent) -> bytes:
+        return self._writer.event(event)
+
+    def end(self, stream: ChatStream) -> bytes:
+        cost = stream.cost
+        return self._writer.usage(stream.usage, cost) + cost_comment(cost) + _DONE
+
+    def error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        # OpenAI SDKs raise on a chunk that carries "error".
+        return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
+
+
+class OpenAIChat:
+    """``POST /v1/chat/completions``."""
+
+    name = "openai_chat"
+
+    def parse(self, obj: Any) -> ChatRequest:
+        return parse_request(obj)
+
+    def result(self, result: ChatResult, chat: ChatRequest) -> bytes:
+        return result_body(result, chat.model)
+
+    def stream(self, stream: ChatStream, chat: ChatRequest) -> _ChunkStream:
+        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+        return _ChunkStream(ChunkWriter(stream.id, stream.created, chat.model, include_usage))
+
+    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
+        return error_body(err, redact)
+
+    def error_status(self, err: TurnoutError) -> int:
+        return err.status_code
+
+    def plain_error(
+        self, status: int, kind: str, message: str, code: str | None = None
+    ) -> dict[str, Any]:
+        return plain_error(status, kind, message, code)
+
+
+OPENAI_CHAT = OpenAIChat()

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from ..config import Config, load_config
 from ..errors import ConfigError, TurnoutError
 from ..logs import redact_logs_with
+from .ingress import Handler, endpoint
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -222,9 +223,6 @@ class ConfigReloader:
 
 
 async def reload_endpoint(request: Request) -> Response:
-    from .management import require_master  # management -> openapi -> this module
-
-    require_master(request)
     reloader: ConfigReloader = request.app.state.reloader
     attempt = await reloader.reload("api")
     if not attempt["ok"]:
@@ -243,17 +241,19 @@ async def reload_endpoint(request: Request) -> Response:
 
 
 async def status_endpoint(request: Request) -> Response:
-    from .management import require_master
-
-    require_master(request)
     reloader: ConfigReloader = request.app.state.reloader
     return Response(orjson.dumps(reloader.status()), media_type="application/json")
 
 
 def config_routes() -> list[Route]:
+    """Both behind the master key, like the management API."""
+
+    def guarded(handler: Handler) -> Handler:
+        return endpoint(handler, "master", surface="the management API")
+
     return [
-        Route("/api/config/reload", reload_endpoint, methods=["POST"]),
-        Route("/api/config/status", status_endpoint, methods=["GET"]),
+        Route("/api/config/reload", guarded(reload_endpoint), methods=["POST"]),
+        Route("/api/config/status", guarded(status_endpoint), methods=["GET"]),
     ]
 
 
