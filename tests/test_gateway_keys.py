@@ -488,7 +488,9 @@ def test_management_model_calls_are_metered_like_the_ingresses(gw: Gw, fake: Fak
     from .fakes.openai_upstream import Fail
 
     body = {"model": "single", "prompt": "hi"}
-    assert gw.admin.post("/api/models/generate", json=body).status_code == 200
+    r = gw.admin.post("/api/models/generate", json=body)
+    assert r.status_code == 200 and float(r.headers["x-turnout-cost-usd"]) == pytest.approx(COST)
+    assert r.headers["x-turnout-deployment"] == "primary:model-a"
     r = gw.admin.post("/api/models/stream", json=body)
     assert r.status_code == 200 and "event: done" in r.text
     assert gw.admin.post("/api/models/test", json={"model": "single"}).json()["ok"] is True

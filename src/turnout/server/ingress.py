@@ -16,11 +16,11 @@ from ..config import STRATEGIES
 from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
 from ..gateway import Gateway
 from ..streaming import ChatStream
-from ..types import ChatRequest, ChatResult, RoutingHints
+from ..types import ChatRequest, RoutingHints
 from .auth import Caller, Need, resolve_caller
 from .dialect import JSON, Dialect, error_response, json_response
 from .metering import Meter
-from .openai_wire import OPENAI_CHAT, format_usd
+from .openai_wire import OPENAI_CHAT
 
 __all__ = [
     "SSE_HEADERS",
@@ -30,7 +30,6 @@ __all__ = [
     "endpoint",
     "internal_error",
     "read_body",
-    "served_headers",
 ]
 
 log = logging.getLogger("turnout.server")
@@ -117,22 +116,6 @@ def routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> Ch
     return chat
 
 
-def served_headers(served: ChatResult | ChatStream) -> dict[str, str]:
-    headers = {
-        "x-turnout-provider": served.provider,
-        "x-turnout-model": served.model,
-        "x-turnout-deployment": served.deployment,
-        "x-turnout-attempts": str(served.attempts),
-        "x-turnout-strategy": served.strategy or "priority",
-    }
-    if served.task:
-        headers["x-turnout-task"] = served.task
-    # A stream's cost is known only at its end (the dialect's ``end``); a whole result's now.
-    if isinstance(served, ChatResult) and served.cost is not None:
-        headers["x-turnout-cost-usd"] = format_usd(served.cost)
-    return headers
-
-
 def chat_handler(dialect: Dialect) -> Handler:
     """The handler of a chat surface: the whole pipeline, ``dialect`` doing the wire
     format."""
@@ -152,13 +135,13 @@ def chat_handler(dialect: Dialect) -> Handler:
             return StreamingResponse(
                 meter.relay(served, dialect.stream(served, chat)),
                 media_type="text/event-stream",
-                headers={**SSE_HEADERS, **served_headers(served), **meter.headers},
+                headers={**SSE_HEADERS, **meter.response_headers(served)},
             )
         await meter.served(served)
         return Response(
             dialect.result(served, chat),
             media_type=JSON,
-            headers={**served_headers(served), **meter.headers},
+            headers=meter.response_headers(served),
         )
 
     handle.__name__ = f"{dialect.name}_handler"

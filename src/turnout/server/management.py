@@ -38,8 +38,10 @@ TEST_PROMPT = "Reply with the single word: pong"
 _MAX_BODY = 1024 * 1024
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _number(request: Request, name: str, kind: type[float] | type[int]) -> Any:
@@ -145,7 +147,7 @@ def summary(result: ChatResult, total: float) -> dict[str, Any]:
     }
 
 
-async def _run(request: Request, body: dict[str, Any]) -> tuple[ChatResult, float]:
+async def _run(request: Request, body: dict[str, Any]) -> tuple[ChatResult, float, Meter]:
     """One metered request, streamed upstream so that time to first token is measured."""
     chat = parse_request(body)
     meter = Meter(request, caller_of(request), chat.model, stream=False)
@@ -154,12 +156,12 @@ async def _run(request: Request, body: dict[str, Any]) -> tuple[ChatResult, floa
     result = await meter.collect(stream)
     total = time.perf_counter() - started
     await meter.served(result)
-    return result, total
+    return result, total, meter
 
 
 async def generate(request: Request) -> Response:
-    result, total = await _run(request, await _chat_body(request))
-    return _json(summary(result, total))
+    result, total, meter = await _run(request, await _chat_body(request))
+    return _json(summary(result, total), headers=meter.response_headers(result))
 
 
 async def test_model(request: Request) -> Response:
@@ -169,7 +171,7 @@ async def test_model(request: Request) -> Response:
     chat.setdefault("max_tokens", 8)
     started = time.perf_counter()
     try:
-        result, total = await _run(request, chat)
+        result, total, meter = await _run(request, chat)
     except TurnoutError as err:
         if err.status_code in (400, 404) and err.provider is None:
             raise
@@ -182,7 +184,7 @@ async def test_model(request: Request) -> Response:
                 "timings": {"total_s": round(time.perf_counter() - started, 6)},
             }
         )
-    return _json({"ok": True, **summary(result, total)})
+    return _json({"ok": True, **summary(result, total)}, headers=meter.response_headers(result))
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -196,7 +198,9 @@ async def stream_model(request: Request) -> Response:
     # fails over (or fails) before the first byte
     stream = await meter.open_stream(request.app.state.gateway, chat)
     return StreamingResponse(
-        meter.relay(stream, _Events(started)), media_type="text/event-stream", headers=SSE_HEADERS
+        meter.relay(stream, _Events(started)),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **meter.response_headers(stream)},
     )
 
 

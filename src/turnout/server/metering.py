@@ -2,9 +2,10 @@
 (both ingresses and the management API's generate, stream and test).
 
 A ``Meter`` admits one request against its gateway key's limits and budget, makes the call,
-and records how it ended (result, stream or error) exactly once: the request log, the
-metrics, and the limit and cost headers. A whole result and a stream are metered alike; a
-stream's record is written when it closes (finished, failed mid-way, or left by its client).
+gives the response's cost and limit headers, and records how it ended (result, stream or
+error) exactly once: the request log and the metrics. A whole result and a stream are
+metered alike; a stream's record is written when it closes (finished, failed mid-way, or left
+by its client).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult
 from .auth import Caller
 from .dialect import StreamRender
+from .openai_wire import format_usd
 
 __all__ = ["Meter"]
 
@@ -84,6 +86,22 @@ class Meter:
         except TurnoutError as err:
             await self.failed(err)
             raise
+
+    def response_headers(self, served: ChatResult | ChatStream) -> dict[str, str]:
+        """Who served the request, what it cost (a whole result's; a stream's is known only
+        at its end, where the dialect reports it) and the key's limit headers."""
+        headers = {
+            "x-turnout-provider": served.provider,
+            "x-turnout-model": served.model,
+            "x-turnout-deployment": served.deployment,
+            "x-turnout-attempts": str(served.attempts),
+            "x-turnout-strategy": served.strategy or "priority",
+        }
+        if served.task:
+            headers["x-turnout-task"] = served.task
+        if isinstance(served, ChatResult) and served.cost is not None:
+            headers["x-turnout-cost-usd"] = format_usd(served.cost)
+        return {**headers, **self.headers}
 
     async def admit(self) -> None:
         key = self.caller.key
