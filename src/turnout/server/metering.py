@@ -26,7 +26,7 @@ from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult
 from .auth import Caller
 from .dialect import StreamRender
-from .openai_wire import format_usd
+from .openai_wire import format_usd, header_text
 
 __all__ = ["Meter"]
 
@@ -101,7 +101,9 @@ class Meter:
             headers["x-turnout-task"] = served.task
         if isinstance(served, ChatResult) and served.cost is not None:
             headers["x-turnout-cost-usd"] = format_usd(served.cost)
-        return {**headers, **self.headers}
+        # The values echo text from the client (a task hint) and the upstream (the model it
+        # reports): each goes through ``header_text``.
+        return {**{k: header_text(v) for k, v in headers.items()}, **self.headers}
 
     async def admit(self) -> None:
         key = self.caller.key
