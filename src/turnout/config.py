@@ -34,6 +34,7 @@ __all__ = [
     "HealthConfig",
     "HedgeConfig",
     "KeyHealthConfig",
+    "OtelConfig",
     "ModelConfig",
     "ProviderConfig",
     "RequestLogConfig",
@@ -316,6 +317,23 @@ class AlertsConfig(_Strict):
         return sorted(set(values))
 
 
+class OtelConfig(_Strict):
+    """OpenTelemetry traces (``pip install 'turnout[otel]'``): a span per request and per
+    attempt with the GenAI semantic conventions, exported over OTLP/HTTP."""
+
+    enabled: bool = False
+    endpoint: str | None = None
+    """The OTLP/HTTP traces URL, e.g. ``http://collector:4318/v1/traces``; unset: the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` variables."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every export (e.g. an API key as ``${VAR}``); unset:
+    ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    service_name: str | None = None
+    """``service.name``; unset: ``OTEL_SERVICE_NAME``, else ``turnout``."""
+    capture_content: bool = False
+    """Record prompts (``gen_ai.input.messages``) and answers (``gen_ai.output.messages``)."""
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -344,6 +362,7 @@ class Config(_Strict):
     redis_prefix: str = Field(default="turnout:", min_length=1)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    otel: OtelConfig = Field(default_factory=OtelConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("routes")
@@ -374,6 +393,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TURNOUT_DROP_PARAMS": ("drop_params",),
     "TURNOUT_LOG_LEVEL": ("log_level",),
     "TURNOUT_LOG_FORMAT": ("log_format",),
+    "TURNOUT_OTEL_ENABLED": ("otel", "enabled"),
     "TURNOUT_DATABASE_URL": ("database_url",),
     "TURNOUT_REDIS_URL": ("redis_url",),
 }

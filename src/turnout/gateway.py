@@ -10,19 +10,22 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from .adapters import AdapterSet
 from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
-from .errors import BadRequestError
+from .errors import BadRequestError, TurnoutError
 from .http import HttpPool
 from .redaction import Redactor
 from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
 from .streaming import ChatStream
 from .types import ChatRequest, ChatResult, StreamEvent
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = ["Gateway", "parse_request"]
 
@@ -82,6 +85,7 @@ class Gateway:
         *,
         adapters: AdapterSet | None = None,
         state: LiveState | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config or Config()
         self.catalogue = Catalogue.default(self.config.models)
@@ -94,7 +98,13 @@ class Gateway:
         """Live per-deployment stats and circuit breakers (swap for a shared store to let
         several replicas see the same)."""
         self.planner = Planner(self.config.routing, self.state)
-        self.executor = Executor(self.adapters, state=self.state)
+        if tracing is None and self.config.otel.enabled:
+            from .tracing import Tracing
+
+            tracing = Tracing(self.config.otel)
+        self.tracing = tracing
+        """OpenTelemetry spans (``otel.enabled``); None when off."""
+        self.executor = Executor(self.adapters, state=self.state, tracing=tracing)
         self._portal: _Portal | None = None
 
     def reconfigured(self, config: Config) -> Gateway:
@@ -104,7 +114,12 @@ class Gateway:
         Raises ``ConfigError`` when ``config`` cannot be served; this gateway is untouched
         either way, so requests that hold it finish on it."""
         same = _same_state_settings(self.config, config)
-        gateway = Gateway(config, adapters=self.adapters, state=self.state if same else None)
+        gateway = Gateway(
+            config,
+            adapters=self.adapters,
+            state=self.state if same else None,
+            tracing=self.tracing,
+        )
         # A key the new config no longer names is still a secret (requests that hold this
         # gateway may fail with it yet, and it may not be revoked).
         gateway.redactor = self.redactor.union(gateway.redactor)
@@ -137,7 +152,18 @@ class Gateway:
         req = parse_request(request if request is not None else fields)
         route = self.route_for(req)
         plan = await self.planner.aplan(route, req)
-        result = await self.executor.chat(route, req, plan)
+        tracing = self.tracing
+        if tracing is None:
+            result = await self.executor.chat(route, req, plan)
+        else:
+            span = tracing.start_request(route.name, req)
+            try:
+                with tracing.current(span):
+                    result = await self.executor.chat(route, req, plan)
+            except BaseException as exc:
+                tracing.end_request(span, None, exc)
+                raise
+            tracing.end_request(span, result, None)
         entry = self.catalogue.get(result.deployment)
         if entry is not None:
             result.cost = entry.cost(result.usage)
@@ -150,7 +176,25 @@ class Gateway:
         req = parse_request(request if request is not None else fields)
         route = self.route_for(req)
         plan = await self.planner.aplan(route, req)
-        stream = await self.executor.stream(route, req, plan)
+        tracing = self.tracing
+        if tracing is None:
+            stream = await self.executor.stream(route, req, plan)
+        else:
+            span = tracing.start_request(route.name, req)
+            try:
+                with tracing.current(span):
+                    stream = await self.executor.stream(route, req, plan)
+            except BaseException as exc:
+                tracing.end_request(span, None, exc)
+                raise
+            inner = stream.on_done
+
+            def done(s: ChatStream, error: TurnoutError | None) -> None:
+                if inner is not None:
+                    inner(s, error)
+                tracing.end_request(span, s, error)
+
+            stream.on_done = done
         stream.entry = self.catalogue.get(stream.deployment)
         return stream
 
@@ -210,6 +254,8 @@ class Gateway:
         return out
 
     async def aclose(self) -> None:
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # exports what is buffered
         await self.adapters.aclose()
         await self.state.aclose()
         await self.planner.aclose()

@@ -22,7 +22,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..adapters import AdapterSet
 from ..config import FailureClass
@@ -46,6 +46,11 @@ from ..types import ChatRequest, ChatResult
 from .planner import Plan
 from .route import Route
 from .state import LiveState, MemoryState
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ..tracing import Tracing
 
 __all__ = ["Executor", "backoff_delay", "error_class"]
 
@@ -161,8 +166,11 @@ class Executor:
         state: LiveState | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        tracing: Tracing | None = None,
     ) -> None:
         self._adapters = adapters
+        self.tracing = tracing
+        """Spans per attempt when OpenTelemetry is on (None: off, nothing recorded)."""
         self.state: LiveState = state if state is not None else MemoryState()
         self._sleep = sleep
         self._rand = rand
@@ -289,7 +297,21 @@ class Executor:
         started = time.perf_counter()
         state = self.state
 
+        tracing = self.tracing
+
         async def try_one(d: Deployment, t0: float) -> ChatResult:
+            if tracing is None:
+                return await call(d, t0)
+            span = tracing.start_attempt(d, request)
+            try:
+                result = await call(d, t0)
+            except BaseException as exc:
+                tracing.end_attempt(span, None, exc)
+                raise
+            tracing.end_attempt(span, result, None)
+            return result
+
+        async def call(d: Deployment, t0: float) -> ChatResult:
             adapter = self._adapters.get(d.host.wire_api)
             t = route.timeouts
             try:
@@ -326,7 +348,19 @@ class Executor:
         loop = asyncio.get_running_loop()
         state = self.state
 
+        tracing = self.tracing
+
         async def try_one(d: Deployment, t0: float) -> ChatStream:
+            if tracing is None:
+                return await call(d, t0, None)
+            span = tracing.start_attempt(d, request)
+            try:
+                return await call(d, t0, span)
+            except BaseException as exc:
+                tracing.end_attempt(span, None, exc)
+                raise
+
+        async def call(d: Deployment, t0: float, span: Span | None) -> ChatStream:
             adapter = self._adapters.get(d.host.wire_api)
             t = route.timeouts
             stream = ChatStream(
@@ -359,6 +393,8 @@ class Executor:
                 klass = error_class(error) if error is not None else None
                 latency = time.perf_counter() - t0 if s.latency is not None else None
                 state.end(d.id, latency=latency, failure=klass)
+                if span is not None and tracing is not None:
+                    tracing.end_attempt(span, s, error, ttft)
 
             stream.on_done = done
             return stream

@@ -37,6 +37,7 @@ from .openai_wire import OPENAI_CHAT
 from .reload import ConfigReloader, config_routes
 from .request_id import RequestIdMiddleware
 from .status import health, list_models, provider_keys, routing_status
+from .trace_context import TraceContextMiddleware
 
 __all__ = ["create_app"]
 
@@ -178,6 +179,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(TrackRequests, lifecycle=lifecycle),
+            *([Middleware(TraceContextMiddleware)] if gateway.tracing is not None else []),
         ],
     )
     master = config.server.master_key
