@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 # this sandbox; an AVX2 build runs on every x86-64 machine we use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
-.PHONY: serve test lint setup clean bench bench-soak bench-otel console
+.PHONY: serve test lint setup clean bench bench-soak bench-otel bench-roll console
 
 # The web console (ui/, TypeScript + Vite) is built into the package by npm when missing or
 # older than its sources; node_modules comes from the committed lock file (npm ci).
@@ -75,6 +75,10 @@ bench: $(VENV)/.bench-ready
 # an upstream killed and restarted under load. Options: make bench-soak SOAK_ARGS="--requests 4000".
 bench-soak: $(VENV)/.serve-ready
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Three replicas behind HAProxy restarted in turn under load (docs/deploy.md).
+bench-roll: $(VENV)/.test-ready
+	$(BIN)/python -m bench.rolling_restart $(BENCH_ARGS)
 
 # OpenTelemetry's cost per request, off and on (docs/deploy.md).
 bench-otel: $(VENV)/.test-ready
