@@ -224,3 +224,46 @@ def test_sighup_reloads_a_running_server(config_file: Path, fake_url: str, tmp_p
         proc.terminate()
         proc.wait(30)
     assert "config reloaded (sighup): routes changed" in log.read_text()
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker(
+    config_file: Path, fake_url: str, tmp_path: Path
+) -> None:
+    """With --workers 2, SIGHUP to the parent is passed to each worker (uvicorn would restart
+    them): every worker then serves the new route, and none restarted."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout.cli", "-c", str(config_file), "serve"]
+            + ["--port", str(port), "--workers", "2"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TURNOUT_SHUTDOWN_GRACE_PERIOD": "0"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    fresh = httpx.Limits(max_keepalive_connections=0)  # each request may reach either worker
+    try:
+        deadline = time.monotonic() + 90
+        with httpx.Client(limits=fresh, timeout=5) as client:
+            while log.read_text().count("Application startup complete") < 2:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            config_file.write_text(yaml.safe_dump(_config(fake_url, "backup:model-b")))
+            proc.send_signal(signal.SIGHUP)
+            while log.read_text().count("config reloaded (sighup)") < 2:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            for _ in range(10):
+                body = {"model": "r", "messages": HI}
+                r = client.post(url + "/v1/chat/completions", json=body, headers=AUTH)
+                assert r.status_code == 200, r.text
+                assert r.headers["x-turnout-deployment"] == "backup:model-b"
+            status = client.get(url + "/api/config/status", headers=AUTH).json()
+            assert status["generation"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log.read_text()
+    assert text.count("config reloaded (sighup): routes changed") == 2, text[-3000:]
+    assert "Started server process" in text and text.count("Started server process") == 2
