@@ -229,3 +229,20 @@ def test_documented_values_render_valid_objects() -> None:
     assert {"Job", "ServiceMonitor", "Deployment"} <= kinds
     config = yaml.safe_load(_by_kind(objects)["ConfigMap"]["data"]["turnout.yaml"])
     Config.model_validate(config)
+
+
+def test_documented_turnout_yaml_snippets_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``# turnout.yaml`` block of docs/deploy.md is a valid config."""
+    from turnout.config import load_config
+
+    monkeypatch.setenv("COLLECTOR_KEY", "k")
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [b.split("```")[0] for b in text.split("```yaml\n")[1:]]
+    snippets = [b for b in blocks if b.startswith("# turnout.yaml")]
+    assert len(snippets) >= 2
+    for i, snippet in enumerate(snippets):
+        path = tmp_path / f"snippet{i}.yaml"
+        path.write_text(snippet)
+        load_config(path)
