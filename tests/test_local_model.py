@@ -135,3 +135,31 @@ async def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(errors.MissingDependencyError) as info:
             await gw.chat(model="smollm2", messages=ASK, max_tokens=2)
     assert "turnout[local]" in str(info.value)
+
+
+async def test_no_cap_means_the_catalogue_default_and_a_timeout_is_not_retried_here() -> None:
+    """Without max_tokens the embedded model stops by 256 tokens (default_max_tokens), not at
+    max_output (2048); a timeout on it moves on instead of running the same prompt again."""
+    long_ask = [{"role": "user", "content": "Write a very long story about a lighthouse."}]
+    config = Config.model_validate(
+        {
+            "routes": [
+                {
+                    "name": "slow",
+                    "deployments": ["smollm2"],
+                    "retry": {"retries": 3, "backoff_base": 0, "backoff_max": 0},
+                    # Shorter than evaluating any prompt: every attempt times out.
+                    "timeouts": {"total": 0.005, "first_token": 0.005},
+                }
+            ],
+            "database_url": "none",
+        }
+    )
+    async with Gateway(config) as gw:
+        await gw.preload()
+        result = await gw.chat(model="smollm2", messages=long_ask, temperature=0)
+        assert 0 < result.usage.completion_tokens <= 256
+        for i, call in enumerate((gw.chat, gw.stream)):
+            with pytest.raises(errors.UpstreamTimeoutError):  # one attempt: not an aggregate
+                ask = [{"role": "user", "content": f"Tell story number {i} about the sea."}]
+                await call(model="slow", messages=ask, temperature=0)

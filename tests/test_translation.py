@@ -828,15 +828,17 @@ def test_llama_messages_converted(local: Deployment):
     assert kwargs["temperature"] == 0.5
     assert kwargs["top_p"] == 0.9
     assert kwargs["seed"] == 3
-    assert kwargs["stop"] == ["\n\n"]
+    assert kwargs["stop"] == ["\n\n", "<|im_end|>"]  # the caller's, then the end of turn
+    assert kwargs["repeat_penalty"] == 1.1
     assert "user" not in kwargs
 
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({}, 2048),
+        ({}, 256),  # the catalogue's default_max_tokens, not max_output
         ({"max_tokens": 100}, 100),
+        ({"max_tokens": 1000}, 1000),
         ({"max_completion_tokens": 50}, 50),
         ({"max_tokens": 100_000}, 2048),
     ],
@@ -845,6 +847,19 @@ def test_llama_max_tokens_capped_by_catalogue(
     local: Deployment, fields: dict[str, int], expected: int
 ):
     assert to_llama_kwargs(request(**fields), local)["max_tokens"] == expected
+
+
+def test_llama_defaults_come_from_settings_and_the_catalogue() -> None:
+    config = Config.model_validate(
+        {"providers": {"local": {"settings": {"repeat_penalty": "1.0", "end_of_turn": "</s>"}}}}
+    )
+    d = deploy("smollm2", config)
+    assert d.entry is not None and d.entry.default_max_tokens == 256
+    kwargs = to_llama_kwargs(request(), d)
+    assert (kwargs["repeat_penalty"], kwargs["stop"], kwargs["max_tokens"]) == (1.0, ["</s>"], 256)
+    bad = Config.model_validate({"providers": {"local": {"settings": {"repeat_penalty": "x"}}}})
+    with pytest.raises(ConfigError, match="repeat_penalty"):
+        to_llama_kwargs(request(), deploy("smollm2", bad))
 
 
 IMAGE_MESSAGE = {

@@ -77,6 +77,8 @@ class ModelEntry:
     upstream: str
     context_window: int | None = None
     max_output: int | None = None
+    default_max_tokens: int | None = None
+    """Output cap applied when the caller sets none (adapters that honour it: ``local``)."""
     input_price: float | None = None
     """USD per million input tokens."""
     output_price: float | None = None
@@ -117,6 +119,7 @@ class ModelEntry:
             "upstream": self.upstream,
             "context_window": self.context_window,
             "max_output": self.max_output,
+            "default_max_tokens": self.default_max_tokens,
             "input_price": self.input_price,
             "output_price": self.output_price,
             "cached_input_price": self.cached_input_price,
@@ -191,6 +194,10 @@ class Catalogue:
             base = catalogue._by_id.get(item.id)
             catalogue._add(_apply(base, item) if base else _from_config(item))
         return catalogue
+
+    def names(self) -> list[str]:
+        """Every id and alias a request may use."""
+        return [*self._by_id, *self._alias]
 
     def get(self, name: str) -> ModelEntry | None:
         """Look up by id or alias."""

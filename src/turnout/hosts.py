@@ -50,6 +50,10 @@ class Host:
     """Where the host lists its models when not where its wire API usually does (key health
     and ``turnout models --provider`` read it); may hold ``{placeholders}`` like
     ``base_url``."""
+    retry_timeouts: bool = True
+    """Whether a timed-out request may be tried again on the same deployment. False for the
+    in-process model: the same prompt on the same CPU takes as long again, so a timeout there
+    only moves on to the route's next deployment."""
 
 
 _OPENAI_COMPATIBLE: tuple[Host, ...] = (
@@ -155,7 +159,7 @@ _NATIVE: tuple[Host, ...] = (
     ),
 )
 
-_LOCAL = Host("local", "local", key_required=False)
+_LOCAL = Host("local", "local", key_required=False, retry_timeouts=False)
 
 _BEDROCK = Host(
     "bedrock",

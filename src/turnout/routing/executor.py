@@ -137,6 +137,8 @@ class _Walk:
             raise err
         if not err.retryable:
             return
+        if isinstance(err, UpstreamTimeoutError) and not d.host.retry_timeouts:
+            return  # the in-process model would only time out again: next deployment only
         klass = error_class(err) or "server"
         key = (d.id, klass)
         used = self.used.get(key, 0)

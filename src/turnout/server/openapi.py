@@ -77,6 +77,10 @@ SCHEMAS: dict[str, Any] = {
             "upstream": {"type": "string"},
             "context_window": _INT_OR_NULL,
             "max_output": _INT_OR_NULL,
+            "default_max_tokens": {
+                **_INT_OR_NULL,
+                "description": "output cap applied when a request sets none",
+            },
             "input_price": {**_NUM_OR_NULL, "description": "USD per million input tokens"},
             "output_price": {**_NUM_OR_NULL, "description": "USD per million output tokens"},
             "cached_input_price": {
@@ -377,7 +381,16 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/v1/models": {
                 "get": {
-                    "summary": "OpenAI model list",
+                    "summary": "OpenAI model list: the routes and models this server can serve",
+                    "parameters": [
+                        {
+                            "name": "all",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean", "default": False},
+                            "description": "also list models whose provider has no key here",
+                        }
+                    ],
                     "responses": {"200": {"description": "list of models"}},
                 }
             },
