@@ -26,8 +26,8 @@ def test_the_documented_config_loads_and_shapes_requests(
     path.write_text(blocks[0], encoding="utf-8")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-doc-example-1234")
     config = load_config(str(path))
-    assert [d.model for d in config.routes[0].deployments][0] == "anthropic:claude-sonnet-4-5"
-    d = resolve_deployment("anthropic:claude-sonnet-4-5", config, Catalogue.default(config.models))
+    assert [d.model for d in config.routes[0].deployments][0] == "anthropic:claude-sonnet-4-6"
+    d = resolve_deployment("anthropic:claude-sonnet-4-6", config, Catalogue.default(config.models))
     request = ChatRequest(model="smart", messages=[{"role": "user", "content": "hi"}])
     url, headers, raw = to_request(request, d, stream=False)
     assert url == "https://api.anthropic.com/v1/messages"
