@@ -109,7 +109,7 @@ async def test_sandbox_model_403_says_what_to_do(
     assert err.code == "blaxel_sandbox_model"
     assert "sandbox model" in err.message
     assert "Endpoint not allowed on sandbox model" in err.message
-    assert "turnout models --provider blaxel" in err.message
+    assert "turnout models --provider blaxel --live" in err.message
     assert "workspace 'acme'" in err.message
 
 
@@ -118,7 +118,7 @@ def test_cli_models_provider_blaxel(
 ) -> None:
     config = tmp_path / "turnout.yaml"
     config.write_text(yaml.safe_dump({"providers": {"blaxel": provider(server[1].url)}}))
-    assert main(["-c", str(config), "models", "--provider", "blaxel"]) == 0
+    assert main(["-c", str(config), "models", "--provider", "blaxel", "--live"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS"]
@@ -133,7 +133,7 @@ def test_cli_models_provider_blaxel_bad_key(
     config = tmp_path / "turnout.yaml"
     bad = "bl-badkey-00000000000000001111"
     config.write_text(yaml.safe_dump({"providers": {"blaxel": provider(server[1].url, bad)}}))
-    assert main(["-c", str(config), "models", "--provider", "blaxel"]) == 1
+    assert main(["-c", str(config), "models", "--provider", "blaxel", "--live"]) == 1
     err = capsys.readouterr().err
     assert "Invalid or expired token" in err
     assert bad not in err

@@ -53,6 +53,8 @@ def test_bench_two_models_table_json_and_chart(
     assert out.returncode == 0, out.stderr
     assert "2 model(s) x 2 prompt(s) x 2 sample(s) = 8 requests" in out.stderr
     assert "8/8 requests" in out.stderr  # the progress bar reached the end
+    assert "ETA" in out.stderr and "elapsed" in out.stderr
+    assert len([ln for ln in out.stderr.splitlines() if "requests ·" in ln]) <= 4  # not a tty
     lines = out.stdout.splitlines()
     assert lines[0].split()[:4] == ["MODEL", "REQ", "ERR", "TTFT"]
     route = next(x for x in lines if x.startswith("acme-route"))

@@ -359,11 +359,11 @@ def test_cli_models_provider_asks_the_provider(
 ) -> None:
     config = tmp_path / "turnout.yaml"
     config.write_text(yaml.safe_dump({"providers": providers(upstreams)}))
-    assert main(["-c", str(config), "models", "--provider", "good"]) == 0
+    assert main(["-c", str(config), "models", "--provider", "good", "--live"]) == 0
     assert capsys.readouterr().out.split() == ["NAME", "good:a", "good:b"]
-    assert main(["-c", str(config), "models", "--provider", "aws"]) == 0
+    assert main(["-c", str(config), "models", "--provider", "aws", "--live"]) == 0
     assert "aws:anthropic.claude-3-haiku-20240307-v1:0" in capsys.readouterr().out
-    assert main(["-c", str(config), "models", "--provider", "bad"]) == 1
+    assert main(["-c", str(config), "models", "--provider", "bad", "--live"]) == 1
     err = capsys.readouterr().err
     assert "Incorrect API key provided: ...bad9" in err
     assert BAD not in err

@@ -38,10 +38,10 @@ def test_db_upgrade_then_keys_create_list_update_revoke(
     config = _config(tmp_path, fake_url)
     up = turnout("-c", str(config), "db", "upgrade", cwd=tmp_path)
     assert up.returncode == 0, up.stderr
-    assert "revision 0001" in up.stdout and (tmp_path / "turnout.db").is_file()
+    assert "revision 0003 (created now)" in up.stdout and (tmp_path / "turnout.db").is_file()
 
     made = turnout(
-        "keys", "-c", str(config), "create", "--name", "ci", "--rpm", "10",
+        "gateway-keys", "-c", str(config), "create", "--name", "ci", "--rpm", "10",
         "--budget-monthly", "25", "--model", "acme-route", "--json", cwd=tmp_path,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -63,16 +63,16 @@ def test_db_upgrade_then_keys_create_list_update_revoke(
         r = httpx.post(server.url + "/v1/chat/completions", json=chat, headers=auth)
         assert r.status_code == 200 and r.headers["x-ratelimit-limit-requests"] == "10"
 
-        listed = turnout("keys", "-c", str(config), "list", cwd=tmp_path)
+        listed = turnout("gateway-keys", "-c", str(config), "list", cwd=tmp_path)
         assert listed.returncode == 0 and created["id"] in listed.stdout
         assert "active" in listed.stdout and secret not in listed.stdout
 
         changed = turnout(
-            "keys", "-c", str(config), "update", created["id"], "--rpm", "0", cwd=tmp_path
+            "gateway-keys", "-c", str(config), "update", created["id"], "--rpm", "0", cwd=tmp_path
         )
         assert changed.returncode == 0 and json.loads(changed.stdout)["rpm"] is None
 
-        gone = turnout("keys", "-c", str(config), "revoke", created["id"], cwd=tmp_path)
+        gone = turnout("gateway-keys", "-c", str(config), "revoke", created["id"], cwd=tmp_path)
         assert gone.returncode == 0 and "revoked" in gone.stdout
         # Without Redis the server learns of a CLI revocation by polling the database (every
         # 5 s by default, 0.05 s here); the admin API, or Redis, makes it immediate.
@@ -84,7 +84,7 @@ def test_db_upgrade_then_keys_create_list_update_revoke(
     finally:
         server.stop()
 
-    missing = turnout("keys", "-c", str(config), "revoke", "key_nope", cwd=tmp_path)
+    missing = turnout("gateway-keys", "-c", str(config), "revoke", "key_nope", cwd=tmp_path)
     assert missing.returncode == 1 and "no gateway key" in missing.stderr
 
 

@@ -90,7 +90,7 @@ def sandbox_error(message: str, provider: str, model: str, workspace: str | None
         "its inference API (upstream said: "
         f"{message.strip() or 'Endpoint not allowed on sandbox model'}). Deploy the model as "
         "a regular (non-sandbox) model in your Blaxel workspace, or use another one: "
-        f"`turnout models --provider {provider}` lists them and marks sandbox models.",
+        f"`turnout models --provider {provider} --live` lists them and marks sandbox models.",
         provider=provider,
         model=model,
         code="blaxel_sandbox_model",

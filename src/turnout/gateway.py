@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from .adapters import AdapterSet
 from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
+from .deployment import resolve_deployment, why_unusable
 from .errors import BadRequestError, TurnoutError
 from .http import HttpPool
 from .redaction import Redactor
@@ -245,12 +246,30 @@ class Gateway:
         entry = self.catalogue.get(result.deployment)
         return entry.cost(result.usage) if entry else None
 
-    def models(self) -> list[tuple[str, ModelEntry | None]]:
-        """What can be asked for by name: routes, then catalogue entries."""
-        out: list[tuple[str, ModelEntry | None]] = [
-            (r.name, r.deployments[0].entry) for r in self.router.routes()
+    def models(self, include_unusable: bool = False) -> list[tuple[str, ModelEntry | None]]:
+        """What can be asked for by name: routes, then catalogue entries; only what this
+        gateway can serve (a route with a usable deployment, a model whose provider has its
+        key) unless ``include_unusable``."""
+        return [
+            (name, entry)
+            for name, entry, why in self.model_status()
+            if include_unusable or why is None
         ]
-        out.extend((e.id, e) for e in self.catalogue)
+
+    def model_status(self) -> list[tuple[str, ModelEntry | None, str | None]]:
+        """Every route and catalogue entry with the reason it cannot be served (a missing key,
+        setting or extra), or None when it can."""
+        out: list[tuple[str, ModelEntry | None, str | None]] = []
+        for r in self.router.routes():
+            reasons = [why_unusable(d) for d in r.deployments]
+            why = None if None in reasons else f"no usable deployment ({reasons[0]})"
+            out.append((r.name, r.deployments[0].entry, why))
+        for e in self.catalogue:
+            try:
+                why = why_unusable(resolve_deployment(e.id, self.config, self.catalogue))
+            except TurnoutError as exc:
+                why = exc.message
+            out.append((e.id, e, why))
         return out
 
     async def aclose(self) -> None:

@@ -109,7 +109,7 @@ def accounts(config: Config, catalogue: Catalogue) -> list[Deployment | KeyStatu
         aws_pair = "access_key_id" in host.settings_env and os.environ.get(
             host.settings_env["access_key_id"]
         )
-        if from_env or aws_pair:
+        if from_env or aws_pair or host.name in config.user_keys:
             names.append(host.name)
     out: list[Deployment | KeyStatus] = []
     for name in names:

@@ -109,6 +109,8 @@ def setup_logging(
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger("turnout").setLevel(level.upper())
+    # Alembic reports each migration step at INFO: noise at start-up unless debugging.
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "debug" else "WARNING")
     if redactor is None:
         return
     for root_handler in logging.getLogger().handlers:

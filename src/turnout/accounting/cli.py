@@ -1,5 +1,5 @@
-"""``turnout keys create|list|update|revoke`` and ``turnout db upgrade``: the same operations
-as the admin API, run against the configured database (and Redis, so a revocation reaches
+"""``turnout gateway-keys create|list|update|revoke`` and ``turnout db upgrade``: the same
+operations as the admin API, run against the configured database (and Redis, so a revocation reaches
 every running replica at once)."""
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     # directory's default turnout.db) is noticed here rather than as a 401 later.
     print(f"turnout keys: database {accounting.db.display_url}", file=sys.stderr)
     try:
+        fresh = await asyncio.to_thread(accounting.db._guard, accounting.db._stamped) is None
         await asyncio.to_thread(accounting.db.upgrade)
+        if fresh:
+            print(f"turnout: created database {accounting.db!r}", file=sys.stderr)
         accounting.migrated.set()
         action = args.keys_command
         if action == "create":
@@ -159,26 +162,43 @@ def _limits(parser: argparse.ArgumentParser, update: bool) -> None:
 def add_key_commands(
     keys_sub: argparse._SubParsersAction,
     load: Any,
+    deprecated: str | None = None,
 ) -> None:
-    """Add create/list/update/revoke under ``turnout keys``; ``load(args)`` gives the Config."""
+    """Add create/list/update/revoke under ``turnout gateway-keys``; ``load(args)`` gives the
+    Config. With ``deprecated`` (the new spelling), each command prints a note pointing to it
+    first, and ``list`` is left out (``turnout keys list`` lists provider keys now)."""
 
     def cmd(args: argparse.Namespace) -> int:
+        if deprecated:
+            print(
+                f"turnout: 'turnout keys {args.keys_command}' is deprecated: "
+                f"use '{deprecated} {args.keys_command}'",
+                file=sys.stderr,
+            )
         return asyncio.run(_run(load(args), args))
 
-    create = keys_sub.add_parser("create", help="create a gateway key (the secret is shown once)")
+    def shown(text: str) -> dict[str, Any]:
+        return {} if deprecated else {"help": text}  # deprecated spellings stay out of --help
+
+    create = keys_sub.add_parser(
+        "create", **shown("create a gateway key (the secret is shown once)")
+    )
     _limits(create, update=False)
     create.set_defaults(func=cmd, keys_command="create")
 
-    listing = keys_sub.add_parser("list", help="list gateway keys with their limits and spend")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(func=cmd, keys_command="list")
+    if not deprecated:
+        listing = keys_sub.add_parser("list", help="list gateway keys with their limits and spend")
+        listing.add_argument("--json", action="store_true", help="print JSON")
+        listing.set_defaults(func=cmd, keys_command="list")
 
-    update = keys_sub.add_parser("update", help="change a gateway key's limits")
+    update = keys_sub.add_parser("update", **shown("change a gateway key's limits"))
     update.add_argument("id")
     _limits(update, update=True)
     update.set_defaults(func=cmd, keys_command="update")
 
-    revoke = keys_sub.add_parser("revoke", help="revoke a gateway key, on every replica at once")
+    revoke = keys_sub.add_parser(
+        "revoke", **shown("revoke a gateway key, on every replica at once")
+    )
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd, keys_command="revoke")
 
@@ -193,14 +213,15 @@ def add_db_commands(sub: argparse._SubParsersAction, load: Any) -> None:
             raise ConfigError(f"{config.source}: database_url is 'none': nothing to upgrade")
         db = Database(url)
         try:
+            fresh = db._guard(db._stamped) is None
             db.upgrade(args.revision)
-            print(f"{db!r} is at revision {db.current_revision()}")
+            created = " (created now)" if fresh else ""
+            print(f"{db!r} is at revision {db.current_revision()}{created}")
         finally:
             db.dispose()
         return 0
 
     db = sub.add_parser("db", help="the request log and key database")
-    db.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply the schema migrations (also done at start-up)")
     up.add_argument("revision", nargs="?", default="head")

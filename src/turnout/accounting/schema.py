@@ -28,6 +28,7 @@ def tables() -> dict[str, Any]:
         MetaData,
         String,
         Table,
+        Text,
     )
 
     meta = MetaData()
@@ -85,6 +86,31 @@ def tables() -> dict[str, Any]:
         Column("ttft_sum", Float, nullable=False),
         Column("ttft_n", Integer, nullable=False),
         Column("spend", Float, nullable=False),
+    )
+    out["conversations"] = Table(
+        "conversations",
+        meta,
+        Column("id", String(40), primary_key=True),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False, index=True),
+        Column("model", String(300), nullable=False),
+        Column("system", Text),
+        Column("title", String(200), nullable=False),
+    )
+    out["conversation_messages"] = Table(
+        "conversation_messages",
+        meta,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("conversation_id", String(40), nullable=False, index=True),
+        Column("ts", Float, nullable=False),
+        Column("role", String(20), nullable=False),
+        Column("content", Text, nullable=False),
+        Column("deployment", String(300)),
+        Column("input_tokens", Integer),
+        Column("output_tokens", Integer),
+        Column("cost", Float),
+        Column("ttft", Float),
+        Column("latency", Float),
     )
     out["key_spend"] = Table(
         "key_spend",

@@ -100,13 +100,25 @@ class Router:
         route = self._routes.get(model) or self._direct.get(model)
         if route is not None:
             return route
+        target = self._config.aliases.get(model)
+        if target is not None and target != model:
+            return self._routes.get(target) or self.resolve_direct(target)
+        return self.resolve_direct(model)
+
+    def resolve_direct(self, model: str) -> Route:
+        """A catalogue model or ``provider:model`` as a route of one deployment."""
+        route = self._direct.get(model)
+        if route is not None:
+            return route
         known = self._catalogue.get(model) is not None
         if not known:
             check_model_name(model)
         if not known and ":" not in model:
+            near = self.nearest(model)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
             raise NotFoundError(
-                f"model '{model}' not found: it is not a route, a catalogue model or "
-                "provider:model (GET /v1/models lists what is served)",
+                f"model '{model}' not found: {hint}It is not a route, a catalogue model or "
+                "provider:model (`turnout models` or GET /v1/models lists what is served)",
                 param="model",
             )
         try:
@@ -122,6 +134,17 @@ class Router:
         if len(self._direct) < 1024:
             self._direct[model] = route
         return route
+
+    def nearest(self, model: str, n: int = 3) -> list[str]:
+        """The route names, catalogue ids and aliases closest to a mistyped name."""
+        import difflib
+
+        names = [*self._routes, *self._config.aliases, *self._catalogue.names()]
+        # Also match on the model part alone, so 'gpt-5-mni' finds 'openai:gpt-5-mini'.
+        by_tail = {name.partition(":")[2]: name for name in names if ":" in name}
+        near = difflib.get_close_matches(model, names, n=n, cutoff=0.6)
+        near += [by_tail[t] for t in difflib.get_close_matches(model, list(by_tail), n=n)]
+        return list(dict.fromkeys(near))[:n]
 
     def routes(self) -> list[Route]:
         return list(self._routes.values())

@@ -18,7 +18,8 @@ __all__ = ["health", "list_models", "provider_keys", "routing_status"]
 
 
 async def list_models(request: Request) -> Response:
-    """What the caller may ask for: every model, or those a gateway key is allowed."""
+    """What the caller may ask for: what this server can serve (every route and catalogue
+    model with ``?all=true``), or those a gateway key is allowed."""
     key = caller_of(request).key
     gateway: Gateway = request.app.state.gateway
     data = [
@@ -28,7 +29,8 @@ async def list_models(request: Request) -> Response:
             "created": 0,
             "owned_by": entry.provider if entry else "turnout",
         }
-        for name, entry in gateway.models()
+        # ?all=true: also what this server cannot serve now (a provider without its key)
+        for name, entry in gateway.models(request.query_params.get("all") in ("1", "true"))
         if key is None or key.allows(name)
     ]
     return json_response({"object": "list", "data": data})
