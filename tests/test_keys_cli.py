@@ -91,7 +91,7 @@ def test_db_upgrade_then_keys_create_list_update_revoke(
 def test_out_of_range_limits_are_a_one_line_error(tmp_path: Path, fake_url: str) -> None:
     config = _config(tmp_path, fake_url)
     for flag, value in (("--rpm", "9223372036854775808"), ("--budget-daily", "1e300")):
-        made = turnout("keys", "-c", str(config), "create", flag, value, cwd=tmp_path)
+        made = turnout("gateway-keys", "-c", str(config), "create", flag, value, cwd=tmp_path)
         assert made.returncode == 1
         assert "Traceback" not in made.stderr
         (error,) = [line for line in made.stderr.splitlines() if line.startswith("turnout:")]
@@ -103,7 +103,7 @@ def test_out_of_range_limits_are_a_one_line_error(tmp_path: Path, fake_url: str)
 
 def test_keys_commands_say_which_database_they_use(tmp_path: Path, fake_url: str) -> None:
     config = _config(tmp_path, fake_url)
-    made = turnout("keys", "-c", str(config), "create", "--json", cwd=tmp_path)
+    made = turnout("gateway-keys", "-c", str(config), "create", "--json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert f"database sqlite:///{(tmp_path / 'turnout.db').resolve()}" in made.stderr
     json.loads(made.stdout)  # stdout stays machine-readable
@@ -111,6 +111,6 @@ def test_keys_commands_say_which_database_they_use(tmp_path: Path, fake_url: str
     # is what tells an operator the key went to another directory's turnout.db.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    listed = turnout("keys", "list", cwd=elsewhere)
+    listed = turnout("gateway-keys", "list", cwd=elsewhere)
     assert listed.returncode == 0, listed.stderr
     assert f"database sqlite:///{(elsewhere / 'turnout.db').resolve()}" in listed.stderr

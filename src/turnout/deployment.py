@@ -171,13 +171,7 @@ def why_unusable(d: Deployment) -> str | None:
         if importlib.util.find_spec("llama_cpp") is None:
             return "needs the 'local' extra: pip install 'turnout[local]'"
         return None
-    if d.api_key is not None:
-        return None
-    if d.host.alt_credentials and all(d.settings.get(s) for s in d.host.alt_credentials):
-        return None
-    if not d.host.key_required and not d.host.alt_credentials:
-        return None
-    where = f"providers.{d.provider}.api_key"
-    if d.key_env:
-        return f"no key: set {d.key_env} (or run turnout keys set {d.provider})"
-    return f"no key: set {where}"
+    missing = d.missing_credentials()
+    if missing is not None and d.key_env:
+        return f"{missing} (or run turnout keys set {d.provider})"
+    return missing

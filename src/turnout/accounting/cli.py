@@ -1,6 +1,6 @@
 """``turnout gateway-keys create|list|update|revoke`` and ``turnout db upgrade``: the same
-operations as the admin API, run against the configured database (and Redis, so a revocation reaches
-every running replica at once)."""
+operations as the admin API, run against the configured database (and Redis, so a revocation
+reaches every running replica at once)."""
 
 from __future__ import annotations
 
@@ -70,14 +70,14 @@ def _accounting(config: Config) -> Any:
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
     accounting = _accounting(config)
-    # Keys live in one database: say which, so a key made against the wrong one (another
-    # directory's default turnout.db) is noticed here rather than as a 401 later.
-    print(f"turnout keys: database {accounting.db.display_url}", file=sys.stderr)
     try:
+        # Keys live in one database: say which, so a key made against the wrong one (another
+        # directory's default turnout.db) is noticed here rather than as a 401 later.
         fresh = await asyncio.to_thread(accounting.db._guard, accounting.db._stamped) is None
+        created = " (created now)" if fresh else ""
+        print(f"turnout gateway-keys: database {accounting.db.display_url}{created}",
+              file=sys.stderr)  # fmt: skip
         await asyncio.to_thread(accounting.db.upgrade)
-        if fresh:
-            print(f"turnout: created database {accounting.db!r}", file=sys.stderr)
         accounting.migrated.set()
         action = args.keys_command
         if action == "create":
