@@ -95,10 +95,32 @@ SKIP: dict[tuple[str, str], str] = {
         "$ turnout gateway-keys create --name team-a --rpm 60 --budget-daily 5 --model smart",
     ): "update and revoke take the id the create printed, which differs every run; "
     "tests/test_keys_cli.py runs the same sequence with the real id",
+    (
+        "deploy.md",
+        "docker build -t turnout .                                        # gateway "
+        "+ PostgreSQL and Redis clients",
+    ): "needs Docker; tests/test_deploy_image.py checks the Dockerfile offline",
+    ("deploy.md", "cd deploy/compose"): "needs Docker Compose; tests/test_deploy_manifests.py "
+    "validates the Compose file",
+    ("deploy.md", "kubectl create namespace llm"): "needs a Kubernetes cluster",
+    ("deploy.md", "helm install gw deploy/helm/turnout -n llm -f my-values.yaml"): "needs a "
+    "Kubernetes cluster; tests/test_deploy_manifests.py renders the chart",
+    (
+        "deploy.md",
+        "kill -HUP <pid of turnout serve>                       # with --workers N: "
+        "the parent's pid",
+    ): "the pid is a placeholder; tests/test_reload.py sends SIGHUP and calls both endpoints",
+    (
+        "testing.md",
+        "make test                                   # ruff, mypy, then the whole suite",
+    ): "runs this suite itself",
 }
 
 # YAML of another tool: parsed, not loaded as a Turnout config.
-FOREIGN_YAML = {("api.md", "# prometheus.yml")}
+FOREIGN_YAML = {
+    ("api.md", "# prometheus.yml"),
+    ("deploy.md", "# my-values.yaml"),  # Helm values: tests/test_deploy_manifests.py renders
+}
 
 # The scratch directory's config: every provider the runnable examples name, on the fakes.
 DOCS_CONFIG = """\
