@@ -223,6 +223,10 @@ def test_continue_a_conversation_and_list_them(config: Path, fake: FakeOpenAI) -
     assert third.returncode == 0 and len(sent_messages(fake)) == 5
     listing = run("chat", "--list", "--config", str(config), cwd=config.parent)
     assert cid in listing.stdout and "Capital of France?" in listing.stdout
+    shown = run("chat", "--show", cid, "--config", str(config), cwd=config.parent)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.index("Capital of France?") < shown.stdout.index("About 2.1 million.")
+    assert "acme:acme-large" in shown.stdout and shown.stdout.count("## user") == 3
     missing = run("chat", "--cid", "cv_nope", "x", "--config", str(config), cwd=config.parent)
     assert missing.returncode == 1 and "no such conversation" in missing.stderr
 

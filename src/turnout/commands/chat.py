@@ -252,6 +252,8 @@ def _open_store(config: Config) -> Any:
 def _chat(args: argparse.Namespace, config: Config) -> int:
     if args.list:
         return _list(config)
+    if args.show is not None:
+        return _show(config, args.show)
     piped = read_stdin()
     interactive = args.prompt is None and sys.stdin is not None and sys.stdin.isatty()
     content = None if interactive else build_prompt(args.prompt, piped, args.file)
@@ -266,6 +268,36 @@ def _chat(args: argparse.Namespace, config: Config) -> int:
             return repl(session, build_prompt(None, None, args.file) if args.file else None)
         finally:
             session.close()
+
+
+def _show(config: Config, cid: str) -> int:
+    """Print a stored conversation: its settings, then each message."""
+    from datetime import datetime
+
+    store = _open_store(config)
+    if store is None:
+        raise ConfigError("--show: conversations are kept in the database: database_url is 'none'")
+    try:
+        cid = cid or store.latest_id() or ""
+        conv = store.get(cid) if cid else None
+        if conv is None:
+            raise ConfigError(
+                f"--show {cid}: no such conversation (turnout chat --list shows them)"
+                if cid
+                else "--show: no conversation yet"
+            )
+    finally:
+        store.db.dispose()
+    when = datetime.fromtimestamp(conv.created_at).strftime("%Y-%m-%d %H:%M")
+    print(f"# {conv.id} · {conv.model} · started {when}")
+    if conv.system:
+        print(f"\n## system\n{conv.system}")
+    for m in conv.messages:
+        extra = ""
+        if m["role"] == "assistant" and m.get("deployment"):
+            extra = f" ({m['deployment']}, {m.get('output_tokens') or 0} tokens)"
+        print(f"\n## {m['role']}{extra}\n{m['content']}")
+    return 0
 
 
 def _list(config: Config) -> int:
@@ -345,6 +377,13 @@ def add_chat_command(
     chat.add_argument("--cid", metavar="ID", help="continue the conversation with this id")
     chat.add_argument(
         "--list", action="store_true", help="list the stored conversations, newest first"
+    )
+    chat.add_argument(
+        "--show",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="print a stored conversation (no ID: the most recent)",
     )
     chat.add_argument(
         "--no-store",
