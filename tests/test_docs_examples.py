@@ -179,8 +179,10 @@ BLOCKS = doc_blocks()
 
 
 def test_the_skip_list_names_only_blocks_that_exist() -> None:
+    """Entries for a page that is not there (yet: written on another branch) are allowed."""
     keys = {b.key for b in BLOCKS}
-    stale = [k for k in [*SKIP, *FOREIGN_YAML] if k not in keys]
+    pages = {p.name for p in doc_files()}
+    stale = [k for k in [*SKIP, *FOREIGN_YAML] if k not in keys and k[0] in pages]
     assert not stale, f"SKIP / FOREIGN_YAML entries with no matching block: {stale}"
 
 

@@ -47,9 +47,9 @@ def serve_banner(config: Config, gateway: Any, app: Any = None, workers: int = 1
         lines.append(f"no routes: requests name a model; the default is {default}")
     usable_models = [name for name, _ in gateway.models()][len(routes) :]
     lines.append(f"{len(usable_models)} catalogue model(s) usable here (turnout models)")
-    console = _console_path(app)
+    console = _console(config)
     if console is not None:
-        lines.append(f"console: {url}{console}")
+        lines.append(f"console: {url}/" if console else "console: not built (make console)")
     return lines + warnings
 
 
@@ -60,10 +60,10 @@ def _exists(url: str) -> bool:
     return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
 
 
-def _console_path(app: Any) -> str | None:
-    """The console's mount point when this build serves one."""
-    for route in getattr(app, "routes", None) or ():
-        path = getattr(route, "path", "")
-        if path.rstrip("/") in ("/console", "/ui", "/dashboard"):
-            return path.rstrip("/") + "/"
-    return None
+def _console(config: Config) -> bool | None:
+    """None when the console is switched off (``server.console``), else whether it is built."""
+    if not getattr(config.server, "console", False):
+        return None
+    from ..console import STATIC
+
+    return bool((STATIC / "index.html").is_file())
