@@ -257,6 +257,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsWorld]:
     from turnout.server import create_app
 
     config = load_config(workdir / "turnout.yaml")
+    from turnout.accounting.db import Database, database_url
+
+    url = database_url(config)
+    assert url is not None
+    Database(url).upgrade()  # before the servers start, so none of them races the CLI's
     open_server = UvicornThread(create_app(Gateway(config))).start()
     master = config.model_copy(deep=True)
     master.server.master_key = SecretStr(MASTER_KEY)

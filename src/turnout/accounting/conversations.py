@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import DatabaseUnavailableError
 from .db import Database
 
 __all__ = ["Conversation", "Conversations", "open_database"]
@@ -36,7 +37,13 @@ def open_database(url: str) -> tuple[Database, bool]:
     (a new SQLite file, or an empty database given its tables)."""
     db = Database(url)
     created = db._guard(db._stamped) is None
-    db.upgrade()
+    try:
+        db.upgrade()
+    except DatabaseUnavailableError:
+        # A server starting on the same SQLite file may be migrating it this very moment
+        # (PostgreSQL takes a lock; SQLite has none): give it a moment, then check again.
+        time.sleep(1.0)
+        db.upgrade()
     return db, created
 
 
