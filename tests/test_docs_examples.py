@@ -148,6 +148,9 @@ class Block:
     line: int
     lang: str
     text: str
+    expected_error: str | None = None
+    """The error code of the JSON block shown right after this one, when the page shows the
+    example failing on purpose: then that error (and no other) is what must come out."""
 
     @property
     def first(self) -> str:
@@ -174,7 +177,10 @@ def doc_blocks() -> list[Block]:
         for m in fence.finditer(text):
             lang = LANGS.get(m.group(1).lower())
             if lang is not None:
-                found.append(Block(path, text.count("\n", 0, m.start()) + 1, lang, m.group(2)))
+                after = re.match(r"\s*```json\n(.*?)```", text[m.end() :], re.S)
+                code = re.search(r'"code":\s*"([^"]+)"', after.group(1)) if after else None
+                line = text.count("\n", 0, m.start()) + 1
+                found.append(Block(path, line, lang, m.group(2), code.group(1) if code else None))
     return found
 
 
@@ -299,7 +305,10 @@ def _check(out: subprocess.CompletedProcess[str], block: Block) -> None:
         f"{block.id} exited {out.returncode}\n--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}"
     )
     assert out.returncode == 0, shown
-    assert not ERROR_BODY.search(out.stdout), shown
+    if block.expected_error is not None:
+        assert f'"code":"{block.expected_error}"' in out.stdout.replace(" ", ""), shown
+    else:
+        assert not ERROR_BODY.search(out.stdout), shown
     assert "Traceback" not in out.stderr, shown
 
 
