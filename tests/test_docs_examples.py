@@ -139,7 +139,9 @@ database_url: "sqlite:///{workdir}/turnout.db"
 key_health: {{enabled: false}}
 """
 
-ERROR_BODY = re.compile(r'"error"\s*:|"type"\s*:\s*"error"')
+# An error answer (OpenAI's {"error": {...}}, Anthropic's "type": "error"), not a log entry's
+# "error": "RateLimitError" field.
+ERROR_BODY = re.compile(r'"error"\s*:\s*\{|"type"\s*:\s*"error"')
 
 
 @dataclass(frozen=True)
