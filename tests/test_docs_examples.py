@@ -115,6 +115,10 @@ SKIP: dict[tuple[str, str], str] = {
         "testing.md",
         "make test                                   # ruff, mypy, then the whole suite",
     ): "runs this suite itself",
+    (
+        "benchmarks.md",
+        "make bench-soak                                                   # about 10 minutes",
+    ): "a 10-minute soak benchmark (tests/test_bench_harness.py covers the harness)",
     ("console.md", "TURNOUT_SCREENSHOTS=1 .venv/bin/pytest tests/test_console_browser.py"): "runs "
     "the console's browser tests, which are part of this suite",
 }
