@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -251,6 +252,9 @@ def _spawn(config: Path) -> object:
         env=env,
         encoding="utf-8",
         timeout=60,
+        # A runner started in the background (nohup, a CI job) may ignore SIGINT, and the
+        # child would inherit that: give it the terminal's default, as a user's shell does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
