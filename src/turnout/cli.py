@@ -112,14 +112,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": config.log_level,
         "access_log": args.access_log,
         "loop": "auto",
-        "http": "auto",
         "ws": "none",  # no WebSocket routes: do not import a WebSocket stack
         # The app cuts what is still running at shutdown_timeout after SIGTERM (with an
         # explicit error, see server/lifecycle.py); uvicorn's own limit is only a backstop.
         "timeout_graceful_shutdown": max(
             1, round(config.server.shutdown_timeout - config.server.shutdown_grace_period + 5)
         ),
-        **uvicorn_options(),
+        **uvicorn_options(),  # the HTTP protocol that bounds connections (server/protocol.py)
         # uvicorn's records go to the root handlers, where the redacting filter sits.
         "log_config": None,
     }
