@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from turnout.config import Config
 from turnout.gateway import Gateway
@@ -18,6 +19,19 @@ from .shared import spec_path
 
 UPSTREAM_KEY = "sk-upstream-secret-abcd1234"
 MASTER_KEY = "sk-turnout-master-key-0001"
+
+# Property-based tests (tests/test_properties_*.py) replay the same examples on every run
+# (derandomize: CI cannot flake on a new draw) and write no example database. No per-example
+# deadline (a loaded machine would trip it); properties.no_hang bounds the whole test instead.
+settings.register_profile(
+    "turnout",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=50,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("turnout")
 
 HAS_LOCAL = (
     importlib.util.find_spec("llama_cpp") is not None

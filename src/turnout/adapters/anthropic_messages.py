@@ -30,6 +30,7 @@ from ..types import (
 from .base import HttpAdapter, auth_headers, join_version
 from .convert import arguments_object, arguments_text, data_url, request_fields, take_unsupported
 from .edge import excerpt, loads, redact
+from .malformed import stream_parser
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -354,6 +355,7 @@ class StreamParser:
         self.usage = Usage()
         self.done = False
 
+    @stream_parser
     def event(self, name: str | None, obj: Any) -> list[StreamEvent]:
         if not isinstance(obj, dict):
             raise UpstreamServerError(

@@ -4,7 +4,7 @@ Translation is pure functions (``to_body``, ``from_response``, ``parse_event``, 
 ``map_error`` from ``bedrock_aws``); ``BedrockConverseAdapter`` is the thin network edge.
 Requests carry a Bedrock API key as a Bearer token or a SigV4 signature (``bedrock_aws``); the
 binary ``application/vnd.amazon.eventstream`` reply is framed and CRC-checked by botocore's own
-``EventStreamBuffer`` (no need for a decoder of our own). botocore is the ``bedrock`` extra.
+``EventStreamBuffer`` (``EventStreamDecoder`` feeds it). botocore is the ``bedrock`` extra.
 """
 
 from __future__ import annotations
@@ -22,11 +22,18 @@ from ..deployment import Deployment
 from ..errors import BadRequestError, UnsupportedParameterError
 from ..types import ChatRequest, ChatResult, StreamEvent
 from .base import HttpAdapter, ModelsRequest
-from .bedrock_aws import authorise, botocore, credentials_hint, list_models_request, map_error
-from .bedrock_response import StreamState, from_response, loads, malformed, parse_event
+from .bedrock_aws import authorise, credentials_hint, list_models_request, map_error
+from .bedrock_response import (
+    EventStreamDecoder,
+    StreamState,
+    from_response,
+    loads,
+    parse_event,
+)
 
 __all__ = [
     "BedrockConverseAdapter",
+    "EventStreamDecoder",
     "StreamState",
     "from_response",
     "map_error",
@@ -354,19 +361,9 @@ class BedrockConverseAdapter(HttpAdapter):
     ) -> AsyncIterator[StreamEvent]:
         from yarl import URL
 
-        eventstream = botocore("eventstream")
+        decoder = EventStreamDecoder(d)
         url, headers, body = to_request(request, d, stream=True)
         async with self.call(d, t).open_stream(URL(url, encoded=True), headers, body) as resp:
-            buffer = eventstream.EventStreamBuffer()
-            state = StreamState()
             async for chunk in resp.content.iter_any():
-                buffer.add_data(chunk)
-                while True:
-                    try:
-                        message = next(buffer)
-                    except StopIteration:
-                        break  # the rest of the message is still on the wire
-                    except eventstream.ParserError as exc:
-                        raise malformed(f"corrupt event stream: {exc}", d) from None
-                    for event in parse_event(message.headers, message.payload, state, d):
-                        yield event
+                for event in decoder.feed(chunk):
+                    yield event

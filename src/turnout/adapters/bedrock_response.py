@@ -1,10 +1,12 @@
 """Bedrock Converse answers translated: a ``ConverseResponse`` body into a ``ChatResult``, and
-each ConverseStream event-stream message into stream events (exception messages raise)."""
+each ConverseStream event-stream message into stream events (exception messages raise);
+``EventStreamDecoder`` takes the stream's raw bytes as they arrive."""
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -22,9 +24,11 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from .bedrock_aws import classify
+from .bedrock_aws import botocore, classify
+from .malformed import stream_parser
 
 __all__ = [
+    "EventStreamDecoder",
     "StreamState",
     "finish_reason",
     "from_response",
@@ -129,6 +133,7 @@ class StreamState:
         self.tools: dict[int, int] = {}
 
 
+@stream_parser
 def parse_event(
     headers: Mapping[str, Any], payload: bytes, state: StreamState, d: Deployment
 ) -> list[StreamEvent]:
@@ -179,3 +184,37 @@ def loads(data: bytes, d: Deployment) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise malformed(f"invalid JSON {excerpt(data, 200)!r}", d) from None
+
+
+_FRAME_ERRORS = (KeyError, IndexError, ValueError, struct.error)
+"""What botocore raises, past its CRC checks, on headers it cannot read: an unknown value type,
+a header cut short, a name that is not UTF-8."""
+
+
+class EventStreamDecoder:
+    """The bytes of a ``application/vnd.amazon.eventstream`` reply in, stream events out.
+
+    botocore's ``EventStreamBuffer`` frames and CRC-checks the messages (a message may span
+    network reads); ``parse_event`` reads each. A corrupt frame is the upstream's fault."""
+
+    __slots__ = ("_buffer", "_d", "_parser_error", "_state")
+
+    def __init__(self, d: Deployment) -> None:
+        eventstream = botocore("eventstream")
+        self._buffer = eventstream.EventStreamBuffer()
+        self._parser_error: type[Exception] = eventstream.ParserError
+        self._state = StreamState()
+        self._d = d
+
+    def feed(self, chunk: bytes) -> Iterator[StreamEvent]:
+        self._buffer.add_data(chunk)
+        while True:
+            try:
+                message = next(self._buffer)
+            except StopIteration:
+                return  # the rest of the message is still on the wire
+            except (self._parser_error, *_FRAME_ERRORS) as exc:
+                raise malformed(
+                    f"corrupt event stream: {type(exc).__name__}: {exc}", self._d
+                ) from None
+            yield from parse_event(message.headers, message.payload, self._state, self._d)

@@ -42,6 +42,7 @@ from ..types import (
 from .base import HttpAdapter, join_version
 from .convert import request_fields, take_unsupported, text_of
 from .edge import excerpt, redact
+from .malformed import stream_parser
 
 __all__ = [
     "CohereChatAdapter",
@@ -268,6 +269,7 @@ class StreamState:
         self.calls: dict[int, int] = {}
 
 
+@stream_parser
 def parse_event(obj: Any, d: Deployment, state: StreamState) -> list[StreamEvent]:
     """Events from one v2 stream event; unknown event types are ignored."""
     if not isinstance(obj, dict):

@@ -44,6 +44,7 @@ from .convert import (
 )
 from .gemini_errors import classify, map_error
 from .gemini_schema import to_gemini_schema
+from .malformed import stream_parser
 
 __all__ = [
     "GeminiAdapter",
@@ -394,6 +395,7 @@ class StreamState:
         self.calls: dict[int, int] = {}
 
 
+@stream_parser
 def parse_chunk(obj: Any, d: Deployment, state: StreamState) -> list[StreamEvent]:
     """Events from one streamed ``GenerateContentResponse``; an in-stream error raises."""
     if not isinstance(obj, dict):

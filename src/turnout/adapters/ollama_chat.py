@@ -47,6 +47,7 @@ from .convert import (
     text_of,
 )
 from .edge import excerpt, redact
+from .malformed import stream_parser
 
 __all__ = [
     "NDJSONDecoder",
@@ -276,6 +277,7 @@ class StreamState:
         self.calls = 0
 
 
+@stream_parser
 def parse_line(obj: Any, d: Deployment, state: StreamState) -> list[StreamEvent]:
     """Events from one NDJSON line; an ``{"error": ...}`` line raises."""
     message = _message(obj, d)

@@ -36,6 +36,7 @@ from ..types import (
 )
 from .base import HttpAdapter
 from .edge import excerpt, redact
+from .malformed import stream_parser
 
 __all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
 
@@ -151,6 +152,7 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
     )
 
 
+@stream_parser
 def parse_chunk(obj: Any, d: Deployment) -> list[StreamEvent]:
     """Events from one ``chat.completion.chunk``; an in-stream ``error`` object raises."""
     if not isinstance(obj, dict):
