@@ -25,9 +25,12 @@ INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 
 
-def json_like(keys: Sequence[str], words: Sequence[str] = (), max_leaves: int = 24) -> Any:
-    """JSON values whose object keys and strings come mostly from ``keys`` and ``words``."""
-    text = st.sampled_from([*keys, *words, SECRET]) | st.text(max_size=12)
+def json_like(
+    keys: Sequence[str], words: Sequence[str] = (), max_leaves: int = 24, secret: bool = True
+) -> Any:
+    """JSON values whose object keys and strings come mostly from ``keys`` and ``words`` (and
+    ``SECRET`` among the strings, unless ``secret`` is false)."""
+    text = st.sampled_from([*keys, *words, *([SECRET] if secret else [])]) | st.text(max_size=12)
     scalars = st.none() | st.booleans() | INTS | FLOATS | text
     key = st.sampled_from(list(keys)) | st.text(max_size=6)
     return st.recursive(

@@ -456,6 +456,34 @@ def _expand(value: Any, where: str, path: str, expanded: set[str]) -> Any:
     return value
 
 
+_SECRET_WORDS = ("key", "secret", "token", "password", "auth", "credential")
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+def _check_graph(root: Any, where: str) -> None:
+    """YAML anchors and aliases make the loaded tree a graph. Refuse one that contains itself
+    (``a: &a [*a]``), nests deeper than ``MAX_DEPTH`` or expands past ``MAX_VALUES`` values:
+    nine aliases of nine each are 387 million strings ("billion laughs"). Walked without
+    recursion, and stopped at the first limit, so the check itself is bounded."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(root, frozenset())]
+    while stack:
+        node, above = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_VALUES:,} values once aliases expand")
+        if isinstance(node, dict | list):
+            if id(node) in above:
+                raise ConfigError(f"{where}: a YAML alias refers to a mapping or list inside it")
+            if len(above) >= MAX_DEPTH:
+                raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+            inner = above | {id(node)}
+            stack.extend(
+                (child, inner) for child in (node.values() if isinstance(node, dict) else node)
+            )
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -489,14 +517,19 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             raise ConfigError(f"{where}: config file not found") from None
         except OSError as exc:
             raise ConfigError(f"{where}: cannot read config file: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: YAML nested too deeply") from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"{where}: expected a mapping at the top level, got {type(raw).__name__}"
             )
+        _check_graph(raw, where)
         data = _expand(raw, where, "", expanded)
 
     from_env: dict[tuple[str, ...], str] = {}
@@ -518,8 +551,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             loc = tuple(err["loc"])
             source = next((f"${v}" for k, v in from_env.items() if loc[: len(k)] == k), where)
             got = err.get("input")
-            secret = any("key" in str(part) for part in loc) or (
-                isinstance(got, str) and got in expanded
+            # Never echo what may be a secret: a value under a key-like name, one taken from
+            # the environment, or the value of an unknown field (a misspelt "api_key" or a
+            # "password"; its value would not help the fix anyway).
+            secret = (
+                err["type"] == "extra_forbidden"
+                or any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
+                or (isinstance(got, str) and got in expanded)
             )
             plain = not (secret or isinstance(got, dict | list) or got is None)
             shown = f" (got {got!r})" if plain else ""
