@@ -126,8 +126,10 @@ async def list_requests(request: Request) -> Response:
 async def get_request(request: Request) -> Response:
     db = await _log_db(request)
     raw = request.path_params["record_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         raise BadRequestError("a request-log id is a whole number", param="record_id")
+    if int(raw) >= 2**63:  # no such row, and past what the database's integer can hold
+        raise NotFoundError(f"no request-log record {raw}", code="not_found")
     record = await asyncio.to_thread(get_record, db, int(raw))
     if record is None:
         raise NotFoundError(f"no request-log record {raw}", code="not_found")

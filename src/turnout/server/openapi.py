@@ -292,6 +292,32 @@ def openapi_spec() -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 0},
         },
     ]
+    chat: dict[str, Any] = {
+        "summary": "OpenAI Chat Completions (whole or SSE stream)",
+        "description": "The OpenAI request and response shapes. Streams end with "
+        "a comment line ': x-turnout-cost-usd=<usd>' before 'data: [DONE]', and "
+        "with stream_options.include_usage the usage chunk carries 'cost_usd'.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["model", "messages"]}
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "chat.completion, or text/event-stream",
+                "headers": {
+                    "x-turnout-cost-usd": {
+                        "description": "USD for this request (JSON responses)",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **_error_responses(400, 401, 404, 429, 502, 503),
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -318,34 +344,7 @@ def openapi_spec() -> dict[str, Any]:
         },
         "security": _SECURED,
         "paths": {
-            "/v1/chat/completions": {
-                "post": {
-                    "summary": "OpenAI Chat Completions (whole or SSE stream)",
-                    "description": "The OpenAI request and response shapes. Streams end with "
-                    "a comment line ': x-turnout-cost-usd=<usd>' before 'data: [DONE]', and "
-                    "with stream_options.include_usage the usage chunk carries 'cost_usd'.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "object", "required": ["model", "messages"]}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "chat.completion, or text/event-stream",
-                            "headers": {
-                                "x-turnout-cost-usd": {
-                                    "description": "USD for this request (JSON responses)",
-                                    "schema": {"type": "string"},
-                                }
-                            },
-                        },
-                        **_error_responses(400, 401, 404, 429, 502, 503),
-                    },
-                }
-            },
+            "/v1/chat/completions": {"post": chat},
             "/v1/messages": {
                 "post": {
                     "summary": "Anthropic Messages (whole or SSE stream), served by any backend",
@@ -373,12 +372,7 @@ def openapi_spec() -> dict[str, Any]:
                     },
                 }
             },
-            "/chat/completions": {
-                "post": {
-                    "summary": "Alias of /v1/chat/completions",
-                    "responses": {"200": {"description": "as there"}},
-                }
-            },
+            "/chat/completions": {"post": {**chat, "summary": "Alias of /v1/chat/completions"}},
             "/v1/models": {
                 "get": {
                     "summary": "OpenAI model list: the routes and models this server can serve",

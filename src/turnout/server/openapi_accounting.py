@@ -106,8 +106,19 @@ def accounting_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Create a gateway key (master key); the secret is in 'key', once",
                 "requestBody": {"required": False, "content": _ref("KeySpec")},
+                "operationId": "createKey",
                 "responses": {
-                    "201": {"description": "the key", "content": _ref("GatewayKey")},
+                    "201": {
+                        "description": "the key",
+                        "content": _ref("GatewayKey"),
+                        "links": {
+                            f"{verb.capitalize()}Key": {
+                                "operationId": f"{verb}Key",
+                                "parameters": {"key_id": "$response.body#/id"},
+                            }
+                            for verb in ("get", "update", "revoke")
+                        },
+                    },
                     **_errors(400, 401, 403, 503),
                 },
             },
@@ -123,6 +134,7 @@ def accounting_paths() -> dict[str, Any]:
             "parameters": _KEY_ID,
             "get": {
                 "summary": "One gateway key (master key)",
+                "operationId": "getKey",
                 "responses": {
                     "200": {"description": "the key", "content": _ref("GatewayKey")},
                     **_errors(401, 403, 404, 503),
@@ -130,6 +142,7 @@ def accounting_paths() -> dict[str, Any]:
             },
             "patch": {
                 "summary": "Change a key's limits (master key)",
+                "operationId": "updateKey",
                 "requestBody": {"required": True, "content": _ref("KeySpec")},
                 "responses": {
                     "200": {"description": "the key", "content": _ref("GatewayKey")},
@@ -138,6 +151,7 @@ def accounting_paths() -> dict[str, Any]:
             },
             "delete": {
                 "summary": "Revoke a key, on every replica at once (master key)",
+                "operationId": "revokeKey",
                 "responses": {
                     "200": {"description": "the revoked key", "content": _ref("GatewayKey")},
                     **_errors(401, 403, 404, 503),
