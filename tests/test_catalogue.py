@@ -29,7 +29,11 @@ def test_every_entry_names_its_price_source_and_date() -> None:
             assert e.price_note, f"{e.id}: an unconfirmed price must say what is uncertain"
         assert e.input_price is not None and e.output_price is not None, e.id
         assert e.context_window, e.id
-        assert "streaming" in e.capabilities, e.id
+        # A chat model streams; an embedding model has nothing to stream and no output.
+        if "embeddings" in e.capabilities:
+            assert e.capabilities == {"embeddings"} and e.output_price == 0, e.id
+        else:
+            assert "streaming" in e.capabilities, e.id
         if e.quality is not None:
             assert 0 <= e.quality <= 1 and e.quality_source, e.id
 
@@ -153,6 +157,9 @@ def test_query_filters() -> None:
     assert long and all(e.context_window >= 1_000_000 for e in long)  # type: ignore[operator]
     assert "acme:mystery" not in ids(long)
 
-    assert ids(c.query(tags=["local"])) == {LOCAL_MODEL_ID}
+    assert ids(c.query(tags=["local"])) == {LOCAL_MODEL_ID, "local:all-minilm-l6-v2"}
+    embedders = ids(c.query(capabilities=["embeddings"]))
+    assert {"local:all-minilm-l6-v2", "openai:text-embedding-3-small"} <= embedders
+    assert LOCAL_MODEL_ID not in embedders
     assert c.query(tags=["small"], provider="nobody") == []
     assert len(c.query()) == len(c)

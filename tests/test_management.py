@@ -97,7 +97,11 @@ def test_catalogue_filters(url: str, spec: dict[str, Any]) -> None:
     r = httpx.get(url + "/api/models", params={"provider": "anthropic"}, headers=AUTH)
     assert r.json()["data"] and {m["provider"] for m in r.json()["data"]} == {"anthropic"}
     r = httpx.get(url + "/api/models", params={"max_output_price": "0"}, headers=AUTH)
-    assert [m["id"] for m in r.json()["data"]] == ["local:smollm2-135m-instruct"]
+    free_output = [m["id"] for m in r.json()["data"]]
+    # The embedded chat model, and the embedding models (which have no output tokens).
+    assert free_output[0] == "local:smollm2-135m-instruct"
+    assert all(m["capabilities"] == ["embeddings"] for m in r.json()["data"][1:])
+    assert "local:all-minilm-l6-v2" in free_output
 
 
 @pytest.mark.parametrize(

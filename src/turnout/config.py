@@ -206,7 +206,7 @@ class RouteConfig(_Strict):
         return value
 
 
-Capability = Literal["tools", "vision", "json", "streaming", "reasoning"]
+Capability = Literal["tools", "vision", "json", "streaming", "reasoning", "embeddings"]
 CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
 

@@ -22,13 +22,21 @@ from .errors import BadRequestError, TurnoutError
 from .http import HttpPool
 from .redaction import Redactor
 from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
+from .routing.filters import Needs
 from .streaming import ChatStream
-from .types import ChatRequest, ChatResult, StreamEvent
+from .types import (
+    ChatRequest,
+    ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    StreamEvent,
+    UserMessage,
+)
 
 if TYPE_CHECKING:
     from .tracing import Tracing
 
-__all__ = ["Gateway", "parse_request"]
+__all__ = ["Gateway", "parse_embedding_request", "parse_request"]
 
 T = TypeVar("T")
 
@@ -55,6 +63,36 @@ def parse_request(obj: ChatRequest | Mapping[str, Any]) -> ChatRequest:
         raise BadRequestError(
             f"invalid request: {_describe(exc)}", param=".".join(str(p) for p in first) or None
         ) from None
+
+
+def parse_embedding_request(obj: EmbeddingRequest | Mapping[str, Any]) -> EmbeddingRequest:
+    """Validate an embeddings body; a ``BadRequestError`` names each wrong field."""
+    if isinstance(obj, EmbeddingRequest):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise BadRequestError("the request body must be a JSON object")
+    try:
+        return EmbeddingRequest.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise BadRequestError(
+            f"invalid request: {_describe(exc)}", param=".".join(str(p) for p in first) or None
+        ) from None
+
+
+def _embedding_plan_request(req: EmbeddingRequest) -> tuple[ChatRequest, Needs]:
+    """What the planner reads of an embeddings request: its routing hints, its caller, its
+    first text (for a task strategy), and that it needs the ``embeddings`` capability. No
+    prompt size: each input is embedded on its own, so a context window bounds one input, and
+    the model decides (OpenAI's answer 400, the embedded model cuts at 256 tokens)."""
+    texts = req.texts
+    chat = ChatRequest(
+        model=req.model,
+        messages=[UserMessage(role="user", content=texts[0] if texts else "")],
+        user=req.user,
+        turnout=req.turnout,
+    )
+    return chat, Needs(frozenset({"embeddings"}), 0, 0)
 
 
 def _live_state(config: Config) -> LiveState:
@@ -165,6 +203,23 @@ class Gateway:
                 tracing.end_request(span, None, exc)
                 raise
             tracing.end_request(span, result, None)
+        entry = self.catalogue.get(result.deployment)
+        if entry is not None:
+            result.cost = entry.cost(result.usage)
+        return result
+
+    async def embed(
+        self, request: EmbeddingRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> EmbeddingResult:
+        """Embeddings through the route ``request.model`` names: the same planning, failover
+        and live state as ``chat``; deployments whose catalogue entry lacks the
+        ``embeddings`` capability are left out (400 when none is left)."""
+        req = parse_embedding_request(request if request is not None else fields)
+        route = self.router.resolve(req.model)
+        chat, needs = _embedding_plan_request(req)
+        plan = await self.planner.aplan(route, chat, needs)
+        result = await self.executor.embed(route, req, plan)
+        result.task = plan.task
         entry = self.catalogue.get(result.deployment)
         if entry is not None:
             result.cost = entry.cost(result.usage)
@@ -285,6 +340,12 @@ class Gateway:
         if self._portal is None:
             self._portal = _Portal()
         return self._portal.run(coro)
+
+    def embed_sync(
+        self, request: EmbeddingRequest | Mapping[str, Any] | None = None, **fields: Any
+    ) -> EmbeddingResult:
+        result: EmbeddingResult = self._run(self.embed(request, **fields))
+        return result
 
     def chat_sync(
         self, request: ChatRequest | Mapping[str, Any] | None = None, **fields: Any

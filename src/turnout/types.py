@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config import Priority, StrategyName
 
@@ -21,6 +21,8 @@ __all__ = [
     "Choice",
     "ContentPart",
     "DeveloperMessage",
+    "EmbeddingRequest",
+    "EmbeddingResult",
     "Finish",
     "FunctionCall",
     "ImagePart",
@@ -231,6 +233,58 @@ class ChatRequest(_Open):
         return self.model_dump(mode="json", exclude_unset=True, by_alias=True, exclude={"turnout"})
 
 
+class EmbeddingRequest(_Open):
+    """An embeddings request, OpenAI's ``/v1/embeddings`` body: ``input`` is one text, a list
+    of texts, one token array or a list of token arrays (token arrays only reach upstreams
+    that take them: OpenAI-compatible hosts)."""
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+    turnout: RoutingHints | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be an empty string")
+        elif not value:
+            raise ValueError("must not be an empty list")
+        elif isinstance(value[0], list) and not all(value):
+            raise ValueError("no token array may be empty")
+        elif isinstance(value[0], str) and not all(value):
+            raise ValueError("no text may be empty")
+        return value
+
+    @property
+    def texts(self) -> list[str] | None:
+        """The input as a list of texts; None when it is token arrays."""
+        if isinstance(self.input, str):
+            return [self.input]
+        if isinstance(self.input[0], str):
+            return list(self.input)
+        return None
+
+    @property
+    def tokens(self) -> list[list[int]] | None:
+        """The input as a list of token arrays; None when it is text."""
+        if isinstance(self.input, str) or isinstance(self.input[0], str):
+            return None
+        if isinstance(self.input[0], int):
+            return [self.input]
+        return list(self.input)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The request as an OpenAI JSON body: what the caller set, extras included (vectors
+        are always asked for as floats: the ingress encodes them as its client asked)."""
+        body = self.model_dump(mode="json", exclude_unset=True, exclude={"turnout"})
+        body.pop("encoding_format", None)
+        return body
+
+
 # --- results -------------------------------------------------------------------------------
 
 
@@ -297,6 +351,26 @@ class ChatResult:
     @property
     def text(self) -> str:
         return self.choices[0].content or "" if self.choices else ""
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    """Vectors in input order, with who served them and what they cost (the fields the
+    request log and the metrics read are those of ``ChatResult``)."""
+
+    model: str
+    provider: str
+    vectors: list[list[float]]
+    usage: Usage
+    deployment: str = ""
+    id: str = ""
+    time_to_first_token: float | None = None
+    latency: float | None = None
+    attempts: int = 1
+    failed_attempts: list[Any] = field(default_factory=list)
+    strategy: str = ""
+    task: str | None = None
+    cost: float | None = None
 
 
 # --- stream events -------------------------------------------------------------------------

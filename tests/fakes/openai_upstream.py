@@ -8,6 +8,7 @@ them with the official SDK).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import time
 from typing import Any
@@ -99,6 +100,32 @@ def chunks(reply: Reply, model: str, include_usage: bool) -> list[dict[str, Any]
     return out
 
 
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic vector for ``text`` (its bytes' hash spread over ``dimensions``)."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return [((seed >> (i % 56)) % 1000) / 1000 - 0.5 for i in range(dimensions)]
+
+
+def embeddings(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """OpenAI's ``CreateEmbeddingResponse`` for a request: one vector per input (a text, or a
+    token array read as its numbers), 8 dimensions unless ``dimensions`` says otherwise; a
+    token per four characters (or per token id)."""
+    raw = body.get("input")
+    items = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
+    dims = int(body.get("dimensions") or 8)
+    data, tokens = [], 0
+    for i, item in enumerate(items):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += max(1, len(item) // 4) if isinstance(item, str) else len(item)
+        data.append({"object": "embedding", "index": i, "embedding": fake_vector(text, dims)})
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def error_body(fail: Fail) -> dict[str, Any]:
     return {"error": {"message": fail.message, "type": fail.type, "param": None, "code": fail.code}}
 
@@ -142,6 +169,8 @@ class FakeOpenAI(FakeUpstream):
             await resp.write_eof()
             return resp
         assert isinstance(step, Reply), step
+        if request.path.endswith("/embeddings"):
+            return web.json_response(embeddings(body, model))
         return await _reply(step, request, body, model)
 
 

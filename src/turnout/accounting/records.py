@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
 from ..streaming import ChatStream
-from ..types import ChatResult
+from ..types import ChatResult, EmbeddingResult
 
 __all__ = ["COLUMNS", "UsageRecord", "attempt_records", "record_error", "record_result"]
 
@@ -54,7 +54,7 @@ _getter = attrgetter(*COLUMNS)
 
 
 def record_result(
-    served: ChatResult | ChatStream,
+    served: ChatResult | ChatStream | EmbeddingResult,
     *,
     ts: float,
     route: str,

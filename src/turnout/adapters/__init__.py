@@ -14,14 +14,14 @@ from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import ConfigError
 from ..http import HttpPool
-from ..types import ChatRequest, ChatResult, StreamEvent
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult, StreamEvent
 from .base import Listing, ModelsRequest
 
 __all__ = ["Adapter", "AdapterSet", "Listing", "ModelsRequest", "adapter_class"]
 
 
 class Adapter(Protocol):
-    """A wire API, whole: chat, stream, errors, and model listing."""
+    """A wire API, whole: chat, stream, embeddings, errors, and model listing."""
 
     wire_api: ClassVar[str]
     in_process: ClassVar[bool]
@@ -35,6 +35,13 @@ class Adapter(Protocol):
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig
     ) -> AsyncIterator[StreamEvent]:
         """Typed events; raises a ``TurnoutError`` on failure, before or during the stream."""
+        ...
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        """Vectors for every input, in order; a wire API without embeddings raises a
+        ``BadRequestError`` (400) that says so."""
         ...
 
     def models_request(self, d: Deployment) -> ModelsRequest | None:

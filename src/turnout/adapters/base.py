@@ -15,8 +15,9 @@ import orjson
 
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
-from ..errors import ConfigError, TurnoutError
+from ..errors import ConfigError, TurnoutError, UnsupportedParameterError
 from ..http import HttpPool
+from ..types import EmbeddingRequest, EmbeddingResult
 from .edge import UpstreamCall, excerpt
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "join_version",
     "key_hint",
     "model_ids",
+    "no_embeddings",
 ]
 
 
@@ -137,6 +139,20 @@ def _secrets(d: Deployment) -> list[str]:
     ]
 
 
+def no_embeddings(d: Deployment, wire_api: str) -> UnsupportedParameterError:
+    """The 400 for an embeddings request sent to a wire API (or model) that has none (a route
+    may fail over from it to one that has)."""
+    return UnsupportedParameterError(
+        f"'{d.id}' cannot embed: the {wire_api} API has no embeddings endpoint in Turnout; "
+        "use an embedding model (GET /v1/models lists them; local:all-minilm-l6-v2 needs "
+        "no key)",
+        provider=d.provider,
+        model=d.model,
+        param="model",
+        code="embeddings_not_supported",
+    )
+
+
 class HttpAdapter:
     """Base of the adapters that call an upstream over HTTP: one ``UpstreamCall`` per call
     with the wire API's ``map_error``, and the model listing."""
@@ -157,6 +173,12 @@ class HttpAdapter:
 
     def call(self, d: Deployment, t: TimeoutsConfig | None) -> UpstreamCall:
         return UpstreamCall(self._http, d, t, self.map_error)
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        """Embeddings, for the wire APIs that have them (they override this)."""
+        raise no_embeddings(d, self.wire_api)
 
     def models_url(self, d: Deployment) -> str:
         """Where this wire API usually lists models (OpenAI's ``/models``)."""

@@ -36,12 +36,15 @@ from ..streaming import ChatStream, new_id
 from ..types import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     StreamEvent,
     TextDelta,
     Usage,
     UsageUpdate,
 )
+from .local_embed import LocalEmbedder
 
 __all__ = ["LocalAdapter", "default_model_path", "default_threads", "to_llama_kwargs"]
 
@@ -226,6 +229,7 @@ class LocalAdapter:
         self._loading: Future[Any] | None = None
         self._lock = threading.Lock()
         self._llama: Any = None
+        self._embedder: LocalEmbedder | None = None
 
     def models_request(self, d: Deployment) -> None:
         return None
@@ -280,6 +284,16 @@ class LocalAdapter:
 
     async def aclose(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
+        if self._embedder is not None:
+            self._embedder.close()
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        """all-MiniLM-L6-v2 in process (``local_embed``); the chat model cannot embed."""
+        if self._embedder is None:
+            self._embedder = LocalEmbedder()
+        return await self._embedder.embed(request, d)
 
     # --- generation ----------------------------------------------------------------------
 

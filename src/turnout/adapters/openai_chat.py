@@ -27,6 +27,8 @@ from ..types import (
     ChatRequest,
     ChatResult,
     Choice,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     StreamEvent,
     TextDelta,
@@ -37,6 +39,7 @@ from ..types import (
 from .base import HttpAdapter
 from .edge import excerpt, redact
 from .malformed import stream_parser
+from .openai_embeddings import from_embedding_response, to_embedding_request
 
 __all__ = ["OpenAIChatAdapter", "from_response", "map_error", "parse_chunk", "to_request"]
 
@@ -241,6 +244,14 @@ class OpenAIChatAdapter(HttpAdapter):
             return await stream.collect()
         url, headers, body = to_request(request, d, stream=False)
         return from_response(await self.call(d, t).post_json(url, headers, body), d)
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        url, headers, body = to_embedding_request(request, d)
+        count = len(request.texts or request.tokens or ())
+        obj = await self.call(d, t).post_json(url, headers, body)
+        return from_embedding_response(obj, d, count)
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig

@@ -19,7 +19,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -33,15 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["TaskClassifier"]
 
 log = logging.getLogger("turnout.routing")
-
-
-@lru_cache(maxsize=4)
-def _shared_model(model_dir: str | None, max_tokens: int) -> MiniLM:
-    """One loaded model per process and directory (its session is safe to share between
-    threads; loading takes seconds, so gateways in one process share it)."""
-    from .embedding import MiniLM
-
-    return MiniLM(model_dir, max_tokens)
 
 
 class TaskClassifier:
@@ -71,9 +61,10 @@ class TaskClassifier:
             if self._factory is not None:
                 self._model = self._factory()
             else:
-                self._model = _shared_model(
-                    str(self._model_dir) if self._model_dir else None, self._max_tokens
-                )
+                from .embedding import shared_model
+
+                # The same copy the embedded embedding model uses (``adapters/local``).
+                self._model = shared_model(str(self._model_dir) if self._model_dir else None)
         return self._model
 
     def _examples(self, label: str, extra: Mapping[str, Sequence[str]]) -> list[str]:
@@ -99,7 +90,9 @@ class TaskClassifier:
 
             model = self._load()
             names = tuple(sorted(labels))
-            groups = [model.embed_many(self._examples(label, extra)) for label in names]
+            groups = [
+                model.embed_many(self._examples(label, extra), self._max_tokens) for label in names
+            ]
             if self.neighbours <= 0:
                 groups = [g.mean(axis=0, keepdims=True) for g in groups]
                 groups = [g / np.linalg.norm(g) for g in groups]
@@ -123,7 +116,7 @@ class TaskClassifier:
         import numpy as np
 
         names, examples, counts = self._table(labels or frozenset(builtin_tasks()), extra or {})
-        vector = self._load().embed(text)
+        vector = self._load().embed(text, self._max_tokens)
         sims = examples @ vector  # (labels, examples); padding rows score exactly 0
         width = sims.shape[1]
         real = np.arange(width)[None, :] < counts[:, None]

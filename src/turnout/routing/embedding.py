@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MiniLM", "default_model_dir"]
+__all__ = ["MiniLM", "default_model_dir", "shared_model"]
 
 EXTRA_HINT = (
     "task-aware routing needs the 'tasks' extra and the model files: "
@@ -158,9 +159,18 @@ def _build_graph(weights: dict[str, Any], cfg: dict[str, Any], onnx: Any, np: An
     return model
 
 
+@lru_cache(maxsize=4)
+def shared_model(model_dir: str | None = None) -> MiniLM:
+    """One loaded model per process and directory, shared by the task classifier and the
+    embedded embedding model (``local:all-minilm-l6-v2``): loading takes seconds and the
+    weights are tens of megabytes, so nobody loads a second copy. Its onnxruntime session and
+    tokenizer are safe to call from several threads."""
+    return MiniLM(model_dir)
+
+
 class MiniLM:
-    """Embeds text into unit vectors (384 dimensions). Not thread-safe: call from one thread
-    (the task classifier owns one worker thread for it)."""
+    """Embeds text into unit vectors (384 dimensions). ``max_tokens`` is the default cut;
+    each call may give its own (the classifier reads 64 tokens, the embeddings API 256)."""
 
     def __init__(self, model_dir: str | os.PathLike[str] | None = None, max_tokens: int = 64):
         np, onnx, ort, Tokenizer = _imports()
@@ -190,26 +200,35 @@ class MiniLM:
             _quantize(graph), options, providers=["CPUExecutionProvider"]
         )
 
-    def _ids(self, text: str) -> list[int]:
+    def _ids(self, text: str, max_tokens: int | None, head_only: bool) -> list[int]:
         """Token ids, a long text cut to its head and tail: what a prompt asks for is mostly
-        said at its start or at its end (a question after a passage)."""
+        said at its start or at its end (a question after a passage). ``head_only`` cuts as
+        sentence-transformers does (the head, then the closing ``[SEP]``)."""
         ids: list[int] = self._tokenizer.encode(text).ids
-        n = self.max_tokens
+        n = max_tokens or self.max_tokens
         if len(ids) <= n:
             return ids
+        if head_only:
+            return ids[: n - 1] + ids[-1:]
         head = (n * 3) // 4
         return ids[:head] + ids[len(ids) - (n - head) :]
 
-    def embed(self, text: str) -> np.ndarray:
+    def embed_counted(
+        self, text: str, max_tokens: int | None = None, *, head_only: bool = False
+    ) -> tuple[np.ndarray, int]:
+        """The unit vector of ``text`` and the number of tokens it was read as."""
         np = self._np
-        ids = np.asarray(self._ids(text), dtype=np.int64)
+        ids = np.asarray(self._ids(text, max_tokens, head_only), dtype=np.int64)
         pos = np.arange(len(ids), dtype=np.int64)
         vec = self._session.run(None, {"ids": ids, "pos": pos})[0]
         norm = float(np.linalg.norm(vec))
-        return vec / norm if norm else vec
+        return (vec / norm if norm else vec), len(ids)
 
-    def embed_many(self, texts: list[str]) -> np.ndarray:
-        return self._np.stack([self.embed(t) for t in texts])
+    def embed(self, text: str, max_tokens: int | None = None) -> np.ndarray:
+        return self.embed_counted(text, max_tokens)[0]
+
+    def embed_many(self, texts: list[str], max_tokens: int | None = None) -> np.ndarray:
+        return self._np.stack([self.embed(t, max_tokens) for t in texts])
 
 
 def _quantize(model: Any) -> bytes:

@@ -42,7 +42,7 @@ from ..errors import (
     UpstreamTimeoutError,
 )
 from ..streaming import ChatStream
-from ..types import ChatRequest, ChatResult
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 from .planner import Plan
 from .route import Route
 from .state import LiveState, MemoryState
@@ -340,6 +340,43 @@ class Executor:
         result.failed_attempts = list(walk.attempts)
         result.strategy = plan.strategy
         result.task = plan.task
+        return result
+
+    async def embed(
+        self, route: Route, request: EmbeddingRequest, plan: Plan | None = None
+    ) -> EmbeddingResult:
+        """Embeddings over the same walk as ``chat``: retries, failover, hedging, live
+        state."""
+        plan = plan or Plan("priority", list(route.deployments))
+        started = time.perf_counter()
+        state = self.state
+
+        async def try_one(d: Deployment, t0: float) -> EmbeddingResult:
+            adapter = self._adapters.get(d.host.wire_api)
+            t = route.timeouts
+            try:
+                async with asyncio.timeout(t.total):
+                    result = await adapter.embed(request, d, t)
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"no response within {t.total:g}s",
+                    provider=d.provider,
+                    model=d.model,
+                    code="total_timeout",
+                ) from None
+            now = time.perf_counter()
+            result.latency = now - started
+            state.first_token(d.id, None)
+            state.end(d.id, latency=now - t0)
+            return result
+
+        async def discard(result: EmbeddingResult) -> None:
+            return None
+
+        result, walk = await self._walk(route, plan, try_one, discard)
+        result.attempts = walk.started
+        result.failed_attempts = list(walk.attempts)
+        result.strategy = plan.strategy
         return result
 
     async def stream(

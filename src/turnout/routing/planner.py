@@ -29,6 +29,7 @@ from ..errors import (
 from ..types import ChatRequest
 from .filters import (
     Filter,
+    Needs,
     capability_filter,
     context_filter,
     credentials_filter,
@@ -131,7 +132,7 @@ class Planner:
                 self._classifier = self._classifier_factory()
         return self._classifier
 
-    async def aplan(self, route: Route, request: ChatRequest) -> Plan:
+    async def aplan(self, route: Route, request: ChatRequest, needs: Needs | None = None) -> Plan:
         """``plan``, after classifying the request when its strategy needs the task."""
         name = self.strategy_name(route, request)
         hints = request.turnout
@@ -147,7 +148,7 @@ class Planner:
                     if not self._warned:
                         self._warned = True
                         log.warning("task routing is unclassified: %s", exc.message)
-        return self.plan(route, request, task=task, strategy=name)
+        return self.plan(route, request, task=task, strategy=name, needs=needs)
 
     def plan(
         self,
@@ -156,9 +157,12 @@ class Planner:
         *,
         task: str | None = None,
         strategy: str | None = None,
+        needs: Needs | None = None,
     ) -> Plan:
+        """``needs`` defaults to what the chat request needs (an embeddings request says its
+        own)."""
         name = strategy or self.strategy_name(route, request)
-        needs = request_needs(request)
+        needs = needs or request_needs(request)
         able: list[Candidate] = []
         dropped: list[tuple[str, str]] = []
         unkeyed = 0

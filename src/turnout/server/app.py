@@ -28,9 +28,10 @@ from .anthropic_wire import ANTHROPIC_MESSAGES
 from .connections import GUARD_STATE_KEY, ConnectionGuard
 from .console import console_routes
 from .console_api import console_api_routes
-from .dialect import Dialect, error_response, json_response
+from .dialect import ErrorDialect, error_response, json_response
+from .embeddings_wire import OPENAI_EMBEDDINGS
 from .health import Readiness, health_routes
-from .ingress import chat_handler, endpoint, internal_error
+from .ingress import chat_handler, embeddings_handler, endpoint, internal_error
 from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
 from .openai_wire import OPENAI_CHAT
@@ -44,7 +45,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("turnout.server")
 
 
-def _dialect_of(path: str) -> Dialect:
+def _dialect_of(path: str) -> ErrorDialect:
     """The wire API a path belongs to, for what never reached a handler."""
     return ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
 
@@ -100,6 +101,9 @@ def routes(*, console: bool = True) -> list[Route]:
     """The route table: each route's handler, what it needs of its caller, and (for the
     chat surfaces) its dialect. ``/openapi.json`` is checked against it by the tests."""
     openai_chat = endpoint(chat_handler(OPENAI_CHAT), "caller")
+    embeddings = endpoint(
+        embeddings_handler(OPENAI_EMBEDDINGS), "caller", dialect=OPENAI_EMBEDDINGS
+    )
     return [
         Route(
             "/v1/messages",
@@ -108,6 +112,8 @@ def routes(*, console: bool = True) -> list[Route]:
         ),
         Route("/v1/chat/completions", openai_chat, methods=["POST"]),
         Route("/chat/completions", openai_chat, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", endpoint(list_models, "caller"), methods=["GET"]),
         Route(
             "/api/models/providers",

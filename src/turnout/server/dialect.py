@@ -1,6 +1,7 @@
 """What differs between the wire APIs the server speaks: a ``Dialect`` parses an incoming body
 into the canonical ``ChatRequest`` and renders a result, a stream and an error in its own
-shape. Everything else (caller, body, limits, the call, metering) is the one pipeline in
+shape (the embeddings surface's ``EmbeddingsDialect`` parses an ``EmbeddingRequest``
+instead). Everything else (caller, body, limits, the call, metering) is the one pipeline in
 ``ingress``; a new surface is a new dialect, not a new handler.
 """
 
@@ -16,7 +17,14 @@ from ..redaction import Redactor
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, StreamEvent
 
-__all__ = ["Dialect", "StreamRender", "error_headers", "error_response", "json_response"]
+__all__ = [
+    "Dialect",
+    "ErrorDialect",
+    "StreamRender",
+    "error_headers",
+    "error_response",
+    "json_response",
+]
 
 JSON = "application/json"
 
@@ -35,16 +43,10 @@ class StreamRender(Protocol):
     def error(self, err: TurnoutError, redact: Redactor) -> bytes: ...
 
 
-class Dialect(Protocol):
+class ErrorDialect(Protocol):
+    """What every surface renders in its own shape: errors (the part ``endpoint`` needs)."""
+
     name: str
-
-    def parse(self, obj: Any) -> ChatRequest:
-        """The canonical request from a decoded body; ``BadRequestError`` when malformed."""
-        ...
-
-    def result(self, result: ChatResult, chat: ChatRequest) -> bytes: ...
-
-    def stream(self, stream: ChatStream, chat: ChatRequest) -> StreamRender: ...
 
     def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
         """The error object, every string in it through ``redact`` (an upstream's message may
@@ -58,6 +60,18 @@ class Dialect(Protocol):
     ) -> dict[str, Any]:
         """An error that is no ``TurnoutError`` (an unknown path, an internal fault)."""
         ...
+
+
+class Dialect(ErrorDialect, Protocol):
+    """A chat surface: parse into a ``ChatRequest``, render a result and a stream."""
+
+    def parse(self, obj: Any) -> ChatRequest:
+        """The canonical request from a decoded body; ``BadRequestError`` when malformed."""
+        ...
+
+    def result(self, result: ChatResult, chat: ChatRequest) -> bytes: ...
+
+    def stream(self, stream: ChatStream, chat: ChatRequest) -> StreamRender: ...
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -75,7 +89,7 @@ def error_headers(err: TurnoutError) -> dict[str, str]:
     return headers
 
 
-def error_response(err: TurnoutError, dialect: Dialect, redact: Redactor) -> Response:
+def error_response(err: TurnoutError, dialect: ErrorDialect, redact: Redactor) -> Response:
     """``err`` in ``dialect``'s shape, with its headers and ``Retry-After`` when it has one."""
     body = dialect.error_body(err, redact)
     return json_response(body, dialect.error_status(err), error_headers(err))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -16,9 +17,10 @@ from ..config import STRATEGIES
 from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
 from ..gateway import Gateway
 from ..streaming import ChatStream
-from ..types import ChatRequest, RoutingHints
+from ..types import ChatRequest, EmbeddingRequest, RoutingHints
 from .auth import Caller, Need, resolve_caller
-from .dialect import JSON, Dialect, error_response, json_response
+from .dialect import JSON, Dialect, ErrorDialect, error_response, json_response
+from .embeddings_wire import EmbeddingsDialect
 from .metering import Meter
 from .openai_wire import OPENAI_CHAT
 
@@ -27,6 +29,7 @@ __all__ = [
     "Handler",
     "caller_of",
     "chat_handler",
+    "embeddings_handler",
     "endpoint",
     "internal_error",
     "read_body",
@@ -45,13 +48,13 @@ def caller_of(request: Request) -> Caller:
     return caller
 
 
-def internal_error(dialect: Dialect) -> Response:
+def internal_error(dialect: ErrorDialect) -> Response:
     body = dialect.plain_error(500, "api_error", "internal error in the gateway", "internal_error")
     return json_response(body, 500)
 
 
 def endpoint(
-    handler: Handler, need: Need, *, surface: str = "", dialect: Dialect = OPENAI_CHAT
+    handler: Handler, need: Need, *, surface: str = "", dialect: ErrorDialect = OPENAI_CHAT
 ) -> Handler:
     """``handler`` behind the caller rule for ``need``, with every error it raises rendered
     in ``dialect``'s shape (and counted in the metrics)."""
@@ -91,7 +94,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def routing_hints(request: Request, chat: ChatRequest, caller: str | None) -> ChatRequest:
+async def read_json(request: Request) -> Any:
+    """The decoded body, within the server's size limit; 400 when it is not JSON."""
+    raw = await read_body(request, request.app.state.max_body)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+
+
+R = TypeVar("R", ChatRequest, EmbeddingRequest)
+
+
+def routing_hints(request: Request, chat: R, caller: str | None) -> R:
     """``x-turnout-strategy`` overrides the route's strategy (a body ``turnout.strategy``
     wins over the header); the gateway key is the caller of sticky A/B splits unless the body
     names one (``turnout.caller`` or ``user``)."""
@@ -123,12 +138,7 @@ def chat_handler(dialect: Dialect) -> Handler:
     async def handle(request: Request) -> Response:
         caller = caller_of(request)
         gateway: Gateway = request.app.state.gateway
-        raw = await read_body(request, request.app.state.max_body)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-        chat = routing_hints(request, dialect.parse(obj), caller.key_id)
+        chat = routing_hints(request, dialect.parse(await read_json(request)), caller.key_id)
         meter = Meter(request, caller, chat.model, bool(chat.stream))
         served = await meter.call(gateway, chat)
         if isinstance(served, ChatStream):
@@ -142,6 +152,25 @@ def chat_handler(dialect: Dialect) -> Handler:
             dialect.result(served, chat),
             media_type=JSON,
             headers=meter.response_headers(served),
+        )
+
+    handle.__name__ = f"{dialect.name}_handler"
+    return handle
+
+
+def embeddings_handler(dialect: EmbeddingsDialect) -> Handler:
+    """The handler of an embeddings surface: the same pipeline (caller, body, routing hints,
+    limits, the call, metering) with ``dialect`` doing the wire format."""
+
+    async def handle(request: Request) -> Response:
+        caller = caller_of(request)
+        gateway: Gateway = request.app.state.gateway
+        req = routing_hints(request, dialect.parse(await read_json(request)), caller.key_id)
+        meter = Meter(request, caller, req.model, False)
+        served = await meter.embed(gateway, req)
+        await meter.served(served)
+        return Response(
+            dialect.result(served, req), media_type=JSON, headers=meter.response_headers(served)
         )
 
     handle.__name__ = f"{dialect.name}_handler"

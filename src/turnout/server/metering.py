@@ -23,7 +23,7 @@ from ..logs import REQUEST_ID
 from ..metrics import Metrics
 from ..redaction import Redactor
 from ..streaming import ChatStream
-from ..types import ChatRequest, ChatResult
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 from .auth import Caller
 from .dialect import StreamRender
 from .openai_wire import format_usd, header_text
@@ -33,7 +33,7 @@ __all__ = ["Meter"]
 log = logging.getLogger("turnout.server")
 
 
-def _observe(metrics: Metrics, r: ChatResult | ChatStream) -> None:
+def _observe(metrics: Metrics, r: ChatResult | ChatStream | EmbeddingResult) -> None:
     model = r.deployment.partition(":")[2] or r.model
     metrics.observe(r.provider, model, r.usage, r.cost, r.time_to_first_token, r.latency)
 
@@ -77,6 +77,15 @@ class Meter:
             await self.failed(err)
             raise
 
+    async def embed(self, gateway: Gateway, request: EmbeddingRequest) -> EmbeddingResult:
+        """Admit, then embed; a failure is recorded and raised."""
+        try:
+            await self.admit()
+            return await gateway.embed(request)
+        except TurnoutError as err:
+            await self.failed(err)
+            raise
+
     async def open_stream(self, gateway: Gateway, chat: ChatRequest) -> ChatStream:
         """Admit, then open a stream whatever the request says (the management API streams
         upstream to time the first token)."""
@@ -87,7 +96,7 @@ class Meter:
             await self.failed(err)
             raise
 
-    def response_headers(self, served: ChatResult | ChatStream) -> dict[str, str]:
+    def response_headers(self, served: ChatResult | ChatStream | EmbeddingResult) -> dict[str, str]:
         """Who served the request, what it cost (a whole result's; a stream's is known only
         at its end, where the dialect reports it) and the key's limit headers."""
         headers = {
@@ -99,7 +108,7 @@ class Meter:
         }
         if served.task:
             headers["x-turnout-task"] = served.task
-        if isinstance(served, ChatResult) and served.cost is not None:
+        if not isinstance(served, ChatStream) and served.cost is not None:
             headers["x-turnout-cost-usd"] = format_usd(served.cost)
         # The values echo text from the client (a task hint) and the upstream (the model it
         # reports): each goes through ``header_text``.
@@ -124,7 +133,7 @@ class Meter:
             self._attempts(err.attempts[:-1], record)
         await self._accounting.settle(self.caller.key, record)
 
-    async def served(self, result: ChatResult) -> None:
+    async def served(self, result: ChatResult | EmbeddingResult) -> None:
         """A whole result: metrics, then the request log and the key's spend."""
         _observe(self._metrics, result)
         if self._accounting is None or self._done:
