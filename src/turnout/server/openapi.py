@@ -318,6 +318,31 @@ def openapi_spec() -> dict[str, Any]:
             **_error_responses(400, 401, 404, 429, 502, 503),
         },
     }
+    embeddings: dict[str, Any] = {
+        "summary": "OpenAI Embeddings, served by any embedding model a route picks",
+        "description": "The OpenAI request and response shapes: input as a string, "
+        "a list of strings or token arrays; dimensions; encoding_format float or "
+        "base64. local:all-minilm-l6-v2 runs in the gateway (no key, no network). "
+        "usage carries 'cost_usd' when the price is known (docs/api.md).",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "required": ["model", "input"]}}
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "a list of embedding objects",
+                "headers": {
+                    "x-turnout-cost-usd": {
+                        "description": "USD for this request",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **_error_responses(400, 401, 404, 429, 502, 503),
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -373,41 +398,8 @@ def openapi_spec() -> dict[str, Any]:
                 }
             },
             "/chat/completions": {"post": {**chat, "summary": "Alias of /v1/chat/completions"}},
-            "/v1/embeddings": {
-                "post": {
-                    "summary": "OpenAI Embeddings, served by any embedding model a route picks",
-                    "description": "The OpenAI request and response shapes: input as a string, "
-                    "a list of strings or token arrays; dimensions; encoding_format float or "
-                    "base64. local:all-minilm-l6-v2 runs in the gateway (no key, no network). "
-                    "usage carries 'cost_usd' when the price is known (docs/api.md).",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "object", "required": ["model", "input"]}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "a list of embedding objects",
-                            "headers": {
-                                "x-turnout-cost-usd": {
-                                    "description": "USD for this request",
-                                    "schema": {"type": "string"},
-                                }
-                            },
-                        },
-                        **_error_responses(400, 401, 404, 429, 502, 503),
-                    },
-                }
-            },
-            "/embeddings": {
-                "post": {
-                    "summary": "Alias of /v1/embeddings",
-                    "responses": {"200": {"description": "as there"}},
-                }
-            },
+            "/v1/embeddings": {"post": embeddings},
+            "/embeddings": {"post": {**embeddings, "summary": "Alias of /v1/embeddings"}},
             "/v1/models": {
                 "get": {
                     "summary": "OpenAI model list: the routes and models this server can serve",
