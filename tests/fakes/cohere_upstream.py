@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .openai_upstream import fake_vector
 from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
 from .streams import write_frames
 
@@ -135,10 +136,25 @@ def sse(obj: dict[str, Any]) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
+def embed_response(body: dict[str, Any]) -> dict[str, Any]:
+    """Cohere v2 ``/v2/embed``'s answer: float vectors (8 values unless ``output_dimension``),
+    billed input tokens at a token per four characters."""
+    texts = body["texts"]
+    dims = int(body.get("output_dimension") or 8)
+    tokens = sum(max(1, len(t) // 4) for t in texts)
+    return {
+        "id": f"fake-embed-{next(_ids)}",
+        "embeddings": {"float": [fake_vector(t, dims) for t in texts]},
+        "texts": texts,
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+    }
+
+
 class FakeCohere(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
         self.app.router.add_post("/v2/chat", self.handle)
+        self.app.router.add_post("/v2/embed", self.handle)
         self.app.router.add_get("/v1/models", self._models)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -168,6 +184,8 @@ class FakeCohere(FakeUpstream):
             frames = [sse(e) for e in (*head, end)] + [DONE]
             return await write_frames(request, frames, "text/event-stream")
         assert isinstance(step, Reply), step
+        if request.path == "/v2/embed":
+            return web.json_response(embed_response(body))
         if step.delay:
             await asyncio.sleep(step.delay)
         if not stream:

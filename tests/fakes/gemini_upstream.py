@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .openai_upstream import fake_vector
 from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
 from .streams import write_frames
 
@@ -110,6 +111,16 @@ def sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\r\n\r\n"
 
 
+def batch_embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """``BatchEmbedContentsResponse``: a vector per request (8 values unless
+    ``outputDimensionality`` says otherwise), no token count (Gemini reports none)."""
+    out = []
+    for item in body.get("requests", []):
+        text = "".join(p.get("text", "") for p in item["content"]["parts"])
+        out.append({"values": fake_vector(text, int(item.get("outputDimensionality") or 8))})
+    return {"embeddings": out}
+
+
 class FakeGemini(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
@@ -131,6 +142,10 @@ class FakeGemini(FakeUpstream):
         self, step: Any, request: web.Request, body: dict[str, Any]
     ) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")
+        if method == "batchEmbedContents":
+            if isinstance(step, Fail):
+                return self._fail(step)
+            return web.json_response(batch_embeddings(body))
         if method not in ("generateContent", "streamGenerateContent"):
             return web.json_response(error_body(404, f"Method {method!r} not found."), status=404)
         if isinstance(step, Fail):

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .openai_upstream import fake_vector
 from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError
 from .streams import write_frames
 
@@ -76,10 +77,25 @@ def ndjson(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+def embed_response(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """Ollama's ``EmbedResponse``: a vector per input (8 values unless ``dimensions``)."""
+    raw = body["input"]
+    texts = [raw] if isinstance(raw, str) else list(raw)
+    dims = int(body.get("dimensions") or 8)
+    return {
+        "model": model,
+        "embeddings": [fake_vector(t, dims) for t in texts],
+        "total_duration": 1000,
+        "load_duration": 10,
+        "prompt_eval_count": sum(max(1, len(t) // 4) for t in texts),
+    }
+
+
 class FakeOllama(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
         self.app.router.add_post("/api/chat", self.handle)
+        self.app.router.add_post("/api/embed", self.handle)
         self.app.router.add_get("/api/tags", self._tags)
 
     async def _tags(self, request: web.Request) -> web.Response:
@@ -112,6 +128,8 @@ class FakeOllama(FakeUpstream):
             frames = [ndjson(x) for x in pieces] + [ndjson({"error": step.message})]
             return await write_frames(request, frames, NDJSON)
         assert isinstance(step, Reply), step
+        if request.path == "/api/embed":
+            return web.json_response(embed_response(body, model))
         if step.delay:
             await asyncio.sleep(step.delay)
         if not stream:

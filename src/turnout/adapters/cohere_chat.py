@@ -32,6 +32,8 @@ from ..types import (
     ChatRequest,
     ChatResult,
     Choice,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     StreamEvent,
     TextDelta,
@@ -43,6 +45,7 @@ from .base import HttpAdapter, join_version
 from .convert import request_fields, take_unsupported, text_of
 from .edge import excerpt, redact
 from .malformed import stream_parser
+from .native_embeddings import cohere_embed_request, cohere_embed_result
 
 __all__ = [
     "CohereChatAdapter",
@@ -327,6 +330,14 @@ class CohereChatAdapter(HttpAdapter):
 
     def models_url(self, d: Deployment) -> str:
         return join_version(d.base_url, "/v1", "/models")
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        url, headers, body = cohere_embed_request(request, d)
+        texts = request.texts or []
+        obj = await self.call(d, t).post_json(url, headers, body)
+        return cohere_embed_result(obj, d, len(texts))
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)

@@ -25,6 +25,8 @@ from ..types import (
     ChatRequest,
     ChatResult,
     Choice,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     StreamEvent,
     TextDelta,
@@ -45,6 +47,7 @@ from .convert import (
 from .gemini_errors import classify, map_error
 from .gemini_schema import to_gemini_schema
 from .malformed import stream_parser
+from .native_embeddings import gemini_embed_request, gemini_embed_result
 
 __all__ = [
     "GeminiAdapter",
@@ -444,6 +447,14 @@ class GeminiAdapter(HttpAdapter):
 
     def models_url(self, d: Deployment) -> str:
         return join_version(d.base_url, "/v1beta", "/models")
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        url, headers, body = gemini_embed_request(request, d)
+        texts = request.texts or []
+        obj = await self.call(d, t).post_json(url, headers, body)
+        return gemini_embed_result(obj, d, texts)
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)

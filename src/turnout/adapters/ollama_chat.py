@@ -29,6 +29,8 @@ from ..types import (
     ChatRequest,
     ChatResult,
     Choice,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     StreamEvent,
     TextDelta,
@@ -48,6 +50,7 @@ from .convert import (
 )
 from .edge import excerpt, redact
 from .malformed import stream_parser
+from .native_embeddings import ollama_embed_request, ollama_embed_result
 
 __all__ = [
     "NDJSONDecoder",
@@ -343,6 +346,14 @@ class OllamaChatAdapter(HttpAdapter):
 
     def models_url(self, d: Deployment) -> str:
         return d.base_url.rstrip("/") + "/api/tags"
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        url, headers, body = ollama_embed_request(request, d)
+        texts = request.texts or []
+        obj = await self.call(d, t).post_json(url, headers, body)
+        return ollama_embed_result(obj, d, len(texts))
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         url, headers, body = to_request(request, d, stream=False)
