@@ -246,3 +246,39 @@ def test_openai_sdk_through_the_server_to_bedrock(
     fake.then(Fail(429, "Too many requests"))
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model=f"bedrock:{HAIKU}", messages=HI)
+
+
+# --- embeddings through InvokeModel ----------------------------------------------------------
+
+
+async def test_titan_embeddings_one_signed_invoke_per_text(fake: FakeBedrock, gw: Gateway) -> None:
+    result = await gw.embed(
+        model="bedrock:amazon.titan-embed-text-v2:0", input=["one two", "three"], dimensions=16
+    )
+    assert [c["raw_path"] for c in fake.calls] == [
+        "/model/amazon.titan-embed-text-v2%3A0/invoke"
+    ] * 2
+    assert [c["body"] for c in fake.calls] == [
+        {"inputText": "one two", "normalize": True, "dimensions": 16},
+        {"inputText": "three", "normalize": True, "dimensions": 16},
+    ]
+    assert all(c["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256") for c in fake.calls)
+    assert [len(v) for v in result.vectors] == [16, 16]
+    assert result.usage.prompt_tokens == 1 + 1  # the fake's X-Amzn-Bedrock-Input-Token-Count
+    assert result.cost == pytest.approx(2 * 0.02 / 1e6)
+
+
+async def test_cohere_embed_on_bedrock_and_what_it_refuses(fake: FakeBedrock, gw: Gateway) -> None:
+    result = await gw.embed(
+        {"model": "bedrock-key:cohere.embed-english-v3", "input": ["a b c d e f", "g"]}
+    )
+    assert fake.calls[-1]["body"] == {
+        "texts": ["a b c d e f", "g"],
+        "input_type": "search_document",
+    }
+    assert fake.calls[-1]["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert len(result.vectors) == 2 and result.usage.prompt_tokens == 2 + 1
+    with pytest.raises(errors.BadRequestError, match="cannot embed|no embeddings support"):
+        await gw.embed(model=f"bedrock:{HAIKU}", input="x")
+    with pytest.raises(errors.BadRequestError, match="dimensions"):
+        await gw.embed(model="bedrock:cohere.embed-english-v3", input="x", dimensions=8)

@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from . import bedrock_schema
+from .openai_upstream import fake_vector
 from .script import Cut, Fail, FakeUpstream, Hang, Raw, Reply, StreamError, drop
 
 __all__ = ["FakeBedrock", "StreamError", "converse_response", "event", "frame", "stream_events"]
@@ -291,6 +292,50 @@ class FakeBedrock(FakeUpstream):
         self.app.router.add_post("/model/{model_id}/converse", self.handle)
         self.app.router.add_post("/model/{model_id}/converse-stream", self.handle)
         self.app.router.add_get("/foundation-models", self._foundation_models)
+        self.app.router.add_post("/model/{model_id}/invoke", self._invoke)
+
+    async def _invoke(self, request: web.Request) -> web.StreamResponse:
+        """InvokeModel for the embedding models: Titan Text Embeddings (``inputText``) and
+        Cohere Embed (``texts``, ``input_type`` required), a token per four characters in
+        ``X-Amzn-Bedrock-Input-Token-Count``."""
+        raw = await request.read()
+        body = self._record(request, raw)
+        denied = check_auth(request, raw, self.credentials, self.bearer)
+        if denied is not None:
+            return denied
+        step = self.script.popleft() if self.script else Reply()
+        if isinstance(step, Fail):
+            name = "ValidationException" if step.status == 400 else "ServiceUnavailableException"
+            return error_response(step.status, name, step.message)
+        model = request.match_info["model_id"]
+        if not isinstance(body, dict):
+            return error_response(400, "ValidationException", "Malformed input request")
+        if "titan-embed" in model and isinstance(body.get("inputText"), str):
+            text = body["inputText"]
+            out: dict[str, Any] = {
+                "embedding": fake_vector(text, int(body.get("dimensions") or 8)),
+                "inputTextTokenCount": max(1, len(text) // 4),
+            }
+            tokens = out["inputTextTokenCount"]
+        elif "cohere.embed" in model and isinstance(body.get("texts"), list):
+            if body.get("input_type") not in (
+                "search_document",
+                "search_query",
+                "classification",
+                "clustering",
+            ):
+                return error_response(400, "ValidationException", "input_type is required")
+            texts = body["texts"]
+            out = {
+                "id": "fake-embed",
+                "embeddings": [fake_vector(t, 8) for t in texts],
+                "texts": texts,
+                "response_type": "embeddings_floats",
+            }
+            tokens = sum(max(1, len(t) // 4) for t in texts)
+        else:
+            return error_response(400, "ValidationException", "Malformed input request")
+        return web.json_response(out, headers={"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
 
     def _record(self, request: web.Request, raw: bytes) -> Any:
         try:

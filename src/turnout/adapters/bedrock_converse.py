@@ -20,9 +20,11 @@ import orjson
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import BadRequestError, UnsupportedParameterError
-from ..types import ChatRequest, ChatResult, StreamEvent
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult, StreamEvent
 from .base import HttpAdapter, ModelsRequest
 from .bedrock_aws import authorise, credentials_hint, list_models_request, map_error
+from .bedrock_embed import TOKEN_HEADER, embed_bodies, invoke_request, read_vectors
+from .bedrock_embed import usage as embed_usage
 from .bedrock_response import (
     EventStreamDecoder,
     StreamState,
@@ -345,6 +347,28 @@ class BedrockConverseAdapter(HttpAdapter):
 
     def credentials_hint(self, d: Deployment) -> str:
         return credentials_hint(d)
+
+    async def embed(
+        self, request: EmbeddingRequest, d: Deployment, t: TimeoutsConfig
+    ) -> EmbeddingResult:
+        """InvokeModel with the model vendor's body (``bedrock_embed``), calls in order."""
+        from yarl import URL
+
+        vectors: list[list[float]] = []
+        tokens: list[str | None] = []
+        for body in embed_bodies(request, d):
+            url, headers, raw = invoke_request(body, d)
+            call = self.call(d, t)
+            obj = loads(await call.read(URL(url, encoded=True), headers, raw), d)
+            vectors += read_vectors(obj, d)
+            tokens.append(call.headers.get(TOKEN_HEADER))
+        return EmbeddingResult(
+            model=d.model,
+            provider=d.provider,
+            vectors=vectors,
+            usage=embed_usage(tokens),
+            deployment=d.id,
+        )
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         from yarl import URL
