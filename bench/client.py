@@ -25,7 +25,8 @@ PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 @dataclass(frozen=True)
 class Target:
-    """One place to send chat completions: the mock itself or a gateway in front of it."""
+    """One place to send chat completions (or embeddings, when ``path`` ends in
+    ``/embeddings``): the mock itself or a gateway in front of it."""
 
     name: str
     host: str
@@ -36,7 +37,9 @@ class Target:
 
     def request(self, *, stream: bool = False) -> bytes:
         obj: dict[str, object] = {"model": self.model, "messages": PROMPT, "max_tokens": 64}
-        if stream:
+        if self.path.endswith("/embeddings"):
+            obj = {"model": self.model, "input": PROMPT[0]["content"], "encoding_format": "float"}
+        elif stream:
             obj["stream"] = True
             obj["stream_options"] = {"include_usage": True}
         body = orjson.dumps(obj)

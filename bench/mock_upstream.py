@@ -133,6 +133,25 @@ _JSON_HEAD = (
     b"content-length: %d\r\n\r\n" % len(CHAT_COMPLETION)
 )
 _JSON_RESPONSE = _JSON_HEAD + CHAT_COMPLETION
+EMBEDDINGS = orjson.dumps(
+    {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": 0,
+                "embedding": [round(i / 1000 - 0.384, 6) for i in range(768)],
+            }
+        ],
+        "model": "mock-embedding",
+        "usage": {"prompt_tokens": 8, "total_tokens": 8},
+    }
+)
+"""A 768-dimension vector for one input (``POST .../embeddings``, any body)."""
+_EMBED_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\n\r\n" % len(EMBEDDINGS)
+) + EMBEDDINGS
 _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
     b"transfer-encoding: chunked\r\n\r\n"
@@ -187,6 +206,9 @@ class _Protocol(asyncio.Protocol):
         assert self.transport is not None
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         body = b"".join(self.body)
+        if path.endswith("/embeddings"):
+            self.transport.write(_EMBED_RESPONSE)
+            return
         opts = options_from_path(path)
         if opts is None:
             self.transport.write(_NOT_FOUND % len(_NOT_FOUND_BODY) + _NOT_FOUND_BODY)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,26 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+async def _embeddings(
+    direct: Target, targets: list[Target], rounds: int, warmup: int
+) -> dict[str, Any]:
+    """Added latency of ``POST /v1/embeddings`` (one input, a 768-float answer), each gateway
+    interleaved with the direct call; a gateway that cannot serve it is reported, not fatal."""
+    out: dict[str, Any] = {}
+    to_mock = replace(direct, path="/v1/embeddings")
+    for t in targets:
+        try:
+            figures = await added_latency(
+                to_mock, [replace(t, path="/v1/embeddings")], rounds, warmup
+            )
+        except (RuntimeError, OSError) as exc:
+            out[t.name] = {"error": str(exc)}
+            continue
+        out.setdefault("direct", figures["direct"])
+        out[t.name] = figures[t.name]
+    return out
+
+
 async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path) -> None:
     overlay = yaml.safe_load(Path(args.turnout_config).read_text()) if args.turnout_config else {}
     names = args.gateways
@@ -154,6 +175,8 @@ async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path)
         results["latency"] = await added_latency(direct, targets, args.rounds, args.warmup)
         _log(f"added time to first token: {args.stream_rounds} rounds")
         results["ttft"] = await added_ttft(direct, targets, args.stream_rounds, args.warmup // 2)
+        _log(f"added embeddings latency: {args.rounds // 2} interleaved rounds")
+        results["embeddings"] = await _embeddings(direct, targets, args.rounds // 2, args.warmup)
         _log(f"inter-chunk gaps: {args.gap_rounds} rounds of {PACED_CHUNKS} chunks")
         paced = [_target(n, p, "mock-paced") for n, p in running.items()]
         results["chunks"] = await chunk_gaps(paced_direct, paced, args.gap_rounds, PACED_CHUNKS)

@@ -93,7 +93,7 @@ def test_stream_options_in_the_path(mock_url: str) -> None:
 
 def test_unknown_path_is_an_openai_404(mock_url: str) -> None:
     with pytest.raises(openai.NotFoundError):
-        _client(mock_url + "/v1").embeddings.create(model="m", input="x")
+        _client(mock_url + "/v1").completions.create(model="m", prompt="x")
 
 
 def test_options_from_path() -> None:
@@ -178,3 +178,13 @@ def test_report_chart_is_a_png(tmp_path) -> None:
     path = report.chart(_results(2500.0, 100.0), tmp_path / "chart.png")
     assert path is not None
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sdk_reads_the_mock_embeddings(mock_url: str) -> None:
+    client = openai.OpenAI(base_url=mock_url + "/v1", api_key="x", max_retries=0)
+    try:
+        out = client.embeddings.create(model="mock", input="hi", encoding_format="float")
+    finally:
+        client.close()
+    assert len(out.data) == 1 and len(out.data[0].embedding) == 768
+    assert out.usage.prompt_tokens == 8
