@@ -220,6 +220,7 @@ def test_performance_page_updates_without_a_reload(admin: Watched, gateway_url: 
         timeout=15_000,
     )
     assert page.evaluate("window.__marker") == marker  # same document: no reload happened
+    screenshot(admin, "performance-live")
 
 
 def test_models_filter_sort_and_compare(admin: Watched) -> None:
@@ -308,6 +309,7 @@ def test_request_log_filters_by_status(admin: Watched, gateway_url: str) -> None
     attempt = detail.locator('[data-attempt="1"]')
     attempt.wait_for()
     assert "flaky:model-x: 503 OverloadedError" in attempt.inner_text()
+    screenshot(admin, "requests-detail")
 
 
 def test_phone_width_has_no_horizontal_scroll_on_any_page(browser: Any, gateway_url: str) -> None:
