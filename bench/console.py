@@ -113,10 +113,13 @@ def time_to_usable(runs: int) -> list[float]:
 # --- queries over a large log -----------------------------------------------------------------
 
 
-def _rows(n: int, now: float) -> list[tuple[Any, ...]]:
+def _rows(n: int, now: float, start: int = 0, total: int | None = None) -> list[tuple[Any, ...]]:
+    """Records ``start`` to ``start + n`` of ``total`` spread evenly over the 7 days to ``now``,
+    oldest first (ids grow with time, as in a real log)."""
     from turnout.accounting.records import COLUMNS
 
-    rnd = random.Random(7)
+    total = total or n
+    rnd = random.Random(7 + start)
     providers = [("openai", "gpt-4o-mini"), ("groq", "llama-3.1-8b"), ("local", "smollm2")]
     routes = ["fast", "smart", "cheap", "gpt-4o-mini"]
     errors = [
@@ -126,7 +129,7 @@ def _rows(n: int, now: float) -> list[tuple[Any, ...]]:
     ]
     out = []
     for i in range(n):
-        ts = now - 7 * 86400 * (n - i) / n
+        ts = now - 7 * 86400 * (total - start - i) / total
         provider, model = rnd.choice(providers)
         failed = rnd.random() < 0.03
         status, error = rnd.choice(errors) if failed else (200, None)
@@ -164,10 +167,13 @@ def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
     batch = 50_000
     t0 = time.perf_counter()
     for start in range(0, rows, batch):
-        part = _rows(min(batch, rows - start), now)
-        # spread each batch over its own slice of the 7 days
-        shift = 7 * 86400 * (rows - start - len(part)) / rows
-        db.write_records([(r[0] - shift, *r[1:]) for r in part])
+        db.write_records(_rows(min(batch, rows - start), now, start, rows))
+    if db.dialect == "postgresql":  # what autovacuum does after a bulk load like this one
+        from sqlalchemy import text
+
+        with db.engine().begin() as conn:
+            conn.execute(text("ANALYZE request_log"))
+            conn.execute(text("ANALYZE request_rollup"))
     print(f"  wrote {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     day, hour, week = now - 86400, now - 3600, now - 7 * 86400
     cases = {

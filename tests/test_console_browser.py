@@ -386,3 +386,19 @@ def test_without_a_master_key_the_console_opens_without_login(
         assert w.errors == [] and w.failed == []
     finally:
         w.page.context.close()
+
+
+def test_every_page_is_reachable_with_the_keyboard(admin: Watched) -> None:
+    """Tab through the bar to each page's link and press Enter: no mouse needed."""
+    page = admin.page
+    for link, heading, _ in PAGES:
+        page.locator("body").focus()
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        for _ in range(20):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == link:
+                break
+        else:
+            raise AssertionError(f"Tab never reached the '{link}' link")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
