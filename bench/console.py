@@ -110,6 +110,56 @@ def time_to_usable(runs: int) -> list[float]:
             server.wait(10)
 
 
+# --- the gateway's latency with the console open --------------------------------------------------
+
+
+def console_overhead(requests: int, blocks: int) -> dict[str, list[float]]:
+    """Per-request wall time of the gateway on the bench's mock upstream, in alternating
+    blocks with no browser and with the console's performance page open (it polls three
+    endpoints every 5 s, and the stats read the request log), so machine load hits both
+    alike. Returns the latencies in ms per condition."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from .gateways import MASTER_KEY, start_mock, start_turnout
+
+    out: dict[str, list[float]] = {"closed": [], "open": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        mock = start_mock(logs)
+        gw = start_turnout(mock.port, 1, logs, {"database_url": f"sqlite:///{tmp}/log.db"})
+        base = f"http://127.0.0.1:{gw.port}"
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+        try:
+            with httpx.Client(base_url=base, headers=auth) as client, sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                for _ in range(50):  # warm-up
+                    client.post("/v1/chat/completions", json=body)
+                for block in range(blocks * 2):
+                    condition = "open" if block % 2 else "closed"
+                    context = None
+                    if condition == "open":
+                        context = browser.new_context()
+                        page = context.new_page()
+                        page.goto(base + "/")
+                        page.get_by_label("Master key or gateway key").fill(MASTER_KEY)
+                        page.get_by_role("button", name="Sign in").click()
+                        page.goto(base + "/#/performance")
+                        page.get_by_role("heading", name="Performance").wait_for()
+                    for _ in range(requests):
+                        t = time.perf_counter()
+                        client.post("/v1/chat/completions", json=body).raise_for_status()
+                        out[condition].append((time.perf_counter() - t) * 1000)
+                    if context is not None:
+                        context.close()
+                browser.close()
+        finally:
+            gw.stop()
+            mock.stop()
+    return out
+
+
 # --- queries over a large log -----------------------------------------------------------------
 
 
@@ -201,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--postgres", help="a PostgreSQL URL with an empty schema to fill")
     ap.add_argument("--skip-queries", action="store_true")
     ap.add_argument("--skip-browser", action="store_true")
+    ap.add_argument(
+        "--overhead",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also: N requests per block, console open vs closed (6 blocks each)",
+    )
     args = ap.parse_args(argv)
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -216,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  p50 {statistics.median(times):.0f} ms, min {min(times):.0f} ms, "
             f"max {max(times):.0f} ms (target < 1000 ms)"
         )
+    if args.overhead:
+        lat = console_overhead(args.overhead, 6)
+        print("\ngateway wall time per request (ms), console closed vs open:")
+        for name, values in lat.items():
+            q = statistics.quantiles(values, n=100)
+            print(
+                f"  {name:7s} n={len(values)} p50 {statistics.median(values):6.2f}  "
+                f"p99 {q[98]:6.2f}"
+            )
     if not args.skip_queries:
         targets = []
         with tempfile.TemporaryDirectory() as tmp:

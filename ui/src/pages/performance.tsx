@@ -9,6 +9,10 @@ import { count, ms, percent, rate, seconds, usd } from "../format";
 import { useLoad } from "../hooks";
 
 export const POLL_MS = 5000;
+/** Long windows change slowly and cost the database more to summarise: poll them less. */
+export function statsPoll(window: string): number {
+  return window === "24h" || window === "7d" ? 60_000 : POLL_MS;
+}
 const WINDOWS = [
   ["15m", "15 min"],
   ["1h", "1 hour"],
@@ -21,7 +25,7 @@ export function Performance() {
   const stats = useLoad(
     (s) => getJson<{ data: ModelStats[] }>(`/api/models/stats${query({ window })}`, s),
     [window],
-    POLL_MS,
+    statsPoll(window),
   );
   const series = useLoad(
     (s) => getJson<{ data: SeriesPoint[]; bucket_s: number }>(`/api/stats/series${query({ window })}`, s),
@@ -47,7 +51,7 @@ export function Performance() {
         </label>
       </div>
       <p class="muted" aria-live="polite">
-        Refreshes every {POLL_MS / 1000} s. {error && <span role="alert" class="error">{error}</span>}
+        Live state refreshes every {POLL_MS / 1000} s, the table every {statsPoll(window) / 1000} s. {error && <span role="alert" class="error">{error}</span>}
       </p>
       <h2>By provider and model</h2>
       <div class="scroll">
