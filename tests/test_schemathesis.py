@@ -170,7 +170,11 @@ def test_key_lifecycle_as_a_state_machine(own_schema: Any, gateway: str) -> None
     description's links from POST /api/keys to the key's own operations."""
     from schemathesis.specs.openapi.checks import negative_data_rejection, use_after_free
 
-    class Keys(own_schema.as_state_machine()):  # type: ignore[misc]
+    # Only the key operations: with every operation of the description in the machine, the
+    # (derandomized) draws spent their steps elsewhere and never reached DELETE.
+    key_schema = own_schema.include(path_regex=r"^/api/keys")
+
+    class Keys(key_schema.as_state_machine()):  # type: ignore[misc]
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             # Every check but two. DELETE /api/keys/{id} revokes, and a revoked key stays
             # readable (revoked: true, revoked_at) for audit, as docs/accounting.md shows.
