@@ -6,11 +6,13 @@ OpenAPI is not quite JSON Schema, so the spec is adapted once, on load:
 - a ``oneOf`` with a ``discriminator`` selects its branch by the discriminator value (a plain
   ``oneOf`` would fail wherever two branches both match, e.g. a text block that is also a
   valid ``ToolTextEditor`` with all-optional fields);
-and four slips of the curated file are mended, each checked against the official SDK types:
+and five slips of the curated file are mended, each checked against the official SDK types:
 ``InputJsonBlockDelta`` requires ``partial_json`` (the file says ``text``), ``system`` may be
 a list of blocks (the file also says ``type: string``), ``stop_sequence`` is null unless a stop
 sequence matched (``Optional[str]`` in ``anthropic.types.Message``), and ``tool_choice`` may be
-``{"type": "none"}`` (``anthropic.types.ToolChoiceNoneParam``; the file predates it).
+``{"type": "none"}`` (``anthropic.types.ToolChoiceNoneParam``; the file predates it), and a
+cache breakpoint's ``ttl`` is ``"5m"`` or ``"1h"`` (``CacheControlEphemeralParam``; the file
+says seconds).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def _spec() -> dict[str, Any]:
     schemas["InputJsonBlockDelta"]["required"] = ["partial_json", "type"]
     del schemas["CreateMessageRequest"]["properties"]["system"]["type"]
     schemas["ToolChoiceType"]["enum"].append("none")
+    schemas["CacheControlEphemeral"]["properties"]["ttl"] = {"enum": ["5m", "1h"]}
     for name in ("Message", "MessageDelta"):
         schemas[name]["properties"]["stop_sequence"]["nullable"] = True
     return _adapt(spec)

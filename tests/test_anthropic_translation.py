@@ -26,7 +26,7 @@ from turnout.errors import (
     UpstreamServerError,
 )
 from turnout.sse import ServerSentEvent
-from turnout.types import ChatRequest, Finish, TextDelta, ToolCallDelta, UsageUpdate
+from turnout.types import ChatRequest, Finish, TextDelta, ToolCallDelta, Usage, UsageUpdate
 
 from .anthropic_spec import spec_errors
 
@@ -190,8 +190,10 @@ def test_response_with_thinking_text_and_tools() -> None:
     assert choice.tool_calls == [
         {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": '{"a":[1,2]}'}}
     ]
-    assert choice.extra == {"reasoning_content": "hmm"}
+    assert choice.extra["reasoning_content"] == "hmm"
+    assert [b["type"] for b in choice.extra["thinking_blocks"]] == ["thinking"]  # kept whole
     assert (result.usage.prompt_tokens, result.usage.cached_tokens) == (105, 0)
+    assert result.usage.cache_write_tokens == 100
     with pytest.raises(UpstreamServerError, match="content"):
         from_response({"type": "message"}, deploy())
 
@@ -222,13 +224,15 @@ def test_stream_parser_usage_pings_and_a_tool_input_given_whole() -> None:
         ],
         d,
     )
-    assert events[0] == ToolCallDelta(0, "", "t1", "f")
-    assert events[1] == ToolCallDelta(0, '{"x":1}')
-    assert events[2] == Finish("tool_calls")
-    assert isinstance(events[3], UsageUpdate)
-    usage = events[3].usage
+    # The input usage of message_start goes out with the first content event.
+    assert isinstance(events[0], UsageUpdate) and events[0].usage.prompt_tokens == 10
+    assert events[1] == ToolCallDelta(0, "", "t1", "f")
+    assert events[2] == ToolCallDelta(0, '{"x":1}')
+    assert events[3] == Finish("tool_calls")
+    assert isinstance(events[4], UsageUpdate)
+    usage = events[4].usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (10, 12, 3)
-    assert len(events) == 4
+    assert len(events) == 5
 
 
 def test_stream_parser_text_in_the_start_block_and_data_without_event_names() -> None:
@@ -238,7 +242,7 @@ def test_stream_parser_text_in_the_start_block_and_data_without_event_names() ->
         "index": 0,
         "content_block": {"type": "text", "text": "Hi"},
     }
-    assert parser.event(None, start) == [TextDelta("Hi")]
+    assert parser.event(None, start) == [UsageUpdate(Usage()), TextDelta("Hi")]
     assert parser.event(None, {"type": "brand_new_event"}) == []
     assert not parser.done
     parser.event("message_stop", {"type": "message_stop"})

@@ -18,7 +18,14 @@ from turnout.adapters.bedrock_response import StreamState, from_response, parse_
 from turnout.catalogue import Catalogue
 from turnout.config import Config
 from turnout.deployment import Deployment, resolve_deployment
-from turnout.types import ChatRequest, Finish, TextDelta, ToolCallDelta, UsageUpdate
+from turnout.types import (
+    ChatRequest,
+    Finish,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 
 from .fakes import bedrock_schema
 from .fakes.bedrock_upstream import converse_response, stream_events
@@ -380,7 +387,8 @@ def test_from_response_text_tools_reasoning_usage() -> None:
     }
     result = from_response(thinking, d)
     assert (result.text, result.choices[0].finish_reason) == ("42", "length")
-    assert result.choices[0].extra == {"reasoning_content": "Hmm."}
+    assert result.choices[0].extra["reasoning_content"] == "Hmm."
+    assert result.choices[0].extra["thinking_blocks"][0]["thinking"] == "Hmm."
     with pytest.raises(errors.UpstreamServerError, match="malformed"):
         from_response({"output": {}}, d)
 
@@ -447,11 +455,13 @@ def test_stream_events_text_then_tool_with_its_own_index() -> None:
         ToolCallDelta(0, '{"a"'),
         ToolCallDelta(0, ": 1}"),
     ]
-    assert events[4] == Finish("tool_calls")
-    usage = events[5]
+    assert events[4] == ThinkingDelta("x", block=0)  # reasoning: Anthropic clients get it
+    assert events[5] == Finish("tool_calls")
+    usage = events[6]
     assert isinstance(usage, UsageUpdate)
     assert (usage.usage.prompt_tokens, usage.usage.cached_tokens) == (11, 4)
-    assert len(events) == 6
+    assert usage.usage.cache_write_tokens == 2
+    assert len(events) == 7
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,12 @@ class ModelEntry:
     cached_input_price: float | None = None
     """USD per million input tokens served from the provider's prompt cache; when None,
     cached tokens are priced as ordinary input."""
+    cache_write_price: float | None = None
+    """USD per million input tokens written to the prompt cache for five minutes (Anthropic:
+    1.25x input); when None, written tokens are priced as ordinary input."""
+    cache_write_1h_price: float | None = None
+    """USD per million input tokens written to the prompt cache for one hour (Anthropic: 2x
+    input); when None, the five-minute write price."""
     capabilities: frozenset[str] = frozenset({"streaming"})
     aliases: tuple[str, ...] = field(default=())
     quality: float | None = None
@@ -102,12 +108,22 @@ class ModelEntry:
         if self.input_price is None or self.output_price is None:
             return None
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        hour = min(usage.cache_write_1h_tokens, written)
         cached_price = (
-            self.cached_input_price if self.cached_input_price is not None else (self.input_price)
+            self.cached_input_price if self.cached_input_price is not None else self.input_price
+        )
+        write_price = (
+            self.cache_write_price if self.cache_write_price is not None else self.input_price
+        )
+        hour_price = (
+            self.cache_write_1h_price if self.cache_write_1h_price is not None else write_price
         )
         return (
-            (usage.prompt_tokens - cached) * self.input_price
+            (usage.prompt_tokens - cached - written) * self.input_price
             + cached * cached_price
+            + (written - hour) * write_price
+            + hour * hour_price
             + usage.completion_tokens * self.output_price
         ) / 1_000_000
 
@@ -123,6 +139,8 @@ class ModelEntry:
             "input_price": self.input_price,
             "output_price": self.output_price,
             "cached_input_price": self.cached_input_price,
+            "cache_write_price": self.cache_write_price,
+            "cache_write_1h_price": self.cache_write_1h_price,
             "capabilities": sorted(self.capabilities),
             "tags": sorted(self.tags),
             "aliases": list(self.aliases),

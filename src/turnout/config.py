@@ -223,6 +223,11 @@ class ModelConfig(_Strict):
     input_price: float | None = Field(default=None, ge=0)
     output_price: float | None = Field(default=None, ge=0)
     cached_input_price: float | None = Field(default=None, ge=0)
+    cache_write_price: float | None = Field(default=None, ge=0)
+    """USD per million input tokens written to the prompt cache with the default (five
+    minute) lifetime; None: written tokens cost the input price."""
+    cache_write_1h_price: float | None = Field(default=None, ge=0)
+    """The same for a one-hour lifetime; None: the five-minute write price."""
     capabilities: list[Capability] | None = None
     aliases: list[str] = Field(default_factory=list)
     tags: list[str] | None = None

@@ -7,6 +7,7 @@ a private event loop in one background thread, so sync callers share the connect
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
@@ -18,12 +19,13 @@ from .adapters import AdapterSet
 from .catalogue import Catalogue, ModelEntry
 from .config import Config, load_config
 from .deployment import resolve_deployment, why_unusable
-from .errors import BadRequestError, TurnoutError
+from .errors import BadRequestError, ConfigError, MissingDependencyError, TurnoutError
 from .http import HttpPool
 from .redaction import Redactor
 from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
 from .routing.filters import Needs
 from .streaming import ChatStream
+from .tokens import TokenCount, estimate_tokens
 from .types import (
     ChatRequest,
     ChatResult,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "parse_embedding_request", "parse_request"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("turnout.gateway")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -253,6 +257,34 @@ class Gateway:
             stream.on_done = done
         stream.entry = self.catalogue.get(stream.deployment)
         return stream
+
+    async def count_tokens(self, request: ChatRequest | Mapping[str, Any]) -> TokenCount:
+        """The input tokens of ``request`` for the deployment its route would try first:
+        exact when that deployment's adapter can count (Anthropic's ``count_tokens``, the
+        embedded model's own tokenizer), else an estimate (``tokens.estimate_tokens``). A
+        count that fails where the route would fail over (an outage, a field that backend
+        cannot take, a missing extra) gives way to the estimate; a refusal of the request
+        itself (400, 401, ...) is raised."""
+        req = parse_request(request)
+        route = self.route_for(req)
+        plan = await self.planner.aplan(route, req)
+        d = plan.deployments[0]
+        counter = getattr(self.adapters.get(d.host.wire_api), "count_tokens", None)
+        if counter is not None:
+            try:
+                async with asyncio.timeout(route.timeouts.total):
+                    exact: int = await counter(req, d, route.timeouts)
+                return TokenCount(exact, "exact", d.id)
+            except TimeoutError:
+                log.warning("count_tokens on %s timed out; estimating", d.id)
+            except (MissingDependencyError, ConfigError) as err:
+                log.warning("count_tokens on %s unavailable (%s); estimating", d.id, err)
+            except TurnoutError as err:
+                if not err.failover:
+                    raise
+                log.warning("count_tokens on %s failed (%s); estimating", d.id, err)
+        estimate = await asyncio.to_thread(estimate_tokens, req)
+        return TokenCount(estimate.input_tokens, estimate.method, d.id)
 
     async def preload(self) -> bool:
         """Load the embedded model now rather than on first use, if it is what a route or the

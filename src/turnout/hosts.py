@@ -50,6 +50,10 @@ class Host:
     """Where the host lists its models when not where its wire API usually does (key health
     and ``turnout models --provider`` read it); may hold ``{placeholders}`` like
     ``base_url``."""
+    cache_control: bool = False
+    """Whether the host reads Anthropic-style ``cache_control`` breakpoints on content parts
+    and tools (OpenRouter does, for the Claude models it serves); other OpenAI-compatible
+    hosts get the request without them."""
     retry_timeouts: bool = True
     """Whether a timed-out request may be tried again on the same deployment. False for the
     in-process model: the same prompt on the same CPU takes as long again, so a timeout there
@@ -83,7 +87,13 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
     Host("groq", "openai_chat", "https://api.groq.com/openai/v1", key_env="GROQ_API_KEY"),
     Host("together", "openai_chat", "https://api.together.xyz/v1", key_env="TOGETHER_API_KEY"),
     Host("deepseek", "openai_chat", "https://api.deepseek.com/v1", key_env="DEEPSEEK_API_KEY"),
-    Host("openrouter", "openai_chat", "https://openrouter.ai/api/v1", key_env="OPENROUTER_API_KEY"),
+    Host(
+        "openrouter",
+        "openai_chat",
+        "https://openrouter.ai/api/v1",
+        key_env="OPENROUTER_API_KEY",
+        cache_control=True,
+    ),
     Host(
         "mistral",
         "openai_chat",

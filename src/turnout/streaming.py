@@ -20,6 +20,7 @@ from .types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
@@ -36,12 +37,41 @@ def new_id() -> str:
 
 
 class _ChoiceAcc:
-    __slots__ = ("finish", "text", "tools")
+    __slots__ = ("finish", "stop_sequence", "text", "thinking", "tools")
 
     def __init__(self) -> None:
         self.text: list[str] = []
         self.tools: dict[int, dict[str, Any]] = {}
+        self.thinking: dict[int, dict[str, Any]] = {}
         self.finish: str | None = None
+        self.stop_sequence: str | None = None
+
+    def think(self, event: ThinkingDelta) -> None:
+        """Assemble reasoning blocks as Anthropic's API returns them whole."""
+        block = self.thinking.get(event.block)
+        if block is None:
+            block = self.thinking[event.block] = (
+                {"type": "redacted_thinking", "data": ""}
+                if event.redacted is not None
+                else {"type": "thinking", "thinking": "", "signature": ""}
+            )
+        if event.redacted is not None:
+            block["data"] += event.redacted
+        else:
+            block["thinking"] = block.get("thinking", "") + event.thinking
+            if event.signature:
+                block["signature"] = event.signature
+
+    def extra(self) -> dict[str, Any]:
+        if not self.thinking:
+            return {}
+        blocks = [self.thinking[n] for n in sorted(self.thinking)]
+        text = "".join(b.get("thinking", "") for b in blocks)
+        return (
+            {"reasoning_content": text, "thinking_blocks": blocks}
+            if text
+            else {"thinking_blocks": blocks}
+        )
 
 
 class ChatStream:
@@ -165,8 +195,13 @@ class ChatStream:
             call["args"].append(event.arguments)
             if event.extra:
                 call["extra"] = {**call.get("extra", {}), **event.extra}
+        elif isinstance(event, ThinkingDelta):
+            if self.time_to_first_token is None:
+                self.time_to_first_token = time.perf_counter() - self.started
+            acc.think(event)
         elif isinstance(event, Finish):
             acc.finish = event.reason
+            acc.stop_sequence = event.stop_sequence
 
     @property
     def cost(self) -> float | None:
@@ -211,6 +246,8 @@ class ChatStream:
                     content=text if text or not tools else None,
                     tool_calls=tools or None,
                     finish_reason=acc.finish,
+                    extra=acc.extra(),
+                    stop_sequence=acc.stop_sequence,
                 )
             )
         return ChatResult(

@@ -32,6 +32,7 @@ __all__ = [
     "SystemMessage",
     "TextDelta",
     "TextPart",
+    "ThinkingDelta",
     "ToolCall",
     "ToolCallDelta",
     "ToolMessage",
@@ -123,6 +124,10 @@ class AssistantMessage(_Open):
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = None
     name: str | None = None
+    thinking_blocks: list[dict[str, Any]] | None = None
+    """The turn's reasoning as Anthropic blocks (``thinking`` with its ``signature``,
+    ``redacted_thinking`` with its ``data``), in order, before the content: sent back to the
+    backends that verify them (Anthropic, Bedrock Converse), dropped for the others."""
 
 
 class ToolMessage(_Open):
@@ -291,9 +296,17 @@ class EmbeddingRequest(_Open):
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
+    """Every input token, cache reads and writes included (OpenAI's count)."""
     completion_tokens: int = 0
     cached_tokens: int = 0
+    """The part of ``prompt_tokens`` read from the provider's prompt cache."""
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    """The part of ``prompt_tokens`` written to the provider's prompt cache (Anthropic's
+    ``cache_creation_input_tokens``, Bedrock's ``cacheWriteInputTokens``)."""
+    cache_write_1h_tokens: int = 0
+    """The part of ``cache_write_tokens`` written with a one-hour lifetime (priced higher
+    than the default five minutes)."""
 
     @property
     def total_tokens(self) -> int:
@@ -320,7 +333,11 @@ class Choice:
     finish_reason: str | None = None
     refusal: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    """Upstream message fields we do not model (e.g. ``reasoning_content``), kept verbatim."""
+    """Upstream message fields we do not model (e.g. ``reasoning_content``), kept verbatim;
+    ``thinking_blocks`` holds Anthropic-style reasoning blocks with their signatures, which a
+    client sends back on its next turn (see ``AssistantMessage``)."""
+    stop_sequence: str | None = None
+    """The caller's stop sequence that ended the answer, when the backend says which."""
 
 
 @dataclass(slots=True)
@@ -398,9 +415,24 @@ class ToolCallDelta:
 
 
 @dataclass(slots=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning. Blocks are numbered (``block``) in the order they
+    arrive; each piece carries ``thinking`` text, the block's ``signature`` (Anthropic sends it
+    last), or ``redacted`` (the opaque data of a ``redacted_thinking`` block, whole)."""
+
+    thinking: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    block: int = 0
+    choice: int = 0
+
+
+@dataclass(slots=True)
 class Finish:
     reason: str
     choice: int = 0
+    stop_sequence: str | None = None
+    """The caller's stop sequence that ended the answer, when the backend says which."""
 
 
 @dataclass(slots=True)
@@ -408,4 +440,4 @@ class UsageUpdate:
     usage: Usage
 
 
-StreamEvent = TextDelta | ToolCallDelta | Finish | UsageUpdate
+StreamEvent = TextDelta | ToolCallDelta | ThinkingDelta | Finish | UsageUpdate

@@ -10,13 +10,21 @@ mid-stream failure as ``event: error``. Tests prove it faithful with the officia
 SDK and validate its bodies against the spec.
 
 Besides the neutral steps it takes ``Message(content=[blocks], stop_reason=...)``: any content
-blocks (text, several tool uses, thinking), streamed block by block.
+blocks (text, several tool uses, thinking with its ``signature_delta``, redacted thinking),
+streamed block by block, with cache reads and writes (split by lifetime in
+``usage.cache_creation``).
+
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}`` with N from ``fake_count``
+(a deterministic stand-in for Claude's tokenizer), refuses what the API refuses (a missing
+``model`` or ``messages``, a generation field such as ``max_tokens``), and fails with the next
+of ``count_failures`` when one is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +33,15 @@ from aiohttp import web
 
 from .script import Cut, Fail, FakeUpstream, Hang, Reply, StreamError, drop
 
-__all__ = ["ERROR_TYPES", "FakeAnthropic", "Message", "message_body", "stream_events"]
+__all__ = [
+    "COUNT_FIELDS",
+    "ERROR_TYPES",
+    "FakeAnthropic",
+    "Message",
+    "fake_count",
+    "message_body",
+    "stream_events",
+]
 
 _ids = itertools.count(1)
 
@@ -56,6 +72,8 @@ class Message:
     completion_tokens: int = 7
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    """The part of ``cache_creation_tokens`` written for one hour."""
     extra_events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """Events sent after ``message_start`` (e.g. event types newer than the client)."""
 
@@ -87,8 +105,35 @@ def _usage(m: Message, output_tokens: int) -> dict[str, Any]:
         "input_tokens": m.prompt_tokens - m.cached_tokens - m.cache_creation_tokens,
         "cache_creation_input_tokens": m.cache_creation_tokens,
         "cache_read_input_tokens": m.cached_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": m.cache_creation_tokens - m.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": m.cache_creation_1h_tokens,
+        },
         "output_tokens": output_tokens,
     }
+
+
+COUNT_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
+"""The body fields ``count_tokens`` takes; the API refuses the rest."""
+
+
+def _words(node: Any) -> int:
+    if isinstance(node, str):
+        return len(node.split())
+    if isinstance(node, dict):
+        return sum(_words(v) for k, v in node.items() if k not in ("type", "signature"))
+    if isinstance(node, list):
+        return sum(_words(v) for v in node)
+    return 0
+
+
+def fake_count(body: dict[str, Any]) -> int:
+    """The fake's token count: every word of every string in the system prompt, messages
+    and tools (signatures and block types aside), plus 3 per message and per tool."""
+    framing = 3 * (len(body.get("messages") or ()) + len(body.get("tools") or ()))
+    return framing + _words([body.get("system"), body.get("messages"), body.get("tools")])
 
 
 def _whole(block: dict[str, Any]) -> dict[str, Any]:
@@ -172,8 +217,37 @@ def error_body(status: int, message: str, kind: str | None = None) -> dict[str, 
 class FakeAnthropic(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
+        self.count_failures: deque[Fail] = deque()
         self.app.router.add_post("/v1/messages", self.handle)
+        self.app.router.add_post("/v1/messages/count_tokens", self._count)
         self.app.router.add_get("/v1/models", self._models)
+
+    def reset(self) -> None:
+        super().reset()
+        self.count_failures.clear()
+
+    async def _count(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else {}
+        self.calls.append(
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "body": body,
+                "raw": raw,
+            }
+        )
+        refused = _check(request, body, ("model", "messages"))
+        if refused is not None:
+            return refused
+        extra = sorted(set(body) - COUNT_FIELDS)
+        if extra:
+            return _json(error_body(400, f"{extra[0]}: Extra inputs are not permitted"), 400)
+        if self.count_failures:
+            step = self.count_failures.popleft()
+            return _json(error_body(step.status, step.message, step.type), step.status)
+        return _json({"input_tokens": fake_count(body)})
 
     async def _models(self, request: web.Request) -> web.Response:
         model = {
@@ -239,14 +313,18 @@ class FakeAnthropic(FakeUpstream):
         return resp
 
 
-def _check(request: web.Request, body: dict[str, Any]) -> web.Response | None:
+def _check(
+    request: web.Request,
+    body: dict[str, Any],
+    required: tuple[str, ...] = ("model", "messages", "max_tokens"),
+) -> web.Response | None:
     """What the real API refuses before looking at the model: no credentials, no version
     header, a missing required field."""
     if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
         return _json(error_body(401, "x-api-key header is required"), 401)
     if not request.headers.get("anthropic-version"):
         return _json(error_body(400, "anthropic-version: header is required"), 400)
-    for name in ("model", "messages", "max_tokens"):
+    for name in required:
         if name not in body:
             return _json(error_body(400, f"{name}: Field required"), 400)
     return None

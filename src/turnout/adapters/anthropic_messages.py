@@ -23,23 +23,34 @@ from ..types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
 )
 from .base import HttpAdapter, auth_headers, join_version
-from .convert import arguments_object, arguments_text, data_url, request_fields, take_unsupported
+from .convert import (
+    arguments_object,
+    arguments_text,
+    data_url,
+    request_fields,
+    take_unsupported,
+    tool_error,
+)
 from .edge import excerpt, loads, redact
 from .malformed import stream_parser
 
 __all__ = [
+    "COUNTED",
     "DEFAULT_MAX_TOKENS",
     "JSON_OBJECT_INSTRUCTION",
     "AnthropicMessagesAdapter",
     "StreamParser",
+    "count_from_response",
     "from_response",
     "map_error",
     "parse_stream",
+    "to_count_request",
     "to_request",
 ]
 
@@ -148,22 +159,26 @@ def _messages(
             system.extend(_system_text(m["content"]))
             continue
         if role == "tool":
-            content = m["content"]
+            failed, content = tool_error(m)
             result = content if isinstance(content, str) else _blocks(content, d)
-            blocks = [{"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": result}]
+            block = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": result}
+            if failed:
+                block["is_error"] = True
+            blocks = [_keep_cache(block, m)]
             role = "user"
         elif role == "assistant":
-            blocks = _blocks(m.get("content"), d)
+            # Reasoning first, verbatim (the API checks each signature), then the content.
+            blocks = [dict(b) for b in m.get("thinking_blocks") or ()]
+            blocks += _blocks(m.get("content"), d)
             for call in m.get("tool_calls") or ():
                 fn = call["function"]
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call["id"],
-                        "name": fn["name"],
-                        "input": arguments_object(fn.get("arguments") or "", d),
-                    }
-                )
+                use = {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": fn["name"],
+                    "input": arguments_object(fn.get("arguments") or "", d),
+                }
+                blocks.append(_keep_cache(use, call))
         else:
             blocks = _blocks(m["content"], d)
         if out and out[-1]["role"] == role:
@@ -258,6 +273,29 @@ def to_request(
     return d.base_url + d.host.path, headers, orjson.dumps(body)
 
 
+COUNTED = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+"""What ``POST /v1/messages/count_tokens`` takes of a Messages body (it refuses the rest)."""
+
+
+def to_count_request(request: ChatRequest, d: Deployment) -> tuple[str, dict[str, str], bytes]:
+    """URL, headers and body that ask the API to count a request's input tokens: the body
+    ``to_request`` makes, less what only generation reads."""
+    url, headers, raw = to_request(request, d, stream=False)
+    body = {k: v for k, v in orjson.loads(raw).items() if k in COUNTED}
+    return url + "/count_tokens", headers, orjson.dumps(body)
+
+
+def count_from_response(obj: Any, d: Deployment) -> int:
+    tokens = obj.get("input_tokens") if isinstance(obj, dict) else None
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise UpstreamServerError(
+            "malformed count_tokens response: no 'input_tokens' count",
+            provider=d.provider,
+            model=d.model,
+        )
+    return tokens
+
+
 # --- response --------------------------------------------------------------------------------
 
 
@@ -265,12 +303,21 @@ def _usage(raw: Mapping[str, Any] | None, base: Usage | None = None) -> Usage:
     """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's
     ``prompt_tokens`` includes them, with reads repeated as ``cached_tokens``."""
     raw = raw or {}
-    usage = Usage() if base is None else Usage(base.prompt_tokens, 0, base.cached_tokens)
+    usage = Usage()
+    if base is not None:
+        usage.prompt_tokens, usage.cached_tokens = base.prompt_tokens, base.cached_tokens
+        usage.cache_write_tokens = base.cache_write_tokens
+        usage.cache_write_1h_tokens = base.cache_write_1h_tokens
     if "input_tokens" in raw or "cache_read_input_tokens" in raw:
         read = int(raw.get("cache_read_input_tokens") or 0)
         written = int(raw.get("cache_creation_input_tokens") or 0)
         usage.prompt_tokens = int(raw.get("input_tokens") or 0) + read + written
         usage.cached_tokens = read
+        usage.cache_write_tokens = written
+    creation = raw.get("cache_creation")
+    if isinstance(creation, dict):  # the split of the writes by lifetime
+        usage.cache_write_1h_tokens = int(creation.get("ephemeral_1h_input_tokens") or 0)
+    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     usage.completion_tokens = int(raw.get("output_tokens") or 0)
     return usage
 
@@ -283,9 +330,12 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
         )
     texts: list[str] = []
     thinking: list[str] = []
+    reasoning: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in obj["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
+        if kind in ("thinking", "redacted_thinking"):
+            reasoning.append(block)  # kept whole: the client sends it back, signature and all
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
@@ -302,6 +352,10 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
         elif kind == "thinking":
             thinking.append(block.get("thinking") or "")
     stop = obj.get("stop_reason")
+    extra: dict[str, Any] = {"reasoning_content": "".join(thinking)} if thinking else {}
+    if reasoning:
+        extra["thinking_blocks"] = reasoning
+    matched = obj.get("stop_sequence")
     return ChatResult(
         id=str(obj.get("id") or ""),
         model=d.model,
@@ -311,7 +365,8 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
                 content="".join(texts) if texts or not calls else None,
                 tool_calls=calls or None,
                 finish_reason=FINISH_REASONS.get(stop, "stop") if stop else "stop",
-                extra={"reasoning_content": "".join(thinking)} if thinking else {},
+                extra=extra,
+                stop_sequence=matched if isinstance(matched, str) else None,
             )
         ],
         usage=_usage(obj.get("usage")),
@@ -345,13 +400,16 @@ class StreamParser:
     ``message_start``. Unknown events and block types are ignored, as the API asks.
     """
 
-    __slots__ = ("_blocks", "_d", "_tools", "done", "usage")
+    __slots__ = ("_blocks", "_d", "_reasoning", "_started", "_tools", "done", "usage")
 
     def __init__(self, d: Deployment) -> None:
         self._d = d
         self._blocks: dict[int, list[Any]] = {}
         """content block index -> [tool index, input from the start event, got deltas]"""
         self._tools = 0
+        self._reasoning: dict[int, int] = {}
+        """content block index -> reasoning block number, for thinking blocks"""
+        self._started = False
         self.usage = Usage()
         self.done = False
 
@@ -361,11 +419,27 @@ class StreamParser:
             raise UpstreamServerError(
                 "malformed stream event", provider=self._d.provider, model=self._d.model
             )
-        kind = obj.get("type") or name
+        events = self._event(obj.get("type") or name, obj)
+        if events and not self._started:
+            # The input usage of ``message_start`` goes out with the first content, so that a
+            # client's own ``message_start`` can carry it (cache writes by lifetime are there
+            # only) without the first event arriving before the first token.
+            self._started = True
+            if not isinstance(events[0], UsageUpdate):
+                events.insert(0, UsageUpdate(self.usage))
+        return events
+
+    def _event(self, kind: Any, obj: dict[str, Any]) -> list[StreamEvent]:
         if kind == "content_block_delta":
             delta = obj.get("delta") or {}
             if delta.get("type") == "text_delta":
                 return [TextDelta(delta.get("text") or "")] if delta.get("text") else []
+            thought = self._reasoning.get(obj.get("index", -1))
+            if thought is not None and delta.get("type") == "thinking_delta":
+                text = delta.get("thinking") or ""
+                return [ThinkingDelta(text, block=thought)] if text else []
+            if thought is not None and delta.get("type") == "signature_delta":
+                return [ThinkingDelta(signature=delta.get("signature") or "", block=thought)]
             block = self._blocks.get(obj.get("index", -1))
             if delta.get("type") == "input_json_delta" and block is not None:
                 block[2] = True
@@ -376,6 +450,12 @@ class StreamParser:
             start = obj.get("content_block") or {}
             if start.get("type") == "text":
                 return [TextDelta(start["text"])] if start.get("text") else []
+            if start.get("type") in ("thinking", "redacted_thinking"):
+                thought = self._reasoning[obj.get("index", -1)] = len(self._reasoning)
+                if start["type"] == "redacted_thinking":
+                    return [ThinkingDelta(redacted=str(start.get("data") or ""), block=thought)]
+                text = start.get("thinking") or ""
+                return [ThinkingDelta(text, block=thought)] if text else []
             if start.get("type") == "tool_use":
                 self._blocks[obj.get("index", -1)] = [self._tools, start.get("input"), False]
                 self._tools += 1
@@ -391,10 +471,13 @@ class StreamParser:
             return []
         if kind == "message_delta":
             self.usage = _usage(obj.get("usage"), self.usage)
-            stop = (obj.get("delta") or {}).get("stop_reason")
+            delta = obj.get("delta") or {}
+            stop = delta.get("stop_reason")
             events: list[StreamEvent] = [UsageUpdate(self.usage)]
             if stop:
-                events.insert(0, Finish(FINISH_REASONS.get(stop, "stop")))
+                matched = delta.get("stop_sequence")
+                matched = matched if isinstance(matched, str) else None
+                events.insert(0, Finish(FINISH_REASONS.get(stop, "stop"), stop_sequence=matched))
             return events
         if kind == "message_stop":
             self.done = True
@@ -454,6 +537,11 @@ class AnthropicMessagesAdapter(HttpAdapter):
         url, headers, body = to_request(request, d, stream=False)
         obj = await self.call(d, t).post_json(url, headers, body)
         return from_response(obj, d)
+
+    async def count_tokens(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> int:
+        """The exact input tokens of ``request``, counted by the API (it costs nothing)."""
+        url, headers, body = to_count_request(request, d)
+        return count_from_response(await self.call(d, t).post_json(url, headers, body), d)
 
     async def stream(
         self, request: ChatRequest, d: Deployment, t: TimeoutsConfig

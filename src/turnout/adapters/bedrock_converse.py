@@ -32,6 +32,7 @@ from .bedrock_response import (
     loads,
     parse_event,
 )
+from .convert import tool_error
 
 __all__ = [
     "BedrockConverseAdapter",
@@ -66,6 +67,7 @@ _SUPPORTED = frozenset(
         "stream_options",
         "user",
         "n",
+        "thinking",
     ]
 )
 # Converse's own top-level fields, passed through verbatim when a caller sends them.
@@ -134,6 +136,29 @@ def _image(url: str, where: str, d: Deployment) -> dict[str, Any]:
     )
 
 
+def _cache_point(cache_control: Any) -> list[dict[str, Any]]:
+    """A ``cachePoint`` block for an Anthropic-style ``cache_control`` breakpoint (Converse
+    marks the end of the cached prefix with a block of its own), or none."""
+    if not cache_control:
+        return []
+    point: dict[str, Any] = {"type": "default"}
+    ttl = cache_control.get("ttl") if isinstance(cache_control, dict) else None
+    if ttl in ("5m", "1h"):
+        point["ttl"] = ttl
+    return [{"cachePoint": point}]
+
+
+def _system_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "text" and part.get("text"):
+            blocks.append({"text": part["text"]})
+        blocks += _cache_point(part.get("cache_control"))
+    return blocks
+
+
 def _user_blocks(content: Any, where: str, d: Deployment) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
@@ -147,7 +172,23 @@ def _user_blocks(content: Any, where: str, d: Deployment) -> list[dict[str, Any]
             blocks.append(_image(part["image_url"]["url"], f"{where}.content[{n}]", d))
         elif not d.drop_params:
             raise _unsupported(f"{where}.content[{n}] ({kind})", d)
+        blocks += _cache_point(part.get("cache_control"))
     return blocks
+
+
+def _reasoning_blocks(thinking: Any) -> list[dict[str, Any]]:
+    """An assistant turn's Anthropic reasoning blocks as ``reasoningContent`` blocks, so that
+    Claude on Bedrock gets its signed reasoning back (it refuses tool use without it)."""
+    out: list[dict[str, Any]] = []
+    for block in thinking or ():
+        if block.get("type") == "thinking":
+            text: dict[str, Any] = {"text": block.get("thinking") or ""}
+            if block.get("signature"):
+                text["signature"] = block["signature"]
+            out.append({"reasoningContent": {"reasoningText": text}})
+        elif block.get("type") == "redacted_thinking":
+            out.append({"reasoningContent": {"redactedContent": block.get("data") or ""}})
+    return out
 
 
 def _tool_input(arguments: str, where: str, d: Deployment) -> Any:
@@ -174,27 +215,31 @@ def _messages(
         where = f"messages[{i}]"
         role = m["role"]
         if role in ("system", "developer"):
-            text = _text_of(m["content"])
-            if text:
-                system.append({"text": text})
+            system.extend(_system_blocks(m["content"]))
             continue
         if role == "user":
             blocks, turn = _user_blocks(m["content"], where, d), "user"
         elif role == "tool":
-            result = _text_of(m["content"])
-            blocks = [
-                {
-                    "toolResult": {
-                        "toolUseId": m["tool_call_id"],
-                        "content": [{"text": result or "(empty)"}],
-                    }
-                }
-            ]
+            failed, content = tool_error(m)
+            result: dict[str, Any] = {
+                "toolUseId": m["tool_call_id"],
+                "content": [{"text": _text_of(content) or "(empty)"}],
+            }
+            if failed:
+                result["status"] = "error"
+            blocks = [{"toolResult": result}]
+            inner = [p.get("cache_control") for p in content] if isinstance(content, list) else []
+            blocks += _cache_point(m.get("cache_control") or next(filter(None, inner), None))
             turn = "user"
         else:
             turn = "assistant"
-            text = _text_of(m.get("content"))
-            blocks = [{"text": text}] if text else []
+            blocks = _reasoning_blocks(m.get("thinking_blocks"))
+            content = m.get("content")
+            text = _text_of(content)
+            blocks += [{"text": text}] if text else []
+            if isinstance(content, list):
+                marks = (p.get("cache_control") for p in content)
+                blocks += _cache_point(next(filter(None, marks), None))
             for call in m.get("tool_calls") or ():
                 fn = call["function"]
                 used.add(fn["name"])
@@ -207,6 +252,7 @@ def _messages(
                         }
                     }
                 )
+                blocks += _cache_point(call.get("cache_control"))
         if not blocks:
             continue  # Converse rejects empty turns; an empty message says nothing anyway
         if out and out[-1]["role"] == turn:
@@ -228,27 +274,20 @@ def _tool_config(body: Mapping[str, Any], used: set[str]) -> dict[str, Any] | No
     choice = body.get("tool_choice")
     if choice == "none" and not used:
         return None  # Converse has no "none": leaving the tools out is the same thing
-    specs = [
-        {
-            "toolSpec": {
-                "name": t["function"]["name"],
-                **(
-                    {"description": t["function"]["description"]}
-                    if t["function"].get("description")
-                    else {}
-                ),
-                "inputSchema": {
-                    "json": t["function"].get("parameters") or {"type": "object", "properties": {}}
-                },
-            }
-        }
-        for t in tools
-    ]
-    declared = {s["toolSpec"]["name"] for s in specs}
+    specs: list[dict[str, Any]] = []
+    for t in tools:
+        fn = t["function"]
+        spec: dict[str, Any] = {"name": fn["name"]}
+        if fn.get("description"):
+            spec["description"] = fn["description"]
+        spec["inputSchema"] = {"json": fn.get("parameters") or {"type": "object", "properties": {}}}
+        specs.append({"toolSpec": spec})
+        specs += _cache_point(t.get("cache_control"))
+    declared = {s["toolSpec"]["name"] for s in specs if "toolSpec" in s}
     # Converse refuses toolUse/toolResult blocks without a toolConfig: declare what was used.
     for name in sorted(used - declared):
         specs.append({"toolSpec": {"name": name, "inputSchema": {"json": {"type": "object"}}}})
-    if not specs:
+    if not any("toolSpec" in s for s in specs):
         return None
     config: dict[str, Any] = {"tools": specs}
     if choice == "required":
@@ -316,6 +355,9 @@ def to_body(request: ChatRequest, d: Deployment) -> dict[str, Any]:
         out["requestMetadata"] = {"user": str(body["user"])[:256]}
     for key in _PASSTHROUGH & body.keys():
         out[key] = body[key]
+    if body.get("thinking"):  # Claude's own switch, which Converse passes to the model
+        extra = out.get("additionalModelRequestFields") or {}
+        out["additionalModelRequestFields"] = {"thinking": body["thinking"], **extra}
     return out
 
 

@@ -20,6 +20,7 @@ from ..types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
@@ -61,11 +62,41 @@ def usage_of(raw: Mapping[str, Any] | None) -> Usage:
         return Usage()
     read = int(raw.get("cacheReadInputTokens") or 0)
     write = int(raw.get("cacheWriteInputTokens") or 0)
+    hour = sum(
+        int(detail.get("inputTokens") or 0)
+        for detail in raw.get("cacheDetails") or ()
+        if detail.get("ttl") == "1h"
+    )
     return Usage(
         prompt_tokens=int(raw.get("inputTokens") or 0) + read + write,
         completion_tokens=int(raw.get("outputTokens") or 0),
         cached_tokens=read,
+        cache_write_tokens=write,
+        cache_write_1h_tokens=min(hour, write),
     )
+
+
+def _thinking_block(reasoning: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``reasoningContent`` block as an Anthropic reasoning block (what the client sends
+    back on its next turn, and ``to_body`` turns back into the same block)."""
+    if "redactedContent" in reasoning:
+        return {"type": "redacted_thinking", "data": str(reasoning["redactedContent"])}
+    text = reasoning.get("reasoningText") or {}
+    if not isinstance(text, dict):
+        return None
+    return {
+        "type": "thinking",
+        "thinking": str(text.get("text") or ""),
+        "signature": str(text.get("signature") or ""),
+    }
+
+
+def _stop_sequence(obj: Mapping[str, Any]) -> str | None:
+    """The stop sequence that matched: Claude on Bedrock names it in
+    ``additionalModelResponseFields``."""
+    fields = obj.get("additionalModelResponseFields")
+    matched = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    return matched if isinstance(matched, str) else None
 
 
 def malformed(what: str, d: Deployment) -> UpstreamServerError:
@@ -81,6 +112,7 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
         raise malformed("no output.message.content list", d)
     texts: list[str] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in message["content"]:
         if not isinstance(block, dict):
@@ -103,7 +135,12 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
             text = (block["reasoningContent"].get("reasoningText") or {}).get("text")
             if text:
                 reasoning.append(text)
+            if (signed := _thinking_block(block["reasoningContent"])) is not None:
+                thinking.append(signed)
     text = "".join(texts)
+    extra: dict[str, Any] = {"reasoning_content": "".join(reasoning)} if reasoning else {}
+    if thinking:
+        extra["thinking_blocks"] = thinking
     return ChatResult(
         id=str(obj.get("ResponseMetadata", {}).get("RequestId") or ""),
         model=d.model,
@@ -114,7 +151,8 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
                 content=text if text or not calls else None,
                 tool_calls=calls or None,
                 finish_reason=finish_reason(obj.get("stopReason")),
-                extra={"reasoning_content": "".join(reasoning)} if reasoning else {},
+                extra=extra,
+                stop_sequence=_stop_sequence(obj),
             )
         ],
         usage=usage_of(obj.get("usage")),
@@ -127,10 +165,12 @@ class StreamState:
     """What a ConverseStream parser remembers between events: which content blocks are tool
     calls, and their OpenAI tool-call index."""
 
-    __slots__ = ("tools",)
+    __slots__ = ("reasoning", "tools")
 
     def __init__(self) -> None:
         self.tools: dict[int, int] = {}
+        self.reasoning: dict[int, int] = {}
+        """content block index -> reasoning block number"""
 
 
 @stream_parser
@@ -165,7 +205,16 @@ def parse_event(
         if "toolUse" in delta:
             index = state.tools.setdefault(block, len(state.tools))
             return [ToolCallDelta(index, delta["toolUse"].get("input") or "")]
-        return []  # reasoning, citations: not part of the OpenAI answer
+        if "reasoningContent" in delta:
+            thought = state.reasoning.setdefault(block, len(state.reasoning))
+            part = delta["reasoningContent"]
+            if "redactedContent" in part:
+                return [ThinkingDelta(redacted=str(part["redactedContent"]), block=thought)]
+            if "signature" in part:
+                return [ThinkingDelta(signature=str(part["signature"]), block=thought)]
+            text = str(part.get("text") or "")
+            return [ThinkingDelta(text, block=thought)] if text else []
+        return []  # citations: not part of the answer
     if event == "contentBlockStart":
         use = (obj.get("start") or {}).get("toolUse")
         if use is None:
@@ -173,7 +222,7 @@ def parse_event(
         index = state.tools.setdefault(int(obj.get("contentBlockIndex") or 0), len(state.tools))
         return [ToolCallDelta(index, "", use.get("toolUseId"), use.get("name"))]
     if event == "messageStop":
-        return [Finish(finish_reason(obj.get("stopReason")))]
+        return [Finish(finish_reason(obj.get("stopReason")), stop_sequence=_stop_sequence(obj))]
     if event == "metadata":
         return [UsageUpdate(usage_of(obj.get("usage")))]
     return []  # messageStart, contentBlockStop and events added later

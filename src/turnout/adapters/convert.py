@@ -17,11 +17,13 @@ from ..types import ChatRequest
 
 __all__ = [
     "IGNORED",
+    "TOOL_ERROR_MARK",
     "arguments_object",
     "arguments_text",
     "data_url",
     "new_call_id",
     "request_fields",
+    "tool_error",
     "take_unsupported",
     "text_of",
 ]
@@ -116,6 +118,25 @@ def arguments_text(args: Any) -> str:
     """A native tool call's argument object as the canonical JSON string. One function for
     whole answers and streams, so both give byte-identical arguments."""
     return orjson.dumps(args if args is not None else {}).decode()
+
+
+TOOL_ERROR_MARK = "[tool error] "
+"""What the Anthropic ingress puts before the text of a tool result sent with ``is_error``
+(the tool message then also carries ``is_error: true``)."""
+
+
+def tool_error(m: Mapping[str, Any]) -> tuple[bool, Any]:
+    """Whether a tool message reports a failed tool call, and its content without the mark
+    (for wire APIs with an error flag of their own)."""
+    content = m.get("content")
+    if not m.get("is_error"):
+        return False, content
+    if isinstance(content, str):
+        return True, content.removeprefix(TOOL_ERROR_MARK)
+    if isinstance(content, list) and content and isinstance(content[0].get("text"), str):
+        first = {**content[0], "text": content[0]["text"].removeprefix(TOOL_ERROR_MARK)}
+        return True, [first, *content[1:]]
+    return True, content
 
 
 def new_call_id() -> str:

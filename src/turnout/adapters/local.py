@@ -365,6 +365,39 @@ class LocalAdapter:
         finally:
             cancelled.set()
 
+    def _count(self, messages: Any) -> int:
+        """The prompt's tokens as ``create_chat_completion`` makes them: the GGUF's chat
+        template rendered (with the assistant turn opened), then tokenized."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self._llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise UnsupportedParameterError(
+                "the local model file has no chat template to count with", provider="local"
+            )
+        model = llama._model
+        eos, bos = llama.token_eos(), llama.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+        result = formatter(messages=messages)
+        tokens = llama.tokenize(
+            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+        )
+        return len(tokens)
+
+    async def count_tokens(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> int:
+        """The exact prompt tokens of ``request`` for the embedded model (its own tokenizer and
+        chat template, in the model's worker thread)."""
+        messages = to_llama_kwargs(request, d)["messages"]
+        await self.load(d)
+        loop = asyncio.get_running_loop()
+        count: int = await loop.run_in_executor(self._worker, self._count, messages)
+        return count
+
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         stream = ChatStream(
             self.stream(request, d, t),

@@ -17,7 +17,7 @@ from typing import Any, ParamSpec
 
 from ..deployment import Deployment
 from ..errors import UpstreamServerError
-from ..types import Finish, StreamEvent, TextDelta, ToolCallDelta, UsageUpdate
+from ..types import Finish, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageUpdate
 
 __all__ = ["stream_parser"]
 
@@ -41,13 +41,32 @@ def _check(event: StreamEvent) -> None:
             and (event.id is None or isinstance(event.id, str))
             and (event.name is None or isinstance(event.name, str))
         )
+    elif isinstance(event, ThinkingDelta):
+        ok = (
+            isinstance(event.thinking, str)
+            and type(event.block) is int
+            and type(event.choice) is int
+            and (event.signature is None or isinstance(event.signature, str))
+            and (event.redacted is None or isinstance(event.redacted, str))
+        )
     elif isinstance(event, Finish):
-        ok = isinstance(event.reason, str) and type(event.choice) is int
+        ok = (
+            isinstance(event.reason, str)
+            and type(event.choice) is int
+            and (event.stop_sequence is None or isinstance(event.stop_sequence, str))
+        )
     elif isinstance(event, UsageUpdate):
         u = event.usage
         ok = all(
             type(n) is int
-            for n in (u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens)
+            for n in (
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens,
+                u.reasoning_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens,
+            )
         )
     else:
         ok = False

@@ -56,12 +56,37 @@ def _mistral(body: dict[str, Any]) -> None:
 _BODY_QUIRKS: Mapping[str, Callable[[dict[str, Any]], None]] = {"mistral": _mistral}
 
 
+def _without_anthropic_fields(body: dict[str, Any], keep_cache: bool) -> None:
+    """Take out what only Anthropic-style backends read: the ``thinking`` setting, assistant
+    ``thinking_blocks`` (signed reasoning no OpenAI-compatible host verifies or accepts), a
+    tool message's
+    ``is_error`` flag and, unless the host
+    reads them, ``cache_control`` breakpoints (OpenAI-compatible hosts cache prompts on their
+    own). The conversation means the same without them."""
+    body.pop("thinking", None)  # Anthropic's reasoning switch: no OpenAI spelling to map to
+    for m in body.get("messages") or ():
+        m.pop("thinking_blocks", None)
+        m.pop("is_error", None)  # the tool result's text says so (convert.TOOL_ERROR_MARK)
+        if keep_cache:
+            continue
+        m.pop("cache_control", None)
+        if isinstance(m.get("content"), list):
+            for part in m["content"]:
+                part.pop("cache_control", None)
+        for call in m.get("tool_calls") or ():
+            call.pop("cache_control", None)
+    if not keep_cache:
+        for tool in body.get("tools") or ():
+            tool.pop("cache_control", None)
+
+
 def to_request(
     request: ChatRequest, d: Deployment, *, stream: bool
 ) -> tuple[str, dict[str, str], bytes]:
     """URL, headers and JSON body for one upstream call."""
     host = d.host
     body = request.to_openai()
+    _without_anthropic_fields(body, host.cache_control)
     for key, value in d.params.items():
         body.setdefault(key, value)
     body["model"] = d.model
@@ -133,6 +158,7 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
             )
         message = raw.get("message") or {}
         extra = {k: v for k, v in message.items() if k not in _MESSAGE_KNOWN and v is not None}
+        matched = raw.get("stop_reason")  # vLLM and SGLang: the stop string that matched
         choices.append(
             Choice(
                 index=raw.get("index", i),
@@ -141,6 +167,7 @@ def from_response(obj: Any, d: Deployment) -> ChatResult:
                 finish_reason=raw.get("finish_reason"),
                 refusal=message.get("refusal"),
                 extra=extra,
+                stop_sequence=matched if isinstance(matched, str) else None,
             )
         )
     return ChatResult(
@@ -191,7 +218,9 @@ def parse_chunk(obj: Any, d: Deployment) -> list[StreamEvent]:
                 )
             )
         if raw.get("finish_reason"):
-            events.append(Finish(raw["finish_reason"], index))
+            matched = raw.get("stop_reason")  # vLLM and SGLang: the stop string that matched
+            matched = matched if isinstance(matched, str) else None
+            events.append(Finish(raw["finish_reason"], index, matched))
     if obj.get("usage"):
         events.append(UsageUpdate(_usage(obj["usage"])))
     return events
@@ -289,6 +318,6 @@ def _replay(result: ChatResult) -> list[StreamEvent]:
                     n, fn.get("arguments", ""), call.get("id"), fn.get("name"), choice.index
                 )
             )
-        events.append(Finish(choice.finish_reason or "stop", choice.index))
+        events.append(Finish(choice.finish_reason or "stop", choice.index, choice.stop_sequence))
     events.append(UsageUpdate(result.usage))
     return events

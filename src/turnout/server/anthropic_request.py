@@ -1,6 +1,11 @@
 """Anthropic Messages requests, as the ingress (``POST /v1/messages``) receives them, turned
 into the canonical ``ChatRequest``: system to a system message, content blocks to content
-parts, ``tool_result`` blocks to tool messages, tools and ``tool_choice`` to OpenAI's."""
+parts, ``tool_result`` blocks to tool messages, tools and ``tool_choice`` to OpenAI's.
+
+What only Anthropic-style backends read rides along in the canonical form: ``cache_control``
+on the part, tool, tool call or tool message it was set on, and an assistant turn's
+``thinking`` / ``redacted_thinking`` blocks (signatures included) as its ``thinking_blocks``.
+Adapters of backends that cannot take them leave them out."""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..adapters.convert import TOOL_ERROR_MARK
 from ..errors import BadRequestError
 from ..gateway import parse_request
 from ..types import ChatRequest
 
-__all__ = ["MessagesRequest", "to_chat_request"]
+__all__ = ["CountTokensRequest", "MessagesRequest", "to_chat_request", "to_count_request"]
 
 
 class _Block(BaseModel):
@@ -52,13 +58,27 @@ class ToolResultBlock(_Block):
 
 
 class ThinkingBlock(_Block):
-    type: Literal["thinking", "redacted_thinking"]
+    type: Literal["thinking"]
+    thinking: str
+    signature: str | None = None
+
+
+class RedactedThinkingBlock(_Block):
+    type: Literal["redacted_thinking"]
+    data: str
 
 
 Block = Annotated[
-    TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock,
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock,
     Field(discriminator="type"),
 ]
+_REASONING = (ThinkingBlock, RedactedThinkingBlock)
 
 
 class InputMessage(BaseModel):
@@ -112,6 +132,13 @@ class MessagesRequest(BaseModel):
     """Turnout's own routing hints (``strategy``, ``priority``, ...), as on the OpenAI route."""
 
 
+class CountTokensRequest(MessagesRequest):
+    """What ``POST /v1/messages/count_tokens`` accepts: a Messages body whose ``max_tokens``
+    may be left out (generation settings sent along are accepted and do not count)."""
+
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)  # type: ignore[assignment]
+
+
 def _refuse(message: str, param: str) -> BadRequestError:
     return BadRequestError(message, param=param)
 
@@ -148,12 +175,21 @@ def _image(block: ImageBlock, where: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def _cache(block: BaseModel) -> dict[str, Any]:
+    """``{"cache_control": ...}`` when the block sets a cache breakpoint, else ``{}``."""
+    cache = (block.model_extra or {}).get("cache_control")
+    return {"cache_control": cache} if cache else {}
+
+
 def _part(block: Any, where: str) -> dict[str, Any] | None:
     """A user content block as an OpenAI content part (None: nothing to carry)."""
+    part = _content_part(block, where)
+    return {**part, **_cache(block)} if part is not None else None
+
+
+def _content_part(block: Any, where: str) -> dict[str, Any] | None:
     if isinstance(block, TextBlock):
-        part: dict[str, Any] = {"type": "text", "text": block.text}
-        cache = (block.model_extra or {}).get("cache_control")
-        return {**part, "cache_control": cache} if cache else part
+        return {"type": "text", "text": block.text}
     if isinstance(block, ImageBlock):
         return _image(block, where)
     if isinstance(block, DocumentBlock):
@@ -166,32 +202,48 @@ def _part(block: Any, where: str) -> dict[str, Any] | None:
             name = block.title or "document.pdf"
             return {"type": "file", "file": {"file_data": data_url, "filename": name}}
         raise _refuse(f"{where}: documents must be base64 or plain text sources", where)
-    if isinstance(block, ThinkingBlock):
-        return None  # reasoning of an earlier turn: no canonical place for it
+    if isinstance(block, _REASONING):
+        return None  # reasoning belongs to assistant turns: none to carry in a user turn
     raise _refuse(f"{where}: a {block.type} block cannot appear in a user turn", where)
 
 
+ERROR_MARK = TOOL_ERROR_MARK
+"""How a ``tool_result`` with ``is_error`` reads to a backend that has no error flag for tool
+results; the tool message also carries ``is_error``, for the backends that have one
+(Anthropic, Bedrock Converse), whose adapters take the mark off again."""
+
+
 def _tool_result(block: ToolResultBlock, where: str) -> dict[str, Any]:
-    content = block.content
-    if isinstance(content, list):
-        texts = []
-        for item in content:
+    """A tool message: text content as given (a string, or text parts that keep their cache
+    breakpoints), the block's own breakpoint on the message."""
+    content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
+    if isinstance(block.content, list):
+        parts = []
+        for item in block.content:
             if not isinstance(item, TextBlock):
                 raise _refuse(f"{where}: only text can be returned in a tool_result", where)
-            texts.append(item.text)
-        content = "".join(texts)
-    text = content or ""
+            parts.append({"type": "text", "text": item.text, **_cache(item)})
+        content = parts
+    flag: dict[str, Any] = {}
     if block.is_error:
-        text = f"[tool error] {text}"
-    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
+        flag["is_error"] = True
+        if isinstance(content, str) or not content:
+            content = ERROR_MARK + (content if isinstance(content, str) else "")
+        else:
+            content[0] = {**content[0], "text": ERROR_MARK + content[0]["text"]}
+    message = {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
+    return {**message, **flag, **_cache(block)}
 
 
 def _assistant(blocks: list[Any], where: str) -> dict[str, Any]:
-    texts: list[str] = []
+    """An assistant message: text as one string (text parts when a block sets a cache
+    breakpoint), ``tool_use`` as tool calls, reasoning blocks verbatim as ``thinking_blocks``."""
+    texts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []
     for i, block in enumerate(blocks):
         if isinstance(block, TextBlock):
-            texts.append(block.text)
+            texts.append({"type": "text", "text": block.text, **_cache(block)})
         elif isinstance(block, ToolUseBlock):
             arguments = orjson.dumps(block.input).decode()
             calls.append(
@@ -199,16 +251,24 @@ def _assistant(blocks: list[Any], where: str) -> dict[str, Any]:
                     "id": block.id,
                     "type": "function",
                     "function": {"name": block.name, "arguments": arguments},
+                    **_cache(block),
                 }
             )
-        elif not isinstance(block, ThinkingBlock):
+        elif isinstance(block, _REASONING):
+            thinking.append(block.model_dump(exclude_none=True))
+        else:
             raise _refuse(
                 f"{where}.content.{i}: a {block.type} block cannot appear in an assistant turn",
                 where,
             )
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    content: str | list[dict[str, Any]] | None = "".join(t["text"] for t in texts) or None
+    if any("cache_control" in t for t in texts):
+        content = texts
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["thinking_blocks"] = thinking
     return message
 
 
@@ -273,7 +333,7 @@ def _tools(req: MessagesRequest) -> dict[str, Any]:
                 fn["description"] = tool.description
             if (tool.model_extra or {}).get("strict"):
                 fn["strict"] = True
-            tools.append({"type": "function", "function": fn})
+            tools.append({"type": "function", "function": fn, **_cache(tool)})
         fields["tools"] = tools
     choice = req.tool_choice
     if choice is not None and req.tools:
@@ -302,19 +362,28 @@ def _describe(exc: ValidationError) -> tuple[str, str | None]:
 def to_chat_request(obj: Any) -> ChatRequest:
     """The canonical request for an Anthropic Messages body; ``BadRequestError`` names each
     wrong field in Anthropic's vocabulary."""
+    return _to_chat(obj, MessagesRequest)
+
+
+def to_count_request(obj: Any) -> ChatRequest:
+    """The canonical request for a ``count_tokens`` body (a Messages body, ``max_tokens``
+    optional); never a stream."""
+    chat = _to_chat(obj, CountTokensRequest)
+    chat.stream = None
+    return chat
+
+
+def _to_chat(obj: Any, schema: type[MessagesRequest]) -> ChatRequest:
     if not isinstance(obj, dict):
         raise BadRequestError("the request body must be a JSON object")
     try:
-        req = MessagesRequest.model_validate(obj)
+        req = schema.model_validate(obj)
     except ValidationError as exc:
         message, param = _describe(exc)
         raise BadRequestError(message, param=param) from None
-    chat: dict[str, Any] = {
-        "model": req.model,
-        "messages": _messages(req),
-        "max_tokens": req.max_tokens,
-        **_tools(req),
-    }
+    chat: dict[str, Any] = {"model": req.model, "messages": _messages(req), **_tools(req)}
+    if req.max_tokens is not None:
+        chat["max_tokens"] = req.max_tokens
     for name in ("temperature", "top_p", "top_k", "thinking", "turnout"):
         value = getattr(req, name)
         if value is not None:

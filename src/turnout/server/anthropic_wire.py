@@ -19,6 +19,7 @@ from ..types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
@@ -53,13 +54,29 @@ def _message_id(id: str) -> str:
     return id if id.startswith("msg_") else f"msg_{uuid.uuid4().hex[:24]}"
 
 
-def _usage(usage: Usage) -> dict[str, int]:
+def _usage(usage: Usage) -> dict[str, Any]:
+    """Anthropic counts cache reads and writes apart from ``input_tokens``."""
+    written = usage.cache_write_tokens
+    hour = min(usage.cache_write_1h_tokens, written)
     return {
-        "input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens),
+        "input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens - written),
         "output_tokens": usage.completion_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written - hour,
+            "ephemeral_1h_input_tokens": hour,
+        },
     }
+
+
+def stop_fields(finish: str | None, matched: str | None, chat: ChatRequest) -> dict[str, Any]:
+    """``stop_reason`` and ``stop_sequence``: "stop_sequence" with the string when the backend
+    said which of the caller's stop sequences ended the answer, else from the finish reason."""
+    asked = [chat.stop] if isinstance(chat.stop, str) else (chat.stop or [])
+    if finish in (None, "stop") and matched is not None and matched in asked:
+        return {"stop_reason": "stop_sequence", "stop_sequence": matched}
+    return {"stop_reason": STOP_REASONS.get(finish or "stop", "end_turn"), "stop_sequence": None}
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:
@@ -70,10 +87,18 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def message_body(result: ChatResult, public_model: str) -> bytes:
+def _thinking(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The signed reasoning blocks a backend returned (Anthropic, Bedrock Converse), verbatim.
+    Plain reasoning text (``reasoning_content`` of OpenAI-compatible hosts) is not sent: an
+    unsigned block would be refused when the client sends it back to a backend that checks."""
+    blocks = extra.get("thinking_blocks")
+    return [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+
+
+def message_body(result: ChatResult, chat: ChatRequest) -> bytes:
     """A whole Anthropic ``message`` for a finished result."""
     choice = result.choices[0] if result.choices else None
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = _thinking(choice.extra) if choice is not None else []
     if choice is not None and choice.content:
         content.append({"type": "text", "text": choice.content})
     for call in (choice.tool_calls if choice else None) or ():
@@ -91,10 +116,9 @@ def message_body(result: ChatResult, public_model: str) -> bytes:
         "id": _message_id(result.id),
         "type": "message",
         "role": "assistant",
-        "model": public_model,
+        "model": chat.model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(finish or "stop", "end_turn"),
-        "stop_sequence": None,
+        **stop_fields(finish, choice.stop_sequence if choice else None, chat),
         "usage": _usage(result.usage),
     }
     return orjson.dumps(body)
@@ -110,18 +134,22 @@ class MessageStreamWriter:
     call, then ``message_delta`` (stop reason, final usage) and ``message_stop``. Only the
     first choice is sent (the Messages API has no ``n``)."""
 
-    __slots__ = ("_id", "_model", "_next", "_open", "_stop", "_tools")
+    __slots__ = ("_chat", "_id", "_model", "_next", "_open", "_stop", "_tools")
 
-    def __init__(self, id: str, model: str) -> None:
+    def __init__(self, id: str, chat: ChatRequest) -> None:
         self._id = _message_id(id)
-        self._model = model
+        self._chat = chat
+        self._model = chat.model
         self._next = 0
         self._open: tuple[str, int] | None = None
-        """(kind, block index) of the block being streamed: ("text", i) or ("tool3", i)."""
+        """(kind, block index) of the block being streamed: ("text", i), ("tool3", i) or
+        ("thinking2", i)."""
         self._tools: dict[int, int] = {}
-        self._stop: str | None = None
+        self._stop: dict[str, Any] | None = None
 
-    def start(self) -> bytes:
+    def start(self, usage: Usage | None = None) -> bytes:
+        """``message_start`` (with the input usage when the backend gave it before its first
+        token, as Anthropic does), then a ``ping``."""
         message: dict[str, Any] = {
             "id": self._id,
             "type": "message",
@@ -130,7 +158,7 @@ class MessageStreamWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": _usage(Usage()),
+            "usage": _usage(usage or Usage()),
         }
         start = _frame("message_start", {"type": "message_start", "message": message})
         return start + _frame("ping", {"type": "ping"})
@@ -179,15 +207,37 @@ class MessageStreamWriter:
                 delta = {"type": "input_json_delta", "partial_json": event.arguments}
                 out += self._delta(index, delta)
             return out
+        if isinstance(event, ThinkingDelta):
+            return self._think(event)
         if isinstance(event, Finish):
-            self._stop = STOP_REASONS.get(event.reason, "end_turn")
+            self._stop = stop_fields(event.reason, event.stop_sequence, self._chat)
             return b""
         raise TypeError(f"unknown stream event {event!r}")
 
+    def _think(self, event: ThinkingDelta) -> bytes:
+        """Reasoning as Anthropic streams it: a ``thinking`` block of ``thinking_delta``s
+        closed by a ``signature_delta``, or a ``redacted_thinking`` block sent whole."""
+        kind = f"thinking{event.block}"
+        out = b""
+        if self._open is None or self._open[0] != kind:
+            if event.redacted is not None:
+                block = {"type": "redacted_thinking", "data": event.redacted}
+                out, _ = self._begin(kind, block)
+                return out
+            out, _ = self._begin(kind, {"type": "thinking", "thinking": "", "signature": ""})
+        assert self._open is not None
+        index = self._open[1]
+        if event.thinking:
+            out += self._delta(index, {"type": "thinking_delta", "thinking": event.thinking})
+        if event.signature is not None:
+            out += self._delta(index, {"type": "signature_delta", "signature": event.signature})
+        return out
+
     def finish(self, usage: Usage) -> bytes:
+        stop = self._stop or {"stop_reason": "end_turn", "stop_sequence": None}
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": self._stop or "end_turn", "stop_sequence": None},
+            "delta": stop,
             "usage": _usage(usage),
         }
         return (
@@ -243,13 +293,15 @@ def plain_error(status: int, kind: str, message: str, code: str | None = None) -
 
 
 class _EventStream:
-    __slots__ = ("_writer",)
+    __slots__ = ("_stream", "_writer")
 
-    def __init__(self, writer: MessageStreamWriter) -> None:
+    def __init__(self, writer: MessageStreamWriter, stream: ChatStream) -> None:
         self._writer = writer
+        self._stream = stream
 
     def start(self) -> bytes:
-        return self._writer.start()
+        # The stream's first event is in by now: its usage is the input usage, if any yet.
+        return self._writer.start(self._stream.usage)
 
     def event(self, event: StreamEvent) -> bytes:
         return self._writer.event(event)
@@ -270,10 +322,10 @@ class AnthropicMessages:
         return to_chat_request(obj)
 
     def result(self, result: ChatResult, chat: ChatRequest) -> bytes:
-        return message_body(result, chat.model)
+        return message_body(result, chat)
 
     def stream(self, stream: ChatStream, chat: ChatRequest) -> _EventStream:
-        return _EventStream(MessageStreamWriter(stream.id, chat.model))
+        return _EventStream(MessageStreamWriter(stream.id, chat), stream)
 
     def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
         return error_body(err, redact)

@@ -28,6 +28,7 @@ from .anthropic_wire import ANTHROPIC_MESSAGES
 from .connections import GUARD_STATE_KEY, ConnectionGuard
 from .console import console_routes
 from .console_api import console_api_routes
+from .count_tokens import count_tokens
 from .dialect import ErrorDialect, error_response, json_response
 from .embeddings_wire import OPENAI_EMBEDDINGS
 from .health import Readiness, health_routes
@@ -69,7 +70,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     path = request.url.path
     dialect = _dialect_of(path)
     if dialect is ANTHROPIC_MESSAGES:
-        message = f"{request.method} {path}: use POST /v1/messages"
+        message = f"{request.method} {path}: use POST /v1/messages or /v1/messages/count_tokens"
     else:
         message = f"{request.method} {path}: {getattr(exc, 'detail', '')}"
     redact: Redactor = request.app.state.gateway.redactor
@@ -108,6 +109,11 @@ def routes(*, console: bool = True) -> list[Route]:
         Route(
             "/v1/messages",
             endpoint(chat_handler(ANTHROPIC_MESSAGES), "caller", dialect=ANTHROPIC_MESSAGES),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/messages/count_tokens",
+            endpoint(count_tokens, "caller", dialect=ANTHROPIC_MESSAGES),
             methods=["POST"],
         ),
         Route("/v1/chat/completions", openai_chat, methods=["POST"]),

@@ -19,6 +19,7 @@ from ..types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
@@ -126,6 +127,10 @@ class ChunkWriter:
             choice = self._delta(event.choice, {})
             choice["finish_reason"] = event.reason
             return self._frame([choice])
+        if isinstance(event, ThinkingDelta):
+            if not event.thinking:
+                return b""  # signatures and redacted blocks: in the final message's extras only
+            return self._frame([self._delta(event.choice, {"reasoning_content": event.thinking})])
         if isinstance(event, UsageUpdate):
             return b""  # usage goes once, at the end (see ``usage``)
         raise TypeError(f"unknown stream event {event!r}")

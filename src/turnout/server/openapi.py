@@ -87,6 +87,16 @@ SCHEMAS: dict[str, Any] = {
                 **_NUM_OR_NULL,
                 "description": "USD per million cached input tokens (null: input price)",
             },
+            "cache_write_price": {
+                **_NUM_OR_NULL,
+                "description": "USD per million input tokens written to the prompt cache for "
+                "five minutes (null: input price)",
+            },
+            "cache_write_1h_price": {
+                **_NUM_OR_NULL,
+                "description": "USD per million input tokens written to the prompt cache for "
+                "one hour (null: the five-minute write price)",
+            },
             "capabilities": {
                 "type": "array",
                 "items": {"enum": list(CAPABILITIES)},
@@ -392,6 +402,42 @@ def openapi_spec() -> dict[str, Any]:
                         "200": {"description": "an Anthropic message, or text/event-stream"},
                         "default": {
                             "description": "Anthropic's error shape; 529 when overloaded",
+                            "content": {"application/json": {"schema": _ANTHROPIC_ERROR}},
+                        },
+                    },
+                }
+            },
+            "/v1/messages/count_tokens": {
+                "post": {
+                    "summary": "Anthropic count_tokens: the input tokens of a Messages request",
+                    "description": "Exact when the route's first deployment counts (Anthropic's "
+                    "own endpoint, the embedded model's tokenizer), else an estimate; the "
+                    "x-turnout-token-count header says which (docs/anthropic.md).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["model", "messages"]}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "the count",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["input_tokens"],
+                                        "properties": {
+                                            "input_tokens": {"type": "integer", "minimum": 0}
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "default": {
+                            "description": "Anthropic's error shape",
                             "content": {"application/json": {"schema": _ANTHROPIC_ERROR}},
                         },
                     },
