@@ -12,7 +12,13 @@ import httpx2  # the anthropic SDK's HTTP client (a dependency of anthropic>=2.1
 import pytest
 
 from .anthropic_spec import spec_errors
-from .fakes.anthropic_upstream import FakeAnthropic, Message, message_body, stream_events
+from .fakes.anthropic_upstream import (
+    FakeAnthropic,
+    Message,
+    fake_count,
+    message_body,
+    stream_events,
+)
 from .fakes.script import Cut, Fail, Reply, StreamError
 
 HI = [{"role": "user", "content": "hi"}]
@@ -191,3 +197,53 @@ def test_fake_refuses_what_the_api_refuses(
 def test_sdk_lists_models(anthropic_fake: FakeAnthropic, anthropic_url: str) -> None:
     page = client(anthropic_url).models.list()
     assert [m.id for m in page.data] == ["claude-fake-1"]
+
+
+def test_sdk_reads_signed_reasoning_and_cache_writes(
+    anthropic_fake: FakeAnthropic, anthropic_url: str
+) -> None:
+    blocks = [
+        {"type": "thinking", "thinking": "Think twice.", "signature": "EqQBsig"},
+        {"type": "redacted_thinking", "data": "EmwKAhgB"},
+        {"type": "text", "text": "Done."},
+    ]
+    reply = Message(blocks, prompt_tokens=100, cached_tokens=20, cache_creation_tokens=50,
+                    cache_creation_1h_tokens=30)  # fmt: skip
+    anthropic_fake.then(reply, reply)
+    sdk = client(anthropic_url)
+    whole = sdk.messages.create(model="claude-x", max_tokens=50, messages=HI)
+    with sdk.messages.stream(model="claude-x", max_tokens=50, messages=HI) as stream:
+        streamed = stream.get_final_message()
+    for out in (whole, streamed):
+        assert [b.model_dump(exclude_none=True) for b in out.content] == blocks
+        assert out.usage.cache_creation_input_tokens == 50
+        assert out.usage.cache_creation is not None
+        assert out.usage.cache_creation.ephemeral_1h_input_tokens == 30
+        assert out.usage.cache_creation.ephemeral_5m_input_tokens == 20
+    for _name, event in stream_events(reply, "m"):
+        assert spec_errors("MessageStreamEvent", event) == [], event
+
+
+def test_sdk_counts_tokens(anthropic_fake: FakeAnthropic, anthropic_url: str) -> None:
+    request = {
+        "model": "claude-x",
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "How many words are here?"}],
+        "tools": [{"name": "lookup", "input_schema": {"type": "object"}}],
+    }
+    counted = client(anthropic_url).messages.count_tokens(**request)
+    sent = anthropic_fake.calls[-1]
+    assert sent["path"] == "/v1/messages/count_tokens"
+    assert spec_errors("CountMessageTokensRequest", sent["body"]) == []
+    # "Be brief." 2, "user" and the question 6, "lookup" 1, one message and one tool 3 each
+    assert counted.input_tokens == fake_count(request) == 2 + 6 + 1 + 3 + 3
+    assert spec_errors("CountMessageTokensResponse", counted.model_dump()) == []
+    url = anthropic_url + "/v1/messages/count_tokens"
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    refused = httpx.post(url, headers=headers, json={**request, "max_tokens": 10})
+    assert refused.status_code == 400 and "max_tokens" in refused.json()["error"]["message"]
+    refused = httpx.post(url, headers=headers, json={"model": "claude-x"})
+    assert refused.status_code == 400 and "messages" in refused.json()["error"]["message"]
+    anthropic_fake.count_failures.append(Fail(529, "Overloaded", type="overloaded_error"))
+    with pytest.raises(anthropic.OverloadedError):
+        client(anthropic_url).messages.count_tokens(**request)

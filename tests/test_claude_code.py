@@ -194,18 +194,23 @@ def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
 def test_claude_code_conversation_reaches_anthropic_block_for_block(
-    gateway_url: str, anthropic_fake: FakeAnthropic
+    gateway_url: str, anthropic_fake: FakeAnthropic, streamed: bool
 ) -> None:
     sdk = client(gateway_url)
     anthropic_fake.then(*REPLIES)
     messages: list[dict[str, Any]] = []
     for turn, (user, reply) in enumerate(zip(USER_TURNS, REPLIES, strict=True)):
         messages.append({"role": "user", "content": user})
-        with sdk.messages.stream(model="claude", **request(messages)) as stream:
-            final = stream.get_final_message()
+        if streamed:
+            with sdk.messages.stream(model="claude", **request(messages)) as stream:
+                final = stream.get_final_message()
+        else:
+            final = sdk.messages.create(model="claude", **request(messages))
         upstream = anthropic_fake.calls[-1]["body"]
-        assert upstream["stream"] is True and upstream["model"] == "claude-sonnet-4-6"
+        assert upstream.get("stream", False) is streamed
+        assert upstream["model"] == "claude-sonnet-4-6"
         for name in ("system", "tools", "thinking", "metadata", "max_tokens"):
             assert upstream[name] == request(messages)[name], (turn, name)
         assert same_meaning(upstream["messages"]) == same_meaning(messages), turn
