@@ -16,7 +16,7 @@ from turnout.config import Config
 from turnout.gateway import Gateway
 from turnout.types import TextDelta, ToolCallDelta
 
-from .fakes.bedrock_upstream import FakeBedrock, event
+from .fakes.bedrock_upstream import FakeBedrock, event, fake_count
 from .fakes.script import Cut, Fail, Hang, Raw, Reply, StreamError
 from .fakes.servers import AiohttpThread, fake_fixtures
 
@@ -282,3 +282,25 @@ async def test_cohere_embed_on_bedrock_and_what_it_refuses(fake: FakeBedrock, gw
         await gw.embed(model=f"bedrock:{HAIKU}", input="x")
     with pytest.raises(errors.BadRequestError, match="dimensions"):
         await gw.embed(model="bedrock:cohere.embed-english-v3", input="x", dimensions=8)
+
+
+async def test_count_tokens_exact_through_bedrock(gw: Gateway, fake: FakeBedrock) -> None:
+    request = {
+        "model": f"bedrock:{HAIKU}",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Be brief.",
+                                            "cache_control": {"type": "ephemeral"}}]},
+            *HI,
+        ],
+    }  # fmt: skip
+    count = await gw.count_tokens(request)
+    call = fake.calls[-1]
+    assert call["raw_path"] == f"/model/{HAIKU.replace(':', '%3A')}/count-tokens"
+    assert "/us-west-2/bedrock/aws4_request" in call["headers"]["Authorization"]
+    converse = call["body"]["input"]["converse"]
+    assert converse["system"] == [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]
+    assert (count.method, count.input_tokens) == ("exact", fake_count(call["body"]["input"]))
+    # A model Bedrock cannot count for: the estimate instead of an error.
+    fake.then(Fail(400, "The provided model doesn't support counting tokens."))
+    count = await gw.count_tokens(request)
+    assert count.method in ("cl100k_base", "bytes") and count.input_tokens > 0

@@ -18,7 +18,7 @@ import trustme
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, EventStreamError
 
-from .fakes.bedrock_upstream import FakeBedrock
+from .fakes.bedrock_upstream import FakeBedrock, fake_count
 from .fakes.script import Fail, Reply, StreamError
 from .fakes.servers import AiohttpThread, fake_fixtures
 
@@ -254,3 +254,19 @@ def test_boto3_lists_foundation_models(
     with pytest.raises(ClientError) as info:
         client(server[1].url, "bedrock", aws_secret_access_key="wrong").list_foundation_models()
     assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
+def test_boto3_counts_tokens(fake: FakeBedrock, runtime: Any) -> None:
+    converse = {
+        "messages": [{"role": "user", "content": [{"text": "How many words are here?"}]}],
+        "system": [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}],
+    }
+    out = runtime.count_tokens(modelId="anthropic.claude-x-v1:0", input={"converse": converse})
+    # one message 3, "user" 1, the question 5, "Be brief." 2
+    assert out["inputTokens"] == fake_count({"converse": converse}) == 3 + 1 + 5 + 2
+    call = fake.calls[-1]
+    assert call["raw_path"] == "/model/anthropic.claude-x-v1%3A0/count-tokens"
+    assert call["body"] == {"input": {"converse": converse}}
+    fake.then(Fail(400, "The provided model doesn't support counting tokens."))
+    with pytest.raises(ClientError, match="support counting tokens"):
+        runtime.count_tokens(modelId="m", input={"converse": converse})

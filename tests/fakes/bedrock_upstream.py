@@ -26,7 +26,15 @@ from . import bedrock_schema
 from .openai_upstream import fake_vector
 from .script import Cut, Fail, FakeUpstream, Hang, Raw, Reply, StreamError, drop
 
-__all__ = ["FakeBedrock", "StreamError", "converse_response", "event", "frame", "stream_events"]
+__all__ = [
+    "FakeBedrock",
+    "StreamError",
+    "converse_response",
+    "event",
+    "fake_count",
+    "frame",
+    "stream_events",
+]
 
 _ids = itertools.count(1)
 
@@ -81,6 +89,23 @@ def exception(exception_type: str, payload: dict[str, Any]) -> bytes:
 # --- rendering the neutral steps -----------------------------------------------------------
 
 _PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"  # real events carry a "p" padding member
+
+
+def _words(node: Any) -> int:
+    if isinstance(node, str):
+        return len(node.split())
+    if isinstance(node, dict):
+        return sum(_words(v) for k, v in node.items() if k not in ("signature", "type"))
+    if isinstance(node, list):
+        return sum(_words(v) for v in node)
+    return 0
+
+
+def fake_count(counted: dict[str, Any]) -> int:
+    """The fake's CountTokens answer: every word of every string of the input, plus 3 a
+    message (a deterministic stand-in for a model's tokenizer)."""
+    converse = counted.get("converse") or {}
+    return 3 * len(converse.get("messages") or ()) + _words(counted)
 
 
 def usage(reply: Reply) -> dict[str, Any]:
@@ -293,6 +318,23 @@ class FakeBedrock(FakeUpstream):
         self.app.router.add_post("/model/{model_id}/converse-stream", self.handle)
         self.app.router.add_get("/foundation-models", self._foundation_models)
         self.app.router.add_post("/model/{model_id}/invoke", self._invoke)
+        self.app.router.add_post("/model/{model_id}/count-tokens", self._count_tokens)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """CountTokens: the body checked against ``CountTokensRequest``, the count from
+        ``fake_count`` (or the next script step when it is a ``Fail``)."""
+        raw = await request.read()
+        body = self._record(request, raw)
+        denied = check_auth(request, raw, self.credentials, self.bearer)
+        if denied is not None:
+            return denied
+        problems = bedrock_schema.errors(body, "CountTokensRequest")
+        if problems:
+            message = f"{len(problems)} validation error(s) detected: " + "; ".join(problems)
+            return error_response(400, "ValidationException", message)
+        if self.script and isinstance(self.script[0], Fail):
+            return fail_response(self.script.popleft())
+        return web.json_response({"inputTokens": fake_count(body["input"])})
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
         """InvokeModel for the embedding models: Titan Text Embeddings (``inputText``) and

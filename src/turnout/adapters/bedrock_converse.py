@@ -30,6 +30,7 @@ from .bedrock_response import (
     StreamState,
     from_response,
     loads,
+    malformed,
     parse_event,
 )
 from .convert import tool_error
@@ -42,6 +43,7 @@ __all__ = [
     "map_error",
     "parse_event",
     "to_body",
+    "to_count_request",
     "to_request",
 ]
 
@@ -376,6 +378,21 @@ def to_request(
     return url, authorise(url, headers, body, d), body
 
 
+_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+"""What CountTokens takes of a Converse body (``ConverseTokensRequest``)."""
+
+
+def to_count_request(request: ChatRequest, d: Deployment) -> tuple[str, dict[str, str], bytes]:
+    """URL, signed headers and body that ask Bedrock to count a Converse request's input
+    tokens (``CountTokens``)."""
+    converse = to_body(request, d)
+    counted = {k: converse[k] for k in _COUNTED if k in converse}
+    body = orjson.dumps({"input": {"converse": counted}})
+    url = d.base_url + f"/model/{quote(d.model, safe='-._~')}/count-tokens"
+    headers = {"Content-Type": "application/json", **d.headers}
+    return url, authorise(url, headers, body, d), body
+
+
 # --- network edge --------------------------------------------------------------------------
 
 
@@ -411,6 +428,28 @@ class BedrockConverseAdapter(HttpAdapter):
             usage=embed_usage(tokens),
             deployment=d.id,
         )
+
+    async def count_tokens(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> int:
+        """The exact input tokens of ``request``, counted by Bedrock (``CountTokens``; the
+        models that have no count answer a ValidationException, and the gateway estimates)."""
+        from yarl import URL
+
+        url, headers, body = to_count_request(request, d)
+        try:
+            raw = await self.call(d, t).read(URL(url, encoded=True), headers, body)
+        except UnsupportedParameterError:
+            raise
+        except BadRequestError as err:  # "The provided model doesn't support counting tokens"
+            raise UnsupportedParameterError(
+                f"Bedrock cannot count tokens for this model: {err.message}",
+                provider=d.provider,
+                model=d.model,
+            ) from None
+        obj = loads(raw, d)
+        tokens = obj.get("inputTokens") if isinstance(obj, dict) else None
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise malformed("no inputTokens in the CountTokens answer", d)
+        return tokens
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:
         from yarl import URL
