@@ -21,7 +21,11 @@ __all__ = ["Adapter", "AdapterSet", "Listing", "ModelsRequest", "adapter_class"]
 
 
 class Adapter(Protocol):
-    """A wire API, whole: chat, stream, embeddings, errors, and model listing."""
+    """A wire API, whole: chat, stream, embeddings, errors, and model listing.
+
+    An adapter whose backend counts input tokens itself also has ``async def
+    count_tokens(request, d, t) -> int`` (Anthropic's and Bedrock's counting endpoints, the
+    embedded model's tokenizer); ``Gateway.count_tokens`` estimates for the others."""
 
     wire_api: ClassVar[str]
     in_process: ClassVar[bool]
