@@ -334,6 +334,9 @@ def test_cache_writes_in_the_cost_header(gateway_url: str, anthropic_fake: FakeA
     message = raw.parse()
     assert message.usage.cache_creation_input_tokens == 6_000
     assert message.usage.input_tokens == 2_000
+    metrics = httpx.get(gateway_url + "/metrics", headers={"x-api-key": MASTER_KEY}).text
+    labels = 'kind="cache_write_input",model="claude-sonnet-4-6",provider="anthropic"'
+    assert f"turnout_tokens_total{{{labels}}} 6000.0" in metrics
 
 
 def test_stop_sequence_from_anthropic(gateway_url: str, anthropic_fake: FakeAnthropic) -> None:

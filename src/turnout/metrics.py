@@ -28,7 +28,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 class _Served:
     """The label children of one (provider, model) pair."""
 
-    __slots__ = ("cached", "input", "latency", "ok", "output", "spend", "ttft")
+    __slots__ = ("cache_write", "cached", "input", "latency", "ok", "output", "spend", "ttft")
 
     def __init__(self, m: Metrics, provider: str, model: str) -> None:
         self.ok = m.requests.labels(provider, model, "ok")
@@ -37,6 +37,7 @@ class _Served:
         self.input = m.tokens.labels(provider, model, "input")
         self.output = m.tokens.labels(provider, model, "output")
         self.cached = m.tokens.labels(provider, model, "cached_input")
+        self.cache_write = m.tokens.labels(provider, model, "cache_write_input")
         self.spend = m.spend.labels(provider, model)
 
 
@@ -74,7 +75,7 @@ class Metrics:
         )
         self.tokens = Counter(
             "turnout_tokens",
-            "Tokens billed, by kind (input includes cached_input).",
+            "Tokens billed, by kind (input includes cached_input and cache_write_input).",
             ["provider", "model", "kind"],
             registry=r,
         )
@@ -108,6 +109,8 @@ class Metrics:
         children.output.inc(usage.completion_tokens)
         if usage.cached_tokens:
             children.cached.inc(usage.cached_tokens)
+        if usage.cache_write_tokens:
+            children.cache_write.inc(usage.cache_write_tokens)
         if cost:
             children.spend.inc(cost)
 
