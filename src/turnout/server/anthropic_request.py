@@ -207,17 +207,13 @@ def _content_part(block: Any, where: str) -> dict[str, Any] | None:
     raise _refuse(f"{where}: a {block.type} block cannot appear in a user turn", where)
 
 
-ERROR_MARK = TOOL_ERROR_MARK
-"""How a ``tool_result`` with ``is_error`` reads to a backend that has no error flag for tool
-results; the tool message also carries ``is_error``, for the backends that have one
-(Anthropic, Bedrock Converse), whose adapters take the mark off again."""
-
-
 def _tool_result(block: ToolResultBlock, where: str) -> dict[str, Any]:
     """A tool message: text content as given (a string, or text parts that keep their cache
-    breakpoints), the block's own breakpoint on the message."""
+    breakpoints), the block's own breakpoint on the message. ``is_error`` stays on the
+    message for the wire APIs with an error flag (Anthropic, Bedrock); for the others the text
+    starts with ``TOOL_ERROR_MARK``, which the former take off again."""
     content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
-    if isinstance(block.content, list):
+    if isinstance(block.content, list) and block.content:
         parts = []
         for item in block.content:
             if not isinstance(item, TextBlock):
@@ -227,10 +223,10 @@ def _tool_result(block: ToolResultBlock, where: str) -> dict[str, Any]:
     flag: dict[str, Any] = {}
     if block.is_error:
         flag["is_error"] = True
-        if isinstance(content, str) or not content:
-            content = ERROR_MARK + (content if isinstance(content, str) else "")
+        if isinstance(content, str):
+            content = TOOL_ERROR_MARK + content
         else:
-            content[0] = {**content[0], "text": ERROR_MARK + content[0]["text"]}
+            content[0] = {**content[0], "text": TOOL_ERROR_MARK + content[0]["text"]}
     message = {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
     return {**message, **flag, **_cache(block)}
 
