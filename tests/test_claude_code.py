@@ -191,6 +191,10 @@ def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
         "thinking": THINKING,
         "metadata": METADATA,
         "messages": messages,
+        # Claude Code sends it with the 4.6 models (a beta): accepted, not forwarded.
+        "extra_body": {
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+        },
     }
 
 
@@ -214,6 +218,7 @@ def test_claude_code_conversation_reaches_anthropic_block_for_block(
         for name in ("system", "tools", "thinking", "metadata", "max_tokens"):
             assert upstream[name] == request(messages)[name], (turn, name)
         assert same_meaning(upstream["messages"]) == same_meaning(messages), turn
+        assert "context_management" not in upstream
         # What streamed back is the model's answer, reasoning and signatures included.
         content = [b.model_dump(exclude_none=True) for b in final.content]
         assert content == reply.content, turn
@@ -259,7 +264,7 @@ def test_count_tokens_exact_through_anthropic(
 ) -> None:
     messages = [{"role": "user", "content": USER_TURNS[0]}]
     body = request(messages)
-    del body["max_tokens"], body["metadata"]
+    del body["max_tokens"], body["metadata"], body["extra_body"]
     counted = client(gateway_url).messages.count_tokens(model="claude", **body)
     upstream = anthropic_fake.calls[-1]
     assert upstream["path"] == "/v1/messages/count_tokens"
@@ -282,7 +287,7 @@ def test_count_tokens_estimates_where_the_backend_cannot_count(
     sdk = client(gateway_url)
     short = sdk.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": "hi"}])
     body = request([{"role": "user", "content": USER_TURNS[0]}])
-    del body["max_tokens"], body["metadata"]
+    del body["max_tokens"], body["metadata"], body["extra_body"]
     long = sdk.messages.count_tokens(model="gpt", **body)
     assert 0 < short.input_tokens < long.input_tokens
     assert fake.calls == []  # an estimate asks no upstream

@@ -128,6 +128,9 @@ class MessagesRequest(BaseModel):
     inference_geo: str | None = None
     speed: str | None = None
     diagnostics: dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
+    """Server-side context editing (a beta Claude Code sends): accepted and not forwarded, as
+    Anthropic refuses it without its beta header; the conversation is the same without it."""
     turnout: dict[str, Any] | None = None
     """Turnout's own routing hints (``strategy``, ``priority``, ...), as on the OpenAI route."""
 
