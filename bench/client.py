@@ -26,7 +26,8 @@ PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 @dataclass(frozen=True)
 class Target:
     """One place to send chat completions (or embeddings, when ``path`` ends in
-    ``/embeddings``): the mock itself or a gateway in front of it."""
+    ``/embeddings``; a Responses request when it ends in ``/responses``): the mock itself or
+    a gateway in front of it."""
 
     name: str
     host: str
@@ -39,6 +40,10 @@ class Target:
         obj: dict[str, object] = {"model": self.model, "messages": PROMPT, "max_tokens": 64}
         if self.path.endswith("/embeddings"):
             obj = {"model": self.model, "input": PROMPT[0]["content"], "encoding_format": "float"}
+        elif self.path.endswith("/responses"):
+            obj = {"model": self.model, "input": PROMPT[0]["content"], "max_output_tokens": 64}
+            if stream:
+                obj["stream"] = True
         elif stream:
             obj["stream"] = True
             obj["stream_options"] = {"include_usage": True}
@@ -74,7 +79,9 @@ class Reply:
         return [b - a for a, b in zip(self.events, self.events[1:], strict=False)]
 
 
-_CONTENT = b'"content":"'
+_CONTENT = (b'"content":"', b'"delta":"')
+"""Where a content event's text starts: a chat chunk's ``content``, a Responses
+``output_text.delta``'s ``delta``."""
 
 
 class _Protocol(asyncio.Protocol):
@@ -112,9 +119,11 @@ class _Protocol(asyncio.Protocol):
         if reply is not None:
             for event in events:
                 # A content event with at least one character (the role chunk has "").
-                i = event.find(_CONTENT)
-                if i >= 0 and event[i + len(_CONTENT) : i + len(_CONTENT) + 1] != b'"':
-                    reply.events.append(self._now)
+                for mark in _CONTENT:
+                    i = event.find(mark)
+                    if i >= 0 and event[i + len(mark) : i + len(mark) + 1] != b'"':
+                        reply.events.append(self._now)
+                        break
 
     def on_message_complete(self) -> None:
         reply, waiter = self.reply, self.waiter

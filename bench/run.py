@@ -144,6 +144,25 @@ async def _embeddings(
     return out
 
 
+async def _responses_stream(
+    direct: Target, targets: list[Target], rounds: int, warmup: int
+) -> dict[str, Any]:
+    """Added time to first token of a streamed ``POST /v1/responses`` (the gateway turns the
+    mock's chat stream into typed Responses events, and stores the response as ``store``
+    defaults to), against the mock's own chat stream; a gateway that cannot serve it is
+    reported, not fatal."""
+    out: dict[str, Any] = {}
+    for t in targets:
+        try:
+            figures = await added_ttft(direct, [replace(t, path="/v1/responses")], rounds, warmup)
+        except (RuntimeError, OSError) as exc:
+            out[t.name] = {"error": str(exc)}
+            continue
+        out.setdefault("direct", figures["direct"])
+        out[t.name] = figures[t.name]
+    return out
+
+
 async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path) -> None:
     overlay = yaml.safe_load(Path(args.turnout_config).read_text()) if args.turnout_config else {}
     names = args.gateways
@@ -177,6 +196,10 @@ async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path)
         results["ttft"] = await added_ttft(direct, targets, args.stream_rounds, args.warmup // 2)
         _log(f"added embeddings latency: {args.rounds // 2} interleaved rounds")
         results["embeddings"] = await _embeddings(direct, targets, args.rounds // 2, args.warmup)
+        _log(f"added Responses-stream TTFT: {args.stream_rounds} rounds")
+        results["responses_stream"] = await _responses_stream(
+            direct, targets, args.stream_rounds, args.warmup // 2
+        )
         _log(f"inter-chunk gaps: {args.gap_rounds} rounds of {PACED_CHUNKS} chunks")
         paced = [_target(n, p, "mock-paced") for n, p in running.items()]
         results["chunks"] = await chunk_gaps(paced_direct, paced, args.gap_rounds, PACED_CHUNKS)

@@ -24,6 +24,7 @@ from turnout.adapters import (
     gemini,
     ollama_chat,
     openai_chat,
+    openai_responses,
 )
 from turnout.catalogue import Catalogue
 from turnout.config import Config, load_config
@@ -31,6 +32,7 @@ from turnout.deployment import Deployment, resolve_deployment
 from turnout.errors import BadRequestError, ConfigError, TurnoutError
 from turnout.gateway import parse_request
 from turnout.server.anthropic_request import to_chat_request
+from turnout.server.responses_wire import OPENAI_RESPONSES
 from turnout.types import ChatRequest
 
 from .properties import FLOATS, INTS, SECRET, json_like, no_hang
@@ -180,6 +182,7 @@ TRANSLATORS = [
     (cohere_chat.to_request, deploy("cohere:command-x")),
     (ollama_chat.to_request, deploy("ollama:llama3.2:3b")),
     (bedrock_converse.to_request, deploy("bedrock:anthropic.claude-x")),
+    (openai_responses.to_request, deploy("openai_responses:gpt-x")),
 ]
 
 
@@ -221,6 +224,83 @@ def test_openai_request_parser(body: dict[str, Any]) -> None:
 @given(json_like(OPENAI_KEYS))
 def test_openai_request_parser_on_any_json(body: Any) -> None:
     accepts(parse_request, body)
+
+
+# --- OpenAI Responses requests --------------------------------------------------------------
+
+RESPONSES_KEYS = [
+    *("model", "input", "role", "content", "type", "text", "image_url", "call_id", "name"),
+    *("arguments", "output", "instructions", "tools", "parameters", "tool_choice", "format"),
+    *("schema", "strict", "max_output_tokens", "stream", "store", "reasoning", "effort"),
+    *("metadata", "previous_response_id", "message", "function_call", "function_call_output"),
+]
+R_PART = fixed(
+    {"type": st.sampled_from(["input_text", "output_text", "input_image", "refusal"])},
+    {"text": TEXT, "image_url": URLS, "refusal": TEXT},
+)
+
+
+def responses_request(junk: Any) -> Any:
+    """Responses bodies; ``junk`` (``st.nothing()`` for well-formed ones) stands in, now and
+    then, for any value."""
+
+    def odd(usual: Any) -> Any:
+        return st.integers(0, 5).flatmap(lambda n: junk if n == 0 else usual) | usual
+
+    item = odd(
+        fixed(
+            {"role": st.sampled_from(["user", "assistant", "system", "developer"])},
+            {"type": st.just("message"), "content": TEXT | st.lists(R_PART, max_size=2)},
+        )
+        | fixed(
+            {"type": st.just("function_call"), "call_id": TEXT, "name": TEXT},
+            {"arguments": TEXT},
+        )
+        | fixed({"type": st.just("function_call_output"), "call_id": TEXT}, {"output": TEXT})
+    )
+    return fixed(
+        {"model": MODEL.filter(bool), "input": odd(TEXT | st.lists(item, max_size=4))},
+        {
+            "instructions": TEXT,
+            "tools": st.lists(
+                fixed({"type": st.just("function"), "name": TEXT}, {"parameters": st.just({})}),
+                max_size=2,
+            ),
+            "tool_choice": odd(st.sampled_from(["auto", "none", "required"])),
+            "text": odd(
+                fixed(
+                    {
+                        "format": fixed(
+                            {"type": st.sampled_from(["text", "json_object", "json_schema"])},
+                            {"name": TEXT, "schema": st.just({})},
+                        )
+                    }  # fmt: skip
+                )
+            ),
+            "max_output_tokens": odd(st.integers(1, 4096)),
+            "temperature": odd(st.floats(0, 2)),
+            "reasoning": odd(fixed({}, {"effort": st.sampled_from(["low", "high"])})),
+            "stream": odd(st.booleans()),
+            "metadata": odd(st.dictionaries(TEXT, TEXT, max_size=2)),
+        },
+    )
+
+
+def parse_responses(body: Any) -> ChatRequest:
+    return OPENAI_RESPONSES.chat_request(OPENAI_RESPONSES.parse(body))
+
+
+@given(responses_request(st.nothing()) | responses_request(anything(RESPONSES_KEYS)))
+def test_responses_request_parser(body: dict[str, Any]) -> None:
+    wire = orjson.loads(orjson.dumps(body))
+    chat = accepts(parse_responses, wire)
+    if chat is not None:
+        translate_everywhere(chat)
+
+
+@given(json_like(RESPONSES_KEYS))
+def test_responses_request_parser_on_any_json(body: Any) -> None:
+    accepts(parse_responses, body)
 
 
 # --- Anthropic requests --------------------------------------------------------------------

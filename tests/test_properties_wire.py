@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from turnout import errors
-from turnout.adapters import anthropic_messages, edge, ollama_chat, openai_chat
+from turnout.adapters import anthropic_messages, edge, ollama_chat, openai_chat, openai_responses
 from turnout.adapters.bedrock_response import EventStreamDecoder
 from turnout.catalogue import Catalogue
 from turnout.config import Config
@@ -42,6 +42,7 @@ def deploy(model_id: str, **provider: Any) -> Deployment:
 
 OPENAI = deploy("openai:gpt-x")
 ANTHROPIC = deploy("anthropic:claude-x")
+RESPONSES = deploy("openai_responses:gpt-x")
 OLLAMA = deploy("ollama:llama3.2:3b")
 BEDROCK = deploy(
     "bedrock:anthropic.claude-x",
@@ -181,6 +182,46 @@ def test_anthropic_stream_parser_raises_only_gateway_errors(
     chunks = data.draw(splits(raw)) if data is not None else [raw]
     with contextlib.suppress(errors.TurnoutError):
         check_events(run_anthropic(chunks))
+
+
+RESPONSES_KEYS = [
+    *("type", "delta", "item", "output_index", "item_id", "call_id", "name", "arguments"),
+    *("response", "status", "usage", "input_tokens", "output_tokens", "incomplete_details"),
+    *("reason", "error", "code", "message", "sequence_number", "id"),
+]
+RESPONSES_WORDS = [
+    *("response.output_text.delta", "response.output_item.added", "function_call"),
+    *("response.function_call_arguments.delta", "response.completed", "response.incomplete"),
+    *("response.failed", "error", "message", "max_output_tokens", "rate_limit_exceeded"),
+]
+
+
+def run_responses(chunks: list[bytes]) -> list[StreamEvent]:
+    """What ``OpenAIResponsesAdapter.stream`` does with the bytes it reads."""
+    decoder, parser, out = SSEDecoder(), openai_responses.StreamParser(RESPONSES), []
+    for chunk in [*chunks, None]:
+        for sse in decoder.feed(chunk) if chunk is not None else decoder.close():
+            out.extend(parser.event(sse.event, edge.loads(sse.data, RESPONSES)))
+    return out
+
+
+@given(st.data(), sse_stream(json_like(RESPONSES_KEYS, RESPONSES_WORDS)))
+@example(None, b'data: {"type": "response.output_text.delta", "delta": 5}\n\n')
+@example(
+    None,
+    b'data: {"type": "response.output_item.added", "output_index": [],'
+    b' "item": {"type": "function_call"}}\n\n',
+)
+@example(
+    None, b'data: {"type": "response.completed", "response": {"usage": {"input_tokens": "x"}}}\n\n'
+)
+@example(None, b'data: {"type": "response.failed", "response": "x"}\n\n')
+def test_responses_stream_parser_raises_only_gateway_errors(
+    data: st.DataObject | None, raw: bytes
+) -> None:
+    chunks = data.draw(splits(raw)) if data is not None else [raw]
+    with contextlib.suppress(errors.TurnoutError):
+        check_events(run_responses(chunks))
 
 
 # --- Ollama NDJSON -------------------------------------------------------------------------

@@ -17,8 +17,9 @@ __all__ = ["HOSTS", "Host", "get_host"]
 class Host:
     name: str
     wire_api: str
-    """Adapter module that speaks to it (``openai_chat``, ``gemini``, ``cohere_chat``,
-    ``ollama_chat``, ``bedrock_converse``, ``local``): a key of ``adapters._MODULES``."""
+    """Adapter module that speaks to it (``openai_chat``, ``openai_responses``, ``gemini``,
+    ``cohere_chat``, ``ollama_chat``, ``bedrock_converse``, ``local``): a key of
+    ``adapters._MODULES``."""
     base_url: str = ""
     """May hold ``{placeholders}`` filled from the provider's ``settings`` (and ``{model}``)."""
     path: str = "/chat/completions"
@@ -136,6 +137,15 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
 )
 
 _NATIVE: tuple[Host, ...] = (
+    # OpenAI's Responses API, for models served only there (``providers.openai.host:
+    # openai_responses`` sends every OpenAI model through it).
+    Host(
+        "openai_responses",
+        "openai_responses",
+        "https://api.openai.com/v1",
+        path="/responses",
+        key_env="OPENAI_API_KEY",
+    ),
     Host(
         "gemini",
         "gemini",

@@ -16,6 +16,7 @@ from ..fakes.bedrock_upstream import FakeBedrock
 from ..fakes.cohere_upstream import FakeCohere
 from ..fakes.gemini_upstream import FakeGemini
 from ..fakes.ollama_upstream import FakeOllama
+from ..fakes.openai_responses_upstream import FakeOpenAIResponses
 from ..fakes.openai_upstream import FakeOpenAI
 from ..fakes.script import FakeUpstream
 
@@ -41,6 +42,11 @@ class Vendor:
 
 def _openai_json(body: dict[str, Any]) -> bool:
     return (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+
+def _responses_json(body: dict[str, Any]) -> bool:
+    fmt = (body.get("text") or {}).get("format") or {}
+    return fmt.get("type") in ("json_object", "json_schema")
 
 
 def _gemini_json(body: dict[str, Any]) -> bool:
@@ -84,6 +90,13 @@ VENDORS: list[Vendor] = [
         provider=lambda url: {"host": "custom", "base_url": url + "/v1", "api_key": KEY},
         model="gpt-fake",
         asks_json=_openai_json,
+    ),
+    Vendor(
+        name="openai_responses",
+        make_fake=FakeOpenAIResponses,
+        provider=lambda url: {"host": "openai_responses", "base_url": url + "/v1", "api_key": KEY},
+        model="gpt-fake",
+        asks_json=_responses_json,
     ),
     Vendor(
         name="anthropic_messages",

@@ -237,12 +237,18 @@ class Database:
                 conn.exec_driver_sql(upsert_sql(mark), sums)
 
     def prune(self, before_ts: float) -> int:
+        """Delete request-log records, roll-ups and stored responses older than
+        ``before_ts``; the number of request-log records deleted."""
+
         def run() -> int:
             from .rollup import SLOT
 
             t, r = self.tables()["request_log"], self.tables()["request_rollup"]
+            kept = self.tables()["responses"]
             with self.engine().begin() as conn:
                 conn.execute(r.delete().where(r.c.slot < before_ts // SLOT))
+                # Stored responses (``/v1/responses``) follow the request log's retention.
+                conn.execute(kept.delete().where(kept.c.created_at < before_ts))
                 return int(conn.execute(t.delete().where(t.c.ts < before_ts)).rowcount or 0)
 
         deleted: int = self._guard(run)

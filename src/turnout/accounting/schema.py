@@ -112,6 +112,18 @@ def tables() -> dict[str, Any]:
         Column("ttft", Float),
         Column("latency", Float),
     )
+    out["responses"] = Table(
+        "responses",
+        meta,
+        Column("id", String(64), primary_key=True),
+        Column("key_id", String(40), index=True),
+        Column("created_at", Float, nullable=False, index=True),
+        Column("model", String(300), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("previous_response_id", String(64)),
+        Column("response", Text, nullable=False),
+        Column("input_items", Text, nullable=False),
+    )
     out["key_spend"] = Table(
         "key_spend",
         meta,

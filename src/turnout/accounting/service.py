@@ -30,6 +30,7 @@ from .limits import Limits, LocalLimits, Verdict, check
 from .periods import periods_of
 from .records import UsageRecord
 from .request_log import RequestLog
+from .responses import ResponseStore
 from .stats import COLUMNS, summarise
 
 __all__ = ["Accounting"]
@@ -59,6 +60,8 @@ class Accounting:
         self._local = self.limits if self.redis is None else LocalLimits()
         self.alerts = BudgetAlerts(config.alerts)
         self.migrated = asyncio.Event()
+        self.responses = ResponseStore(self.db, self.migrated) if self.db is not None else None
+        """Stored responses of ``/v1/responses`` (None without a database)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._redis_down_logged = 0.0
         self._workers = config.server.workers

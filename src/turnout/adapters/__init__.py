@@ -63,6 +63,7 @@ class Adapter(Protocol):
 
 _MODULES = {
     "openai_chat": ("openai_chat", "OpenAIChatAdapter"),
+    "openai_responses": ("openai_responses", "OpenAIResponsesAdapter"),
     "local": ("local", "LocalAdapter"),
     "bedrock_converse": ("bedrock_converse", "BedrockConverseAdapter"),
     "gemini": ("gemini", "GeminiAdapter"),

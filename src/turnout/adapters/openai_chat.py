@@ -258,6 +258,8 @@ def map_error(status: int, raw: bytes, headers: Mapping[str, str], d: Deployment
 
 class OpenAIChatAdapter(HttpAdapter):
     wire_api = "openai_chat"
+    reasoning_effort = True
+    """Carries ``reasoning_effort`` (see ``routing.executor.fitted``)."""
     map_error = staticmethod(map_error)
 
     async def chat(self, request: ChatRequest, d: Deployment, t: TimeoutsConfig) -> ChatResult:

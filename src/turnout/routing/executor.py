@@ -52,11 +52,30 @@ if TYPE_CHECKING:
 
     from ..tracing import Tracing
 
-__all__ = ["Executor", "backoff_delay", "error_class"]
+__all__ = ["Executor", "backoff_delay", "error_class", "fitted"]
 
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
+
+
+def fitted(request: ChatRequest, d: Deployment, adapter: object) -> ChatRequest:
+    """``request`` as ``d`` takes it: ``reasoning_effort`` reaches only a wire API that
+    carries it (the adapter's ``reasoning_effort`` flag) and a model the catalogue says
+    reasons (when it knows the model); elsewhere it is left out, not refused, so one request
+    can fail over between reasoning and other models."""
+    extra = request.model_extra
+    if not extra or extra.get("reasoning_effort") is None:
+        return request
+    entry = d.entry
+    if getattr(adapter, "reasoning_effort", False) and (
+        entry is None or "reasoning" in entry.capabilities
+    ):
+        return request
+    copy = request.model_copy()
+    copy.__pydantic_extra__ = {k: v for k, v in extra.items() if k != "reasoning_effort"}
+    copy.__pydantic_fields_set__ = copy.model_fields_set - {"reasoning_effort"}
+    return copy
 
 
 def backoff_delay(round_: int, base: float, cap: float, rand: float) -> float:
@@ -318,7 +337,7 @@ class Executor:
             t = route.timeouts
             try:
                 async with asyncio.timeout(t.total):
-                    result = await adapter.chat(request, d, t)
+                    result = await adapter.chat(fitted(request, d, adapter), d, t)
             except TimeoutError:
                 raise UpstreamTimeoutError(
                     f"no response within {t.total:g}s",
@@ -403,7 +422,7 @@ class Executor:
             adapter = self._adapters.get(d.host.wire_api)
             t = route.timeouts
             stream = ChatStream(
-                adapter.stream(request, d, t),
+                adapter.stream(fitted(request, d, adapter), d, t),
                 id="",
                 provider=d.provider,
                 model=d.model,

@@ -38,6 +38,7 @@ from .management import management_routes
 from .openai_wire import OPENAI_CHAT
 from .reload import ConfigReloader, config_routes
 from .request_id import RequestIdMiddleware
+from .responses_api import responses_routes
 from .status import health, list_models, provider_keys, routing_status
 from .trace_context import TraceContextMiddleware
 
@@ -120,6 +121,7 @@ def routes(*, console: bool = True) -> list[Route]:
         Route("/chat/completions", openai_chat, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/embeddings", embeddings, methods=["POST"]),
+        *responses_routes(),
         Route("/v1/models", endpoint(list_models, "caller"), methods=["GET"]),
         Route(
             "/api/models/providers",

@@ -6,15 +6,16 @@ needs of its caller is declared where the route is made (``endpoint``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from ..accounting.responses import ResponseStore
 from ..config import STRATEGIES
-from ..errors import BadRequestError, RequestTooLargeError, TurnoutError
+from ..errors import BadRequestError, DatabaseUnavailableError, RequestTooLargeError, TurnoutError
 from ..gateway import Gateway
 from ..streaming import ChatStream
 from ..types import ChatRequest, EmbeddingRequest, RoutingHints
@@ -23,6 +24,7 @@ from .dialect import JSON, Dialect, ErrorDialect, error_response, json_response
 from .embeddings_wire import EmbeddingsDialect
 from .metering import Meter
 from .openai_wire import OPENAI_CHAT
+from .responses_wire import OpenAIResponses, ResponsesCall, ResponseStreamWriter
 
 __all__ = [
     "SSE_HEADERS",
@@ -33,6 +35,7 @@ __all__ = [
     "endpoint",
     "internal_error",
     "read_body",
+    "responses_handler",
 ]
 
 log = logging.getLogger("turnout.server")
@@ -175,3 +178,94 @@ def embeddings_handler(dialect: EmbeddingsDialect) -> Handler:
 
     handle.__name__ = f"{dialect.name}_handler"
     return handle
+
+
+def response_store(request: Request) -> ResponseStore | None:
+    """Where ``/v1/responses`` keeps responses: the accounting database; None without one."""
+    accounting = request.app.state.accounting
+    return accounting.responses if accounting is not None else None
+
+
+async def _continue(request: Request, call: ResponsesCall, caller: Caller) -> None:
+    """Put the conversation ``previous_response_id`` names before ``call``'s input: its
+    input items, then its output (a key sees only its own responses)."""
+    previous = call.request.previous_response_id
+    if previous is None:
+        return
+    store = response_store(request)
+    if store is None:
+        raise BadRequestError(
+            "previous_response_id: this server keeps no responses (database_url is none)",
+            param="previous_response_id",
+        )
+    found = await store.get(previous, caller.key_id, caller.key is None)
+    if found is None:
+        raise BadRequestError(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    call.history = [*found.input_items, *found.response.get("output", [])]
+
+
+async def _keep(
+    request: Request, call: ResponsesCall, response: dict[str, Any], caller: Caller
+) -> None:
+    """Store a finished response; a database that fails to take it costs a warning, never
+    the answer."""
+    store = response_store(request)
+    if store is None or not call.stored:
+        return
+    try:
+        await store.save(response, call.context, caller.key_id)
+    except DatabaseUnavailableError as err:
+        log.warning("response %s not stored: %s", call.id, err)
+
+
+def responses_handler(dialect: OpenAIResponses) -> Handler:
+    """The handler of the Responses surface: the chat pipeline (caller, body, routing hints,
+    limits, the call, metering) with ``dialect`` doing the wire format, plus what the
+    surface adds: an earlier stored conversation before the input, the answer stored after
+    (before the client sees ``response.completed``, so it can continue at once)."""
+
+    async def handle(request: Request) -> Response:
+        caller = caller_of(request)
+        gateway: Gateway = request.app.state.gateway
+        call = dialect.parse(await read_json(request))
+        await _continue(request, call, caller)
+        call.stored = call.request.store is not False and response_store(request) is not None
+        chat = routing_hints(request, dialect.chat_request(call), caller.key_id)
+        meter = Meter(request, caller, chat.model, bool(chat.stream))
+        served = await meter.call(gateway, chat)
+        if isinstance(served, ChatStream):
+            writer = dialect.stream(call, chat)
+            return StreamingResponse(
+                _stored_at_end(meter.relay(served, writer), writer, request, call, caller),
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **meter.response_headers(served)},
+            )
+        await meter.served(served)
+        body = dialect.result(served, call, chat)
+        await _keep(request, call, body, caller)
+        return Response(orjson.dumps(body), media_type=JSON, headers=meter.response_headers(served))
+
+    handle.__name__ = f"{dialect.name}_handler"
+    return handle
+
+
+async def _stored_at_end(
+    frames: AsyncGenerator[bytes, None],
+    writer: ResponseStreamWriter,
+    request: Request,
+    call: ResponsesCall,
+    caller: Caller,
+) -> AsyncIterator[bytes]:
+    """``frames``, with the finished response stored just before its last frame goes out."""
+    try:
+        async for frame in frames:
+            if writer.final is not None:
+                final, writer.final = writer.final, None
+                await _keep(request, call, final, caller)
+            yield frame
+    finally:
+        await frames.aclose()  # a client gone mid-way: the meter's record is written now

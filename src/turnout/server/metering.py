@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from starlette.requests import Request
 
@@ -157,7 +157,7 @@ class Meter:
         finally:
             await stream.aclose()
 
-    async def relay(self, stream: ChatStream, render: StreamRender) -> AsyncIterator[bytes]:
+    async def relay(self, stream: ChatStream, render: StreamRender) -> AsyncGenerator[bytes, None]:
         """The frames of a streamed response, metered when the stream closes."""
         failure: TurnoutError | None = None
         try:

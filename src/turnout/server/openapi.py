@@ -16,6 +16,7 @@ from ..config import CAPABILITIES
 from .health import HEALTH_PATHS, HEALTH_SCHEMAS
 from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
 from .openapi_console import CONSOLE_SCHEMAS, console_paths
+from .openapi_responses import responses_paths
 from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
 
 __all__ = ["SCHEMAS", "openapi_document", "openapi_spec"]
@@ -553,6 +554,7 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": {"description": "OpenAPI 3.1"}},
                 }
             },
+            **responses_paths(),
             **accounting_paths(),
             **HEALTH_PATHS,
             **CONFIG_PATHS,
