@@ -32,6 +32,9 @@ def gateway_url(serve, fake_url: str) -> str:
         ("GET", "/v1/messages", {"POST"}),
         ("PUT", "/api/keys", {"GET", "HEAD", "POST"}),
         ("POST", "/api/keys/key_x", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("GET", "/v1/responses", {"POST"}),
+        ("PUT", "/v1/responses/resp_x", {"GET", "HEAD", "DELETE"}),
+        ("POST", "/v1/responses/resp_x/input_items", {"GET", "HEAD"}),
     ],
 )
 def test_405_names_every_allowed_method(
