@@ -188,3 +188,37 @@ def test_sdk_reads_the_mock_embeddings(mock_url: str) -> None:
         client.close()
     assert len(out.data) == 1 and len(out.data[0].embedding) == 768
     assert out.usage.prompt_tokens == 8
+
+
+async def test_client_counts_responses_deltas_through_the_gateway(mock_url: str) -> None:
+    """The Responses-stream row: the gateway turns the mock's five chunks into five
+    ``response.output_text.delta`` events, and the client counts exactly those."""
+    from turnout.config import Config
+    from turnout.gateway import Gateway
+    from turnout.server import create_app
+
+    from .fakes.servers import UvicornThread
+
+    config = Config.model_validate(
+        {
+            "providers": {"mock": {"host": "custom", "base_url": mock_url + "/n5/v1"}},
+            "routes": [{"name": "mock", "deployments": ["mock:mock-model"]}],
+            "server": {"preload_local": False},
+            "database_url": "none",
+        }
+    )
+    server = UvicornThread(create_app(Gateway(config))).start()
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        target = Target("turnout", "127.0.0.1", port, path="/v1/responses")
+        conn = await Conn.open(target.host, target.port)
+        try:
+            streamed = await conn.send(target.request(stream=True))
+            assert streamed.status == 200
+            assert len(streamed.events) == 5
+            whole = await conn.send(target.request(), keep_body=True)
+            assert orjson.loads(whole.body)["object"] == "response"
+        finally:
+            conn.close()
+    finally:
+        server.stop()
