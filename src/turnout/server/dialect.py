@@ -1,7 +1,8 @@
 """What differs between the wire APIs the server speaks: a ``Dialect`` parses an incoming body
 into the canonical ``ChatRequest`` and renders a result, a stream and an error in its own
 shape (the embeddings surface's ``EmbeddingsDialect`` parses an ``EmbeddingRequest``
-instead). Everything else (caller, body, limits, the call, metering) is the one pipeline in
+instead; the Responses surface's ``OpenAIResponses`` parses a call that may continue a stored
+conversation, so its handler adds that lookup and the storing). Everything else (caller, body, limits, the call, metering) is the one pipeline in
 ``ingress``; a new surface is a new dialect, not a new handler.
 """
 
