@@ -554,6 +554,8 @@ BAD = [
     ({"model": "chain", "input": "x", "reasoning": {"effort": "extreme"}}, None),
     ({"model": "chain", "input": [], "instructions": "only this"}, "input"),
     ({"model": "no such model here", "input": "x"}, "model"),
+    ({"model": "chain", "input": "x", "background": True}, "background"),
+    ({"model": "chain", "input": "x", "conversation": "conv_1"}, "conversation"),
 ]
 
 
@@ -696,3 +698,48 @@ def test_openapi_lists_the_routes(gw: Gw) -> None:
     assert "post" in doc["paths"]["/v1/responses"]
     assert {"get", "delete"} <= set(doc["paths"]["/v1/responses/{response_id}"])
     assert "get" in doc["paths"]["/v1/responses/{response_id}/input_items"]
+
+
+def test_a_codex_shaped_request_is_served(gw: Gw, fake: FakeOpenAI) -> None:
+    """What Codex sends: its own settings for OpenAI's service (ignored), an earlier turn's
+    reasoning item (left out), instructions and a function tool."""
+    fake.then(Reply(text="Done."))
+    r = gw.post(
+        {
+            "model": "chain",
+            "instructions": "You are a coding agent.",
+            "input": [
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "ls"}],
+                },
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "ok"}],
+                },
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "go"}],
+                },
+            ],
+            "tools": TOOLS,
+            "tool_choice": "auto",
+            "parallel_tool_calls": False,
+            "reasoning": {"effort": "medium", "summary": "auto"},
+            "store": False,
+            "stream": False,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "session-1",
+            "text": {"verbosity": "low"},
+        }
+    )
+    assert r.status_code == 200, r.text
+    _valid("Response", r.json())
+    sent = fake.calls[-1]["body"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    assert sent["parallel_tool_calls"] is False
+    assert not {"include", "prompt_cache_key", "text", "store"} & set(sent)

@@ -2,8 +2,9 @@
 into the canonical ``ChatRequest`` and renders a result, a stream and an error in its own
 shape (the embeddings surface's ``EmbeddingsDialect`` parses an ``EmbeddingRequest``
 instead; the Responses surface's ``OpenAIResponses`` parses a call that may continue a stored
-conversation, so its handler adds that lookup and the storing). Everything else (caller, body, limits, the call, metering) is the one pipeline in
-``ingress``; a new surface is a new dialect, not a new handler.
+conversation, so its handler adds that lookup and the storing). Everything else (caller,
+body, limits, the call, metering) is the one pipeline in ``ingress``; a new surface is a new
+dialect, not a new pipeline.
 """
 
 from __future__ import annotations

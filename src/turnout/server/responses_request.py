@@ -45,7 +45,9 @@ class TextConfig(BaseModel):
 class ResponsesRequest(BaseModel):
     """What ``POST /v1/responses`` accepts. Unknown fields are refused, as OpenAI does; the
     few below that only tune OpenAI's own service (``include``, ``truncation``,
-    ``service_tier``, ``prompt_cache_key``, ``safety_identifier``) are accepted and ignored."""
+    ``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``, ``safety_identifier``,
+    ``top_logprobs``, ``max_tool_calls``) are accepted and ignored; ``background``, stored
+    ``prompt`` templates and ``conversation`` objects live on OpenAI's platform only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +72,11 @@ class ResponsesRequest(BaseModel):
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    prompt_cache_retention: str | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    background: Literal[False] | None = None
+    """True (a response run in the background, polled later) is OpenAI's platform only."""
     stream_options: dict[str, Any] | None = None
     turnout: dict[str, Any] | None = None
     """Turnout's own routing hints (``strategy``, ``priority``, ...), as on the chat route."""
