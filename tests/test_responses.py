@@ -24,7 +24,7 @@ from turnout.server import create_app
 
 from .conftest import MASTER_KEY, make_config, needs_local, openai_validator
 from .fakes.openai_responses_upstream import FakeOpenAIResponses
-from .fakes.openai_upstream import FakeOpenAI, Reply, StreamError
+from .fakes.openai_upstream import FakeOpenAI, Raw, Reply, StreamError
 from .fakes.servers import AiohttpThread, UvicornThread
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -743,3 +743,24 @@ def test_a_codex_shaped_request_is_served(gw: Gw, fake: FakeOpenAI) -> None:
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
     assert sent["parallel_tool_calls"] is False
     assert not {"include", "prompt_cache_key", "text", "store"} & set(sent)
+
+
+def test_a_backends_reasoning_is_a_reasoning_item(gw: Gw, fake: FakeOpenAI) -> None:
+    message = {"role": "assistant", "content": "42.", "reasoning_content": "Six times seven."}
+    completion = {
+        "id": "chatcmpl-r",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "model-a",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    fake.then(Raw(json.dumps(completion).encode()))
+    r = gw.post({"model": "chain", "input": "6 x 7?"})
+    body = r.json()
+    _valid("Response", body)
+    assert [item["type"] for item in body["output"]] == ["reasoning", "message"]
+    assert body["output"][0]["content"] == [{"type": "reasoning_text", "text": "Six times seven."}]
+    # Continuing the conversation leaves the reasoning out of what the backend gets.
+    gw.post({"model": "chain", "input": "And 6 x 8?", "previous_response_id": body["id"]})
+    assert [m["role"] for m in fake.calls[-1]["body"]["messages"]] == ["user", "assistant", "user"]

@@ -162,6 +162,13 @@ def result_object(result: ChatResult, call: ResponsesCall, model: str) -> dict[s
     ``function_call`` item per tool call (first choice only: the API has no ``n``)."""
     choice = result.choices[0] if result.choices else None
     output: list[dict[str, Any]] = []
+    reasoning = choice.extra.get("reasoning_content") if choice is not None else None
+    if isinstance(reasoning, str) and reasoning:
+        # The backend's reasoning text (Anthropic thinking, Gemini thoughts, ...): a reasoning
+        # item, as the API gives one; a later turn's input leaves it out.
+        part = {"type": "reasoning_text", "text": reasoning}
+        item = {"id": item_id("rs"), "type": "reasoning", "summary": [], "content": [part]}
+        output.append({**item, "status": "completed"})
     if choice is not None and (choice.content or choice.refusal or not choice.tool_calls):
         parts = [_text_part(choice.content or "")] if choice.content or not choice.refusal else []
         if choice.refusal:
