@@ -174,3 +174,35 @@ def test_stream_events_become_canonical_events() -> None:
     assert (calls[0].id, calls[0].name) == ("call_fake_1", "f")
     assert "".join(c.arguments for c in calls) == '{"a": 1}'
     assert isinstance(events[-2], Finish) and events[-2].reason == "tool_calls"
+
+
+def test_the_stream_writer_keeps_late_pieces_of_interleaved_calls() -> None:
+    """A backend interleaving two parallel calls' arguments: the second call's opening
+    closes the first, whose late piece can no longer be an event, but the final response
+    (what is stored and continued) has every piece."""
+    from types import SimpleNamespace
+
+    from turnout.server.responses_request import parse_responses
+    from turnout.server.responses_wire import ResponsesCall, ResponseStreamWriter
+    from turnout.types import Usage
+
+    writer = ResponseStreamWriter(ResponsesCall(parse_responses({"model": "m", "input": "x"})), "m")
+    frames = writer.start()
+    for event in [
+        ToolCallDelta(0, '{"a":', "call_a", "f"),
+        ToolCallDelta(1, '{"b":', "call_b", "g"),
+        ToolCallDelta(0, " 1}"),
+        ToolCallDelta(1, " 2}"),
+        Finish("tool_calls"),
+    ]:
+        frames += writer.event(event)
+    frames += writer.end(SimpleNamespace(cost=None, usage=Usage(3, 4)))  # type: ignore[arg-type]
+    assert writer.final is not None
+    calls = [(i["call_id"], i["arguments"]) for i in writer.final["output"]]
+    assert calls == [("call_a", '{"a": 1}'), ("call_b", '{"b": 2}')]
+    numbers = [
+        json.loads(line[6:])["sequence_number"]
+        for line in frames.decode().splitlines()
+        if line.startswith("data: ")
+    ]
+    assert numbers == list(range(len(numbers)))

@@ -310,7 +310,12 @@ class ResponseStreamWriter:
                 self._tools[event.index] = state
                 out = self._begin(_call_item(id, call_id, name, "", "in_progress"), state)
             if self._open is None or self._open["id"] != state["id"]:
-                return out  # a late piece of a call already closed: the API cannot say it
+                # A late piece of a call already closed (a backend interleaving parallel
+                # calls): no event can say it any more, but the final response has it.
+                for item in self._output:
+                    if item.get("id") == state["id"]:
+                        item["arguments"] += event.arguments
+                return out
             if event.arguments:
                 self._open["text"].append(event.arguments)
                 out += self._frame(
