@@ -16,7 +16,7 @@ from turnout.deployment import Deployment, resolve_deployment
 from turnout.errors import RateLimitError, UnsupportedParameterError
 from turnout.gateway import parse_request
 from turnout.sse import ServerSentEvent
-from turnout.types import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from turnout.types import Finish, TextDelta, ThinkingDelta, ToolCallDelta, UsageUpdate
 
 from .conftest import openai_validator
 from .fakes.openai_responses_upstream import response_events, response_object
@@ -189,6 +189,7 @@ def test_the_stream_writer_keeps_late_pieces_of_interleaved_calls() -> None:
     writer = ResponseStreamWriter(ResponsesCall(parse_responses({"model": "m", "input": "x"})), "m")
     frames = writer.start()
     for event in [
+        ThinkingDelta("Two calls.", block=0),
         ToolCallDelta(0, '{"a":', "call_a", "f"),
         ToolCallDelta(1, '{"b":', "call_b", "g"),
         ToolCallDelta(0, " 1}"),

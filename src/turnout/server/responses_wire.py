@@ -21,6 +21,7 @@ from ..types import (
     Finish,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
@@ -276,6 +277,10 @@ class ResponseStreamWriter:
     def event(self, event: StreamEvent) -> bytes:
         if isinstance(event, UsageUpdate) or event.choice != 0:
             return b""  # usage goes once, in the final response
+        if isinstance(event, ThinkingDelta):
+            # Streams carry no reasoning events yet (docs/responses.md): a backend's streamed
+            # thinking (Anthropic, Bedrock) is left out rather than failing the stream.
+            return b""
         if isinstance(event, TextDelta):
             out = b""
             item = self._open
