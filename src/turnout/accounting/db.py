@@ -9,10 +9,12 @@ query layer over both databases; psycopg 3 is the PostgreSQL driver (the ``postg
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,13 @@ def _safe(url: str) -> str:
         return url
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
+
+# Alembic keeps its ``context`` in module globals, one per process: two upgrades in threads of
+# one process (several servers in one test process, a server and the CLI) would remove each
+# other's (``KeyError('config')``). So migrations in one process run one at a time.
+_MIGRATING = threading.Lock()
+MIGRATION_LOCK_ID = 7_331_001
+"""PostgreSQL advisory lock id held while migrating (arbitrary, constant)."""
 
 _REVISION = re.compile(r"""^(down_)?revision\s*(?::[^=]*)?=\s*['"]?([\w-]+|None)['"]?""", re.M)
 
@@ -163,7 +172,39 @@ class Database:
         head = shipped_head()
         if revision == "head" and head is not None and self._guard(self._stamped) == head:
             return
-        self._guard(self._upgrade, revision)
+        with self._migration_lock():
+            # Another process may have migrated while this one waited for the lock.
+            if revision == "head" and head is not None and self._guard(self._stamped) == head:
+                return
+            self._guard(self._upgrade, revision)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Held while migrating: this process's lock, and for a SQLite file an exclusive
+        ``flock`` on ``<file>.migrate.lock`` beside it, so that two processes starting on one
+        new file do not both create the tables (SQLite commits each ``CREATE TABLE`` at once:
+        the loser would leave a database with tables and no ``alembic_version``); on
+        PostgreSQL an advisory lock, held by a transaction of its own without a statement
+        timeout (another replica's migration may take long)."""
+        with _MIGRATING:
+            if self.dialect == "postgresql":
+                from sqlalchemy import text
+
+                with self.engine().begin() as conn:
+                    conn.execute(text("SET LOCAL statement_timeout = 0"))
+                    conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
+                    yield
+                return
+            path = self.url.removeprefix("sqlite:///").split("?")[0]
+            if not path or path == self.url or path.startswith(":memory:"):
+                yield
+                return
+            import fcntl
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with open(f"{path}.migrate.lock", "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                yield
 
     def _stamped(self) -> str | None:
         """The revision in ``alembic_version``; None when there is none (a new database)."""

@@ -1,7 +1,9 @@
 """Alembic environment: runs on the connection Turnout hands it (``Database.upgrade``), or on
 ``sqlalchemy.url`` when Alembic's own CLI is pointed at ``turnout:migrations``.
 
-On PostgreSQL the upgrade holds an advisory lock, so replicas starting together migrate once.
+Migrations never run twice at once: ``Database.upgrade`` holds a lock while it hands its
+connection over (see ``Database._migration_lock``); Alembic's own CLI takes the same
+PostgreSQL advisory lock here.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool, text
 
-_LOCK_ID = 7_331_001  # arbitrary, constant: Turnout's migration lock
+from turnout.accounting.db import MIGRATION_LOCK_ID as _LOCK_ID
 
 
-def _run(connection: object) -> None:
+def _run(connection: object, lock: bool) -> None:
     context.configure(connection=connection, target_metadata=None, render_as_batch=True)
-    is_pg = connection.dialect.name == "postgresql"
+    is_pg = lock and connection.dialect.name == "postgresql"
     if is_pg:
         connection.execute(text(f"SELECT pg_advisory_lock({_LOCK_ID})"))
     try:
@@ -28,7 +30,7 @@ def _run(connection: object) -> None:
 
 connection = context.config.attributes.get("connection")
 if connection is not None:
-    _run(connection)
+    _run(connection, lock=False)  # Database.upgrade holds the lock
 else:
     engine = engine_from_config(
         context.config.get_section(context.config.config_ini_section, {}),
@@ -36,4 +38,4 @@ else:
         poolclass=pool.NullPool,
     )
     with engine.connect() as conn:
-        _run(conn)
+        _run(conn, lock=True)
