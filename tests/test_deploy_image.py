@@ -176,12 +176,11 @@ def test_image_entrypoint_serves_health(image_venv: Path, tmp_path: Path) -> Non
     try:
         deadline = time.monotonic() + 60
         status, body = 0, b""
-        # Ready comes first; the database check turns "ok" once the start-up migration is done
-        # (until then it is reported as knowingly degraded), which on a loaded machine is later.
+        # Not ready (503, database "migrating") until the start-up migration is done.
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 status, body = _get(f"http://127.0.0.1:{port}/health/ready")
-                if status == 200 and json.loads(body)["checks"]["database"] == {"status": "ok"}:
+                if status == 200:
                     break
             except OSError:
                 pass

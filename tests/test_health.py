@@ -4,6 +4,8 @@ draining; every answer validated against the served OpenAPI description."""
 
 from __future__ import annotations
 
+import fcntl
+import time
 from typing import Any
 
 import httpx
@@ -29,6 +31,18 @@ def check(url: str, schema: str, value: Any) -> None:
     Draft202012Validator(root).validate(value)
 
 
+def _ready_once_migrated(url: str) -> httpx.Response:
+    """``/health/ready`` once the start-up migration (in the background) is done: until then
+    it is 503 with the database ``migrating``, and nothing else."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = httpx.get(url + "/health/ready")
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        assert r.json()["checks"]["database"] == {"status": "migrating"}, r.text
+        time.sleep(0.05)
+
+
 def test_live_and_ready_with_sqlite(serve, fake_url: str, tmp_path) -> None:
     db = tmp_path / "turnout.db"
     url = serve(
@@ -37,7 +51,7 @@ def test_live_and_ready_with_sqlite(serve, fake_url: str, tmp_path) -> None:
     r = httpx.get(url + "/health/live")  # open: no key even with a master key
     assert r.status_code == 200
     check(url, "Liveness", r.json())
-    r = httpx.get(url + "/health/ready")
+    r = _ready_once_migrated(url)
     assert r.status_code == 200, r.text
     check(url, "Readiness", r.json())
     body = r.json()
@@ -46,6 +60,25 @@ def test_live_and_ready_with_sqlite(serve, fake_url: str, tmp_path) -> None:
     assert body["checks"]["shutdown"] == {"status": "running"}
     assert r.headers["cache-control"] == "no-store"
     assert httpx.get(url + "/health").json()["status"] == "ok"  # the old route stays
+
+
+def test_not_ready_while_the_database_is_migrating(serve, fake_url: str, tmp_path) -> None:
+    """Another process holds the migration lock of a new SQLite file (it is migrating it):
+    this server is not ready until it has migrated too, whatever ready_requires_database says
+    (gateway keys would be looked up in tables that do not exist yet)."""
+    db = tmp_path / "turnout.db"
+    with open(f"{db}.migrate.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = serve(make_config(fake_url, database_url=f"sqlite:///{db}"))
+        r = httpx.get(url + "/health/ready")
+        assert r.status_code == 503, r.text
+        check(url, "Readiness", r.json())
+        assert r.json()["status"] == "not ready"
+        assert r.json()["checks"]["database"] == {"status": "migrating"}
+        assert httpx.get(url + "/health/live").status_code == 200
+    r = _ready_once_migrated(url)  # the lock is released: this server migrates, then is ready
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["database"] == {"status": "ok"}
 
 
 def test_ready_without_a_database(serve, fake_url: str) -> None:

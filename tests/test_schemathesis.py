@@ -71,11 +71,12 @@ def gateway(fake_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         while True:
             assert proc.poll() is None, (folder / "serve.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "gateway did not start"
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
+            try:  # ready: listening, and the start-up migration done
+                if httpx.get(url + "/health/ready", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         for stream in (False, True):  # the fake's first answers import what they need now
             body = {"model": "chain", "messages": [{"role": "user", "content": "hi"}]}
             reply = httpx.post(

@@ -1,7 +1,7 @@
 """Health a load balancer and Kubernetes can act on: ``GET /health/live`` (the process
 answers) and ``GET /health/ready`` (send it traffic: the config is loaded, the database is
-reachable or knowingly degraded, the server is not shutting down). Both are open (no key)
-and say nothing secret: no URL, no host name, no error text from the database."""
+migrated, or unreachable and knowingly degraded, the server is not shutting down). Both are
+open (no key) and say nothing secret: no URL, no host name, no error text from the database."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class Readiness:
 
     def __init__(self, accounting: Accounting | None, source: str, require_database: bool) -> None:
         self._db = accounting.db if accounting is not None else None
+        self._migrated = accounting.migrated if accounting is not None else None
         self.source = source
         self.require_database = require_database
         self.draining = False
@@ -66,7 +67,15 @@ class Readiness:
         if self._db is None:
             checks["database"] = {"status": "off"}
         elif await self._database_ok():
-            checks["database"] = {"status": "ok"}
+            assert self._migrated is not None
+            if self._migrated.is_set():
+                checks["database"] = {"status": "ok"}
+            else:
+                # Reachable, and this process is still migrating it (or waiting for another
+                # process's migration): the tables it serves gateway keys from may not exist
+                # yet, so not ready, whatever ready_requires_database says.
+                database_blocks = True
+                checks["database"] = {"status": "migrating"}
         else:
             # Requests are still served: the request log queues (then drops, counted) and
             # known gateway keys stay cached. Whether that is acceptable is the operator's.
@@ -138,7 +147,11 @@ HEALTH_SCHEMAS: dict[str, Any] = {
                         "type": "object",
                         "required": ["status"],
                         "properties": {
-                            "status": {"enum": ["ok", "off", "unreachable"]},
+                            "status": {
+                                "enum": ["ok", "off", "migrating", "unreachable"],
+                                "description": "migrating: reachable, start-up migrations "
+                                "not done yet (not ready)",
+                            },
                             "degraded": {
                                 "type": "boolean",
                                 "description": "unreachable, and serving anyway "
@@ -182,7 +195,8 @@ HEALTH_PATHS: dict[str, Any] = {
     "/health/ready": _health_op(
         "Readiness: send traffic or not",
         "For a readiness probe or a load balancer's health check. Open (no key). 503 from "
-        "the moment the server receives SIGTERM, and while the database is unreachable when "
+        "the moment the server receives SIGTERM, while the start-up migrations of the "
+        "database run (database status migrating), and while the database is unreachable when "
         "server.ready_requires_database is true (otherwise 200 with the database reported "
         "degraded). The database is queried at most once a second.",
         "Readiness",
