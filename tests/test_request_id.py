@@ -13,9 +13,15 @@ from pathlib import Path
 import httpx
 import orjson
 import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from turnout.gateway import Gateway
+from turnout.server import create_app
 
 from .conftest import MASTER_KEY, UPSTREAM_KEY, make_config
-from .fakes.servers import free_port
+from .fakes.servers import UvicornThread, free_port
 
 HI = [{"role": "user", "content": "hi"}]
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -120,3 +126,26 @@ def test_json_logs_carry_the_request_id(fake_url: str, tmp_path: Path) -> None:
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
     access = [x for x in lines if x["logger"] == "uvicorn.access"]
     assert any(x.get("request_id") == "json-log-check-7" and "404" in x["message"] for x in access)
+
+
+def test_an_unexpected_error_still_carries_the_request_id(fake_url: str) -> None:
+    """A 500 from the ``Exception`` handler (rendered by Starlette's outermost middleware,
+    outside the app's own middleware list) carries the id too, and in the route's error
+    shape."""
+    app = create_app(Gateway(make_config(fake_url)))
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("a bug in a handler")
+
+    app.router.routes.append(Route("/v1/broken", broken))
+    server = UvicornThread(app).start()
+    try:
+        r = httpx.get(server.url + "/v1/broken", headers={"x-request-id": "bug-report-1"})
+        assert r.status_code == 500
+        assert r.headers["x-request-id"] == "bug-report-1"
+        assert r.json()["error"]["code"] == "internal_error"
+        assert "a bug in a handler" not in r.text
+        r = httpx.get(server.url + "/v1/broken")
+        assert r.status_code == 500 and len(r.headers["x-request-id"]) == 32
+    finally:
+        server.stop()

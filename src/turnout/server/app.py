@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp
 
 from ..accounting import Accounting, database_url
 from ..console import STATIC
@@ -139,6 +140,15 @@ def routes(*, console: bool = True) -> list[Route]:
     ]
 
 
+class _Server(Starlette):
+    """Starlette with the request id outermost: its own middleware list sits inside the
+    ``ServerErrorMiddleware`` that renders the ``Exception`` handler's 500, which would then go
+    out without ``x-request-id``."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
 def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starlette:
     """The server for ``gateway``; ``accounting`` defaults to one built from its config
     (request log, gateway keys, limits), or none when ``database_url`` is ``none`` and no
@@ -180,7 +190,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             await reloader.aclose()
             await app.state.gateway.aclose()  # the current one: a reload may have swapped it
 
-    app = Starlette(
+    app = _Server(
         routes=routes(console=config.server.console),
         exception_handlers={
             TurnoutError: _on_turnout_error,
@@ -191,7 +201,6 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
         },
         lifespan=lifespan,
         middleware=[
-            Middleware(RequestIdMiddleware),
             Middleware(TrackRequests, lifecycle=lifecycle),
             *([Middleware(TraceContextMiddleware)] if gateway.tracing is not None else []),
         ],
