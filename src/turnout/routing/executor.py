@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..adapters import AdapterSet
-from ..config import FailureClass
+from ..adapters import Adapter, AdapterSet
+from ..config import FailureClass, TimeoutsConfig
 from ..deployment import Deployment
 from ..errors import (
     AllAttemptsFailedError,
@@ -57,6 +57,7 @@ __all__ = ["Executor", "backoff_delay", "error_class", "fitted"]
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
+R = TypeVar("R", ChatResult, EmbeddingResult)
 
 
 def fitted(request: ChatRequest, d: Deployment, adapter: object) -> ChatRequest:
@@ -311,44 +312,55 @@ class Executor:
                     continue
                 await discard(late)
 
+    async def _call(
+        self,
+        route: Route,
+        d: Deployment,
+        operation: Callable[[Adapter, Deployment, TimeoutsConfig], Awaitable[R]],
+        started: float,
+        t0: float,
+    ) -> R:
+        """One whole-answer call (chat or embeddings, not a stream) to ``d`` through its
+        adapter's ``operation``, within the route's total timeout; its latency is recorded
+        on the result and in the live state."""
+        adapter = self._adapters.get(d.host.wire_api)
+        t = route.timeouts
+        try:
+            async with asyncio.timeout(t.total):
+                result = await operation(adapter, d, t)
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"no response within {t.total:g}s",
+                provider=d.provider,
+                model=d.model,
+                code="total_timeout",
+            ) from None
+        now = time.perf_counter()
+        result.latency = now - started
+        self.state.first_token(d.id, None)
+        self.state.end(d.id, latency=now - t0)
+        return result
+
     async def chat(
         self, route: Route, request: ChatRequest, plan: Plan | None = None
     ) -> ChatResult:
         plan = plan or Plan("priority", list(route.deployments))
         started = time.perf_counter()
-        state = self.state
-
         tracing = self.tracing
+
+        def operation(adapter: Adapter, d: Deployment, t: TimeoutsConfig) -> Awaitable[ChatResult]:
+            return adapter.chat(fitted(request, d, adapter), d, t)
 
         async def try_one(d: Deployment, t0: float) -> ChatResult:
             if tracing is None:
-                return await call(d, t0)
+                return await self._call(route, d, operation, started, t0)
             span = tracing.start_attempt(d, request)
             try:
-                result = await call(d, t0)
+                result = await self._call(route, d, operation, started, t0)
             except BaseException as exc:
                 tracing.end_attempt(span, None, exc)
                 raise
             tracing.end_attempt(span, result, None)
-            return result
-
-        async def call(d: Deployment, t0: float) -> ChatResult:
-            adapter = self._adapters.get(d.host.wire_api)
-            t = route.timeouts
-            try:
-                async with asyncio.timeout(t.total):
-                    result = await adapter.chat(fitted(request, d, adapter), d, t)
-            except TimeoutError:
-                raise UpstreamTimeoutError(
-                    f"no response within {t.total:g}s",
-                    provider=d.provider,
-                    model=d.model,
-                    code="total_timeout",
-                ) from None
-            now = time.perf_counter()
-            result.latency = now - started
-            state.first_token(d.id, None)
-            state.end(d.id, latency=now - t0)
             return result
 
         async def discard(result: ChatResult) -> None:
@@ -368,26 +380,14 @@ class Executor:
         state."""
         plan = plan or Plan("priority", list(route.deployments))
         started = time.perf_counter()
-        state = self.state
 
-        async def try_one(d: Deployment, t0: float) -> EmbeddingResult:
-            adapter = self._adapters.get(d.host.wire_api)
-            t = route.timeouts
-            try:
-                async with asyncio.timeout(t.total):
-                    result = await adapter.embed(request, d, t)
-            except TimeoutError:
-                raise UpstreamTimeoutError(
-                    f"no response within {t.total:g}s",
-                    provider=d.provider,
-                    model=d.model,
-                    code="total_timeout",
-                ) from None
-            now = time.perf_counter()
-            result.latency = now - started
-            state.first_token(d.id, None)
-            state.end(d.id, latency=now - t0)
-            return result
+        def operation(
+            adapter: Adapter, d: Deployment, t: TimeoutsConfig
+        ) -> Awaitable[EmbeddingResult]:
+            return adapter.embed(request, d, t)
+
+        def try_one(d: Deployment, t0: float) -> Awaitable[EmbeddingResult]:
+            return self._call(route, d, operation, started, t0)
 
         async def discard(result: EmbeddingResult) -> None:
             return None
