@@ -11,31 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .commands import argtypes
 from .commands.table import render_table, terminal_width
 from .config import Config, load_config
 from .errors import TurnoutError
 
 __all__ = ["main"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 # ``turnout serve`` flags that set a ``server:`` key. They go through the key's environment
@@ -46,16 +27,6 @@ _SERVE_FLAGS = {
     "keep_alive_timeout": "TURNOUT_KEEP_ALIVE_TIMEOUT",
     "max_connections": "TURNOUT_MAX_CONNECTIONS",
 }
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected 0 to 65535, got {value}")
-    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -316,37 +287,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the OpenAI- and Anthropic-compatible server")
     serve.add_argument("--host", help="bind address (default: server.host, else 127.0.0.1)")
     serve.add_argument(
-        "--port", type=_port, help="port (default: server.port, else 4000; 0: any free port)"
+        "--port",
+        type=argtypes.port,
+        help="port (default: server.port, else 4000; 0: any free port)",
     )
     serve.add_argument(
         "--access-log", action="store_true", help="log every request line (default: off)"
     )
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=argtypes.positive,
         help="worker processes sharing the port (default: server.workers, else 1)",
     )
     serve.add_argument(
         "--header-timeout",
-        type=_positive_seconds,
+        type=argtypes.positive_seconds,
         metavar="SECONDS",
         help="time a client has to send a request's headers (default 10, server.header_timeout)",
     )
     serve.add_argument(
         "--body-timeout",
-        type=_positive_seconds,
+        type=argtypes.positive_seconds,
         metavar="SECONDS",
         help="time from a request's headers to the end of its body (default 30)",
     )
     serve.add_argument(
         "--keep-alive-timeout",
-        type=_positive_seconds,
+        type=argtypes.positive_seconds,
         metavar="SECONDS",
         help="how long an idle connection waits for its next request (default 5)",
     )
     serve.add_argument(
         "--max-connections",
-        type=_positive,
+        type=argtypes.positive,
         metavar="N",
         help="open connections per worker process; more get 503 (default 2048)",
     )
@@ -369,9 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-p",
         help="file of prompts: one per line, a JSON array or JSON Lines (default: built-in set)",
     )
-    bench.add_argument("--samples", "-n", type=_positive, default=3, help="runs of each prompt")
-    bench.add_argument("--concurrency", type=_positive, default=1, help="requests at once")
-    bench.add_argument("--max-tokens", type=_positive, default=256, help="output cap per answer")
+    bench.add_argument(
+        "--samples", "-n", type=argtypes.positive, default=3, help="runs of each prompt"
+    )
+    bench.add_argument("--concurrency", type=argtypes.positive, default=1, help="requests at once")
+    bench.add_argument(
+        "--max-tokens", type=argtypes.positive, default=256, help="output cap per answer"
+    )
     bench.add_argument("--temperature", type=float, help="0 to 2 (default: the provider's)")
     bench.add_argument("--system", "-s", help="system prompt for every request (default: none)")
     bench.add_argument("--out", "-o", default="turnout-bench", help="folder for JSON and chart")

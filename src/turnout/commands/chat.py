@@ -16,28 +16,9 @@ import orjson
 
 from ..config import STRATEGIES, Config
 from ..errors import BadRequestError, ConfigError
+from . import argtypes
 
 __all__ = ["add_chat_command", "build_prompt", "request_options"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, got '{text}'") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, got {value:g}")
-    return value
 
 
 def read_stdin() -> str | None:
@@ -340,10 +321,12 @@ def add_chat_command(
     chat.add_argument("--system", "-s", help="system prompt (default: none)")
     chat.add_argument(
         "--max-tokens",
-        type=_positive,
+        type=argtypes.positive,
         help="output cap in tokens (default: the model's default_max_tokens, else the provider's)",
     )
-    chat.add_argument("--temperature", type=_temperature, help="0 to 2 (default: the provider's)")
+    chat.add_argument(
+        "--temperature", type=argtypes.temperature, help="0 to 2 (default: the provider's)"
+    )
     chat.add_argument(
         "--option",
         "-o",

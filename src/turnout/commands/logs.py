@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from . import argtypes
 from .table import render_table, terminal_width
 
 __all__ = ["add_logs_command", "parse_since", "parse_status"]
@@ -47,12 +48,6 @@ def parse_status(text: str) -> tuple[int, int]:
     if re.fullmatch(r"[1-5]\d\d", t):
         return int(t), int(t)
     raise argparse.ArgumentTypeError(f"expected 200, 4xx, 5xx, ok or error, got '{text}'")
-
-
-def _count(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{value}'")
-    return int(value)
 
 
 COLUMNS = (
@@ -155,7 +150,7 @@ def add_logs_command(
         "time, gateway key, route, provider, model, status, TTFT, latency, tokens in/out, "
         "cost. Newest last.",
     )
-    logs.add_argument("-n", type=_count, default=20, help="how many requests")
+    logs.add_argument("-n", type=argtypes.positive, default=20, help="how many requests")
     logs.add_argument("--model", "-m", help="only requests whose route, model or deployment "
                       "contains this (default: all)")  # fmt: skip
     logs.add_argument(
