@@ -12,12 +12,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import BadRequestError, TurnoutError
+from ..errors import BadRequestError
 from ..gateway import parse_embedding_request
-from ..redaction import Redactor
 from ..types import EmbeddingRequest, EmbeddingResult
 from .dialect import ErrorDialect
-from .openai_wire import error_body, plain_error
+from .openai_wire import OpenAIErrors
 
 __all__ = ["OPENAI_EMBEDDINGS", "EmbeddingsDialect", "OpenAIEmbeddings", "embeddings_body"]
 
@@ -56,7 +55,7 @@ def embeddings_body(result: EmbeddingResult, request: EmbeddingRequest) -> dict[
     return {"object": "list", "data": data, "model": request.model, "usage": usage}
 
 
-class OpenAIEmbeddings:
+class OpenAIEmbeddings(OpenAIErrors):
     """``POST /v1/embeddings``."""
 
     name = "openai_embeddings"
@@ -68,17 +67,6 @@ class OpenAIEmbeddings:
 
     def result(self, result: EmbeddingResult, request: EmbeddingRequest) -> bytes:
         return orjson.dumps(embeddings_body(result, request))
-
-    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
-        return error_body(err, redact)
-
-    def error_status(self, err: TurnoutError) -> int:
-        return err.status_code
-
-    def plain_error(
-        self, status: int, kind: str, message: str, code: str | None = None
-    ) -> dict[str, Any]:
-        return plain_error(status, kind, message, code)
 
 
 OPENAI_EMBEDDINGS = OpenAIEmbeddings()

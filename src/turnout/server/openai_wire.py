@@ -29,6 +29,7 @@ __all__ = [
     "OPENAI_CHAT",
     "ChunkWriter",
     "OpenAIChat",
+    "OpenAIErrors",
     "error_body",
     "format_usd",
     "header_text",
@@ -203,7 +204,22 @@ class _ChunkStream:
         return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
 
 
-class OpenAIChat:
+class OpenAIErrors:
+    """Errors in OpenAI's shape: the part every OpenAI surface (chat, embeddings) shares."""
+
+    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
+        return error_body(err, redact)
+
+    def error_status(self, err: TurnoutError) -> int:
+        return err.status_code
+
+    def plain_error(
+        self, status: int, kind: str, message: str, code: str | None = None
+    ) -> dict[str, Any]:
+        return plain_error(status, kind, message, code)
+
+
+class OpenAIChat(OpenAIErrors):
     """``POST /v1/chat/completions``."""
 
     name = "openai_chat"
@@ -217,17 +233,6 @@ class OpenAIChat:
     def stream(self, stream: ChatStream, chat: ChatRequest) -> _ChunkStream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         return _ChunkStream(ChunkWriter(stream.id, stream.created, chat.model, include_usage))
-
-    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
-        return error_body(err, redact)
-
-    def error_status(self, err: TurnoutError) -> int:
-        return err.status_code
-
-    def plain_error(
-        self, status: int, kind: str, message: str, code: str | None = None
-    ) -> dict[str, Any]:
-        return plain_error(status, kind, message, code)
 
 
 OPENAI_CHAT = OpenAIChat()
