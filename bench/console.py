@@ -192,6 +192,8 @@ def _rows(n: int, now: float, start: int = 0, total: int | None = None) -> list[
             "ttft": None if failed else ttft, "latency": None if failed else ttft + 1.0,
             "input_tokens": 200, "output_tokens": 0 if failed else 150, "cached_tokens": 0,
             "cost": None if failed else 0.0002, "attempt": None,
+            "error_message": f"upstream said {error} (synthetic)" if failed else None,
+            "prompt": None, "answer": None,
         }  # fmt: skip
         out.append(tuple(values[c] for c in COLUMNS))
     return out
@@ -236,6 +238,9 @@ def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
         "series: 1 h": lambda: series(db, LogQuery(since=hour), now, bucket_for(3600)),
         "series: 24 h": lambda: series(db, LogQuery(since=day), now, bucket_for(86400)),
         "series: 7 d": lambda: series(db, LogQuery(since=week), now, bucket_for(7 * 86400)),
+        "log: message contains 'Timeout' (24 h)": lambda: list_records(
+            db, LogQuery(since=day, message="Timeout")
+        ),
         "stats: 1 h": lambda: summarise(db.records_since(hour, COLUMNS)),
         "stats: 24 h": lambda: summarise(db.records_since(day, COLUMNS)),
     }  # fmt: skip

@@ -313,6 +313,8 @@ def _records(n: int, now: float) -> list[tuple[Any, ...]]:
             "input_tokens": 1, "output_tokens": 1, "cached_tokens": 0,
             "cost": None if failed else 0.001 * (i % 4),
             "attempt": 1 if i % 11 == 0 else None,  # a failed attempt's record: not a request
+            "error_message": "upstream overloaded" if failed else None,
+            "prompt": None, "answer": None,
         }  # fmt: skip
         out.append(tuple(row[c] for c in COLUMNS))
     return out
@@ -338,12 +340,13 @@ def test_series_from_rollups_equal_a_scan_of_the_log(
     db = Database(url)
     db.upgrade("0001")  # an older log, written before the roll-ups existed
     old = [r for r in _records(300, now - 3600) if r[COLUMNS.index("attempt")] is None]
-    cols = [c for c in COLUMNS if c != "attempt"]  # the column came with 0002
+    later = ("attempt", "error_message", "prompt", "answer")  # columns of 0002 and 0004
+    cols = [c for c in COLUMNS if c not in later]
     with db.engine().begin() as conn:
         conn.execute(
             text(f"INSERT INTO request_log ({', '.join(cols)}) VALUES "
                  f"({', '.join(':' + c for c in cols)})"),
-            [{c: v for c, v in zip(COLUMNS, r, strict=True) if c != "attempt"} for r in old],
+            [{c: v for c, v in zip(COLUMNS, r, strict=True) if c not in later} for r in old],
         )  # fmt: skip
     db.upgrade()  # 0002 rolls the existing records up
     db.write_records(_records(500, now))  # and the writer keeps them up to date
@@ -360,3 +363,58 @@ def test_series_from_rollups_equal_a_scan_of_the_log(
             assert a["spend_usd"] == pytest.approx(b["spend_usd"])
             assert a["ttft_avg"] == pytest.approx(b["ttft_avg"], abs=2e-4)  # both rounded to 4
     db.dispose()
+
+
+def test_request_log_searches_error_messages(
+    url: str, spec: dict[str, Any], fake: FakeOpenAI
+) -> None:
+    """The error message is stored (redacted) and searchable; the detail shows it."""
+    fake.then(Fail(400, "Your quota for model-a is used up"))
+    r = httpx.post(
+        url + "/v1/chat/completions", headers=AUTH, json={"model": "single", "messages": HI}
+    )
+    assert r.status_code == 400, r.text
+    _wait_for_log(url, 1)
+    found = httpx.get(url + "/api/requests", headers=AUTH, params={"message": "QUOTA for"})
+    assert found.status_code == 200, found.text
+    check(spec, "LogPage", found.json())
+    (record,) = found.json()["data"]
+    assert "quota for model-a" in record["error_message"]
+    assert (
+        httpx.get(url + "/api/requests", headers=AUTH, params={"message": "%"}).json()["data"] == []
+    )
+    assert (
+        httpx.get(url + "/api/requests", headers=AUTH, params={"message": "no such words"}).json()[
+            "data"
+        ]
+        == []
+    )
+
+
+def test_prompt_and_answer_are_kept_only_when_the_config_says_so(
+    serve: Any, fake_url: str, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    for store, limit in ((False, 2000), (True, 40)):
+        db = tmp_path / f"log-{store}.db"
+        url = serve(
+            make_config(
+                fake_url,
+                server={"master_key": MASTER_KEY, "preload_local": False},
+                database_url=f"sqlite:///{db}",
+                request_log={"flush_interval": 0.05, "store_content": store,
+                             "content_limit": limit},
+            )
+        )  # fmt: skip
+        long = "Translate into French, word for word, without a comment: " + "the cat " * 20
+        body = {"model": "single", "messages": [{"role": "user", "content": long}]}
+        assert httpx.post(url + "/v1/chat/completions", headers=AUTH, json=body).is_success
+        _wait_for_log(url, 1)
+        (listed,) = httpx.get(url + "/api/requests", headers=AUTH).json()["data"]
+        assert "prompt" not in listed and "answer" not in listed  # never in listings
+        detail = httpx.get(url + f"/api/requests/{listed['id']}", headers=AUTH).json()
+        if not store:
+            assert detail["prompt"] is None and detail["answer"] is None
+            continue
+        assert detail["prompt"].startswith("user: Translate into French")
+        assert detail["prompt"].endswith("...") and len(detail["prompt"]) <= limit + 3
+        assert detail["answer"] == "Hello from the fake upstream."

@@ -324,6 +324,11 @@ class RequestLogConfig(_Strict):
     """Seconds between writes when fewer than ``batch_size`` records are waiting."""
     retention_days: float | None = Field(default=30, gt=0)
     """Records older than this are deleted (hourly); None keeps everything."""
+    store_content: bool = False
+    """Keep each request's prompt and answer text, secrets redacted and cut to
+    ``content_limit`` characters. Off by default: a prompt is the caller's data."""
+    content_limit: int = Field(default=2000, ge=1, le=1_000_000)
+    """Characters kept of a prompt and of an answer when ``store_content`` is on."""
 
 
 class AlertsConfig(_Strict):

@@ -226,6 +226,12 @@ class ChatStream:
             pass
         return self.final()
 
+    @property
+    def text(self) -> str:
+        """The first choice's text so far (``final().text`` once the stream is done)."""
+        acc = self._choices.get(0)
+        return "".join(acc.text) if acc is not None else ""
+
     def final(self) -> ChatResult:
         choices = []
         for index in sorted(self._choices):

@@ -182,6 +182,7 @@ export interface LogRecord {
   stream: boolean;
   status: number;
   error: string | null;
+  error_message: string | null;
   attempts: number;
   ttft: number | null;
   latency: number | null;
@@ -190,6 +191,9 @@ export interface LogRecord {
   cached_tokens: number;
   cost: number | null;
   attempt: number | null;
+  /** Detail only, and only with request_log.store_content: redacted, truncated text. */
+  prompt?: string | null;
+  answer?: string | null;
   failed_attempts?: LogRecord[];
 }
 

@@ -26,7 +26,10 @@ __all__ = [
     "uses_rollup",
 ]
 
-LIST_COLUMNS = ("id", *COLUMNS)
+CONTENT = ("prompt", "answer")
+LIST_COLUMNS = ("id", *(c for c in COLUMNS if c not in CONTENT))
+"""A listing's columns: not the prompt and answer text (a page would weigh megabytes)."""
+DETAIL_COLUMNS = ("id", *COLUMNS)
 MAX_LIMIT = 200
 BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 """Bucket widths in seconds; a series uses the smallest that gives at most ~120 points."""
@@ -43,8 +46,9 @@ class LogQuery:
     status: str | None = None
     """``ok`` (below 400), ``error`` (400 and up) or one status code."""
     error: str | None = None
-    """A substring of the error class (the log never keeps error messages: they may quote
-    the prompt)."""
+    """A substring of the error class."""
+    message: str | None = None
+    """A substring of the error message (as stored: redacted, at most 500 characters)."""
     before_id: int | None = None
     limit: int = 50
 
@@ -64,15 +68,22 @@ def _where(t: Any, q: LogQuery) -> list[Any]:
     elif q.status:
         conds.append(t.c.status == int(q.status))
     if q.error:
-        escaped = q.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conds.append(t.c.error.ilike(f"%{escaped}%", escape="\\"))
+        conds.append(t.c.error.ilike(_contains(q.error), escape="\\"))
+    if q.message:
+        conds.append(t.c.error_message.ilike(_contains(q.message), escape="\\"))
     if q.before_id is not None:
         conds.append(t.c.id < q.before_id)
     return conds
 
 
-def _row(r: Any) -> dict[str, Any]:
-    out = dict(zip(LIST_COLUMNS, r, strict=True))
+def _contains(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, its own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _row(r: Any, columns: tuple[str, ...] = LIST_COLUMNS) -> dict[str, Any]:
+    out = dict(zip(columns, r, strict=True))
     out["stream"] = bool(out["stream"])
     return out
 
@@ -113,10 +124,11 @@ def get_record(db: Database, record_id: int) -> dict[str, Any] | None:
         t = db.tables()["request_log"]
         cols = [t.c[c] for c in LIST_COLUMNS]
         with db.engine().connect() as conn:
-            row = conn.execute(select(*cols).where(t.c.id == record_id)).first()
+            detail = [t.c[c] for c in DETAIL_COLUMNS]
+            row = conn.execute(select(*detail).where(t.c.id == record_id)).first()
             if row is None:
                 return None
-            out = _row(row)
+            out = _row(row, DETAIL_COLUMNS)
             failed: list[dict[str, Any]] = []
             if out["request_id"] and out["attempt"] is None:
                 query = (
@@ -231,3 +243,4 @@ def _scanned(db: Database, q: LogQuery, until: float, bucket: int) -> dict[int, 
     )
     with db.engine().connect() as conn:
         return {int(r[0]): tuple(r[1:]) for r in conn.execute(query)}
+

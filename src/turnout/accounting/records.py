@@ -11,9 +11,17 @@ from typing import Any
 
 from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
 from ..streaming import ChatStream
-from ..types import ChatResult, EmbeddingResult
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 
-__all__ = ["COLUMNS", "UsageRecord", "attempt_records", "record_error", "record_result"]
+__all__ = [
+    "COLUMNS",
+    "ERROR_MESSAGE_LIMIT",
+    "UsageRecord",
+    "attempt_records",
+    "prompt_text",
+    "record_error",
+    "record_result",
+]
 
 
 @dataclass(slots=True)
@@ -30,7 +38,7 @@ class UsageRecord:
     deployment: str | None = None
     stream: bool = False
     error: str | None = None
-    """The error class (``RateLimitError``, ...), never its message (it may quote input)."""
+    """The error class (``RateLimitError``, ...)."""
     attempts: int = 1
     ttft: float | None = None
     latency: float | None = None
@@ -41,6 +49,14 @@ class UsageRecord:
     attempt: int | None = None
     """None on the request's own record; n on the record of its n-th attempt, one that failed
     and was followed by another (so every call to a deployment has exactly one record)."""
+    error_message: str | None = None
+    """The error's message, redacted and cut to ``ERROR_MESSAGE_LIMIT`` by whoever submits
+    the record (the server's ``Meter``), for a free-text search of the log."""
+    prompt: str | None = None
+    """The request's messages as text, only with ``request_log.store_content`` (redacted,
+    cut to ``content_limit``)."""
+    answer: str | None = None
+    """The answer's text, likewise."""
 
     def values(self) -> tuple[Any, ...]:
         """The record as a row in ``COLUMNS`` order (``dataclasses.asdict`` costs 40 us a
@@ -78,6 +94,7 @@ def record_result(
         deployment=served.deployment,
         stream=isinstance(served, ChatStream),
         error=type(error).__name__ if error else None,
+        error_message=error.message if error else None,
         attempts=served.attempts,
         ttft=served.time_to_first_token,
         latency=served.latency if served.latency is not None else time.time() - ts,
@@ -112,6 +129,7 @@ def record_error(
         model=last.model,
         stream=stream,
         error=type(last).__name__,
+        error_message=last.message,
         attempts=attempts,
         latency=time.time() - ts,
     )
@@ -146,8 +164,28 @@ def attempt_records(
                 deployment=a.deployment,
                 stream=stream,
                 error=type(a.error).__name__,
+                error_message=a.error.message,
                 latency=a.elapsed,
                 attempt=n,
             )
         )
     return out
+
+
+ERROR_MESSAGE_LIMIT = 500
+"""Characters of an error message the request log keeps."""
+
+
+def prompt_text(request: ChatRequest | EmbeddingRequest) -> str:
+    """What a request asked, as text: a chat's messages one per line (``role: text``, text
+    parts only), an embedding request's texts one per line."""
+    if isinstance(request, EmbeddingRequest):
+        return "\n".join(request.texts or [])
+    lines = []
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, list):
+            content = " ".join(t for part in content if (t := getattr(part, "text", None)))
+        if content:
+            lines.append(f"{message.role}: {content}")
+    return "\n".join(lines)

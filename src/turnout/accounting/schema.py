@@ -56,6 +56,9 @@ def tables() -> dict[str, Any]:
         Column("cached_tokens", Integer, nullable=False, default=0),
         Column("cost", Float),
         Column("attempt", Integer),
+        Column("error_message", Text),
+        Column("prompt", Text),
+        Column("answer", Text),
     )
     out["gateway_keys"] = Table(
         "gateway_keys",

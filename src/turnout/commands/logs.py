@@ -52,7 +52,7 @@ def parse_status(text: str) -> tuple[int, int]:
 
 COLUMNS = (
     "ts", "key_id", "route", "provider", "model", "status", "error", "ttft", "latency",
-    "input_tokens", "output_tokens", "cost", "attempts", "stream",
+    "input_tokens", "output_tokens", "cost", "attempts", "stream", "prompt", "answer",
 )  # fmt: skip
 
 
@@ -123,7 +123,7 @@ def cmd_logs(args: argparse.Namespace, config: Config) -> int:
         status = str(r["status"]) + (f" {r['error']}" if r["error"] else "")
         table.append(
             (
-                datetime.fromtimestamp(r["ts"]).strftime("%m-%d %H:%M:%S"),
+                _time(r["ts"]),
                 r["key_id"] or "-",
                 r["route"] or "",
                 r["provider"] or "",
@@ -137,7 +137,18 @@ def cmd_logs(args: argparse.Namespace, config: Config) -> int:
         )
     # Narrow terminals lose KEY, then TTFT, then PROVIDER.
     print(render_table(table, width=terminal_width(), optional=(1, 6, 3)))
+    # Prompt and answer text, when the server keeps it (request_log.store_content).
+    for r in reversed(rows):
+        if r["prompt"] or r["answer"]:
+            print(f"\n{_time(r['ts'])} {r['route'] or ''}")
+            for name in ("prompt", "answer"):
+                if r[name]:
+                    print(f"  {name}: " + r[name].replace("\n", "\n    "))
     return 0
+
+
+def _time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
 
 
 def add_logs_command(
@@ -148,7 +159,8 @@ def add_logs_command(
         help="recent requests from the request log of turnout serve",
         description="The request log (written by turnout serve to the configured database): "
         "time, gateway key, route, provider, model, status, TTFT, latency, tokens in/out, "
-        "cost. Newest last.",
+        "cost. Newest last. Prompt and answer text follow the table when the server keeps "
+        "them (request_log.store_content: true).",
     )
     logs.add_argument("-n", type=argtypes.positive, default=20, help="how many requests")
     logs.add_argument("--model", "-m", help="only requests whose route, model or deployment "

@@ -108,6 +108,7 @@ def _log_query(request: Request) -> LogQuery:
         model=p.get("model") or None,
         status=status,
         error=p.get("error") or None,
+        message=p.get("message") or None,
         before_id=_int(request, "cursor"),
         limit=_int(request, "limit", 50) or 50,
     )

@@ -17,11 +17,12 @@ from collections.abc import AsyncGenerator, Sequence
 from starlette.requests import Request
 
 from ..accounting import Accounting, UsageRecord, attempt_records, record_error, record_result
+from ..accounting.records import ERROR_MESSAGE_LIMIT, prompt_text
 from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
 from ..gateway import Gateway
 from ..logs import REQUEST_ID
 from ..metrics import Metrics
-from ..redaction import Redactor
+from ..redaction import Redactor, excerpt
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 from .auth import Caller
@@ -43,7 +44,9 @@ class Meter:
         "_accounting",
         "_done",
         "_metrics",
+        "_prompt",
         "_redact",
+        "_store",
         "caller",
         "headers",
         "request_id",
@@ -64,12 +67,17 @@ class Meter:
         self.headers: dict[str, str] = {}
         """The key's limit headers, set by ``admit``."""
         self._done = False
+        log_config = request.app.state.gateway.config.request_log
+        self._store = log_config.content_limit if log_config.store_content else 0
+        """Characters of prompt and answer the record keeps; 0: none (the default)."""
+        self._prompt: ChatRequest | EmbeddingRequest | None = None
 
     async def call(self, gateway: Gateway, chat: ChatRequest) -> ChatResult | ChatStream:
         """Admit, then call the gateway: a stream when the request asks for one. A failure
         before any byte is recorded and raised."""
         if chat.stream:
             return await self.open_stream(gateway, chat)
+        self._prompt = chat
         try:
             await self.admit()
             return await gateway.chat(chat)
@@ -79,6 +87,7 @@ class Meter:
 
     async def embed(self, gateway: Gateway, request: EmbeddingRequest) -> EmbeddingResult:
         """Admit, then embed; a failure is recorded and raised."""
+        self._prompt = request
         try:
             await self.admit()
             return await gateway.embed(request)
@@ -89,6 +98,7 @@ class Meter:
     async def open_stream(self, gateway: Gateway, chat: ChatRequest) -> ChatStream:
         """Admit, then open a stream whatever the request says (the management API streams
         upstream to time the first token)."""
+        self._prompt = chat
         try:
             await self.admit()
             return await gateway.stream(chat)
@@ -129,6 +139,7 @@ class Meter:
             err, ts=self.ts, route=route, stream=self.stream, key_id=self.caller.key_id
         )
         record.request_id = self.request_id
+        self._content(record, None)
         if isinstance(err, AllAttemptsFailedError):  # the record describes the last attempt
             self._attempts(err.attempts[:-1], record)
         await self._accounting.settle(self.caller.key, record)
@@ -143,6 +154,7 @@ class Meter:
             result, ts=self.ts, route=self.route, cost=result.cost, key_id=self.caller.key_id
         )
         record.request_id = self.request_id or record.request_id
+        self._content(record, result.text if isinstance(result, ChatResult) else None)
         self._attempts(result.failed_attempts, record)
         await self._accounting.settle(self.caller.key, record)
 
@@ -197,21 +209,43 @@ class Meter:
         record.request_id = self.request_id or record.request_id
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
+        self._content(record, stream.text)
         self._attempts(stream.failed_attempts, record)
         self._accounting.settle_soon(self.caller.key, record)
+
+    def _content(self, record: UsageRecord, answer: str | None) -> None:
+        """The error message, always, and the prompt and answer text when the config keeps
+        them: secrets redacted before cutting (a key cut in two would no longer be
+        recognised)."""
+        self._error_message(record)
+        if not self._store:
+            return
+        if self._prompt is not None:
+            record.prompt = self._clip(prompt_text(self._prompt), self._store)
+        record.answer = self._clip(answer or "", self._store)
+
+    def _error_message(self, record: UsageRecord) -> None:
+        if record.error_message:
+            record.error_message = self._clip(record.error_message, ERROR_MESSAGE_LIMIT)
+
+    def _clip(self, text: str, limit: int) -> str | None:
+        """Secrets redacted, then cut (never inside a word: see ``excerpt``); None when
+        empty."""
+        return excerpt(self._redact(text), limit) or None
 
     def _attempts(self, failed: Sequence[Attempt], record: UsageRecord) -> None:
         """A record per failed attempt before the final one (a deployment failed over from
         shows in the statistics)."""
         if failed and self._accounting is not None:
-            self._accounting.log_attempts(
-                attempt_records(
-                    failed,
-                    ts=self.ts,
-                    route=record.route,
-                    stream=self.stream,
-                    request_id=record.request_id,
-                    key_id=self.caller.key_id,
-                    strategy=record.strategy,
-                )
+            records = attempt_records(
+                failed,
+                ts=self.ts,
+                route=record.route,
+                stream=self.stream,
+                request_id=record.request_id,
+                key_id=self.caller.key_id,
+                strategy=record.strategy,
             )
+            for attempt in records:
+                self._error_message(attempt)
+            self._accounting.log_attempts(records)

@@ -35,8 +35,9 @@ CONSOLE_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["id", "ts", "route", "status", "attempts", "stream"],
-        "description": "One request as the request log keeps it: never prompt or answer "
-        "text, and the error's class only (a message may quote the input).",
+        "description": "One request as the request log keeps it. Prompt and answer text "
+        "only with request_log.store_content (off by default), and then only in "
+        "GET /api/requests/{id}.",
         "properties": {
             "id": {"type": "integer"},
             "ts": {"type": "number", "description": "UNIX seconds when the request arrived"},
@@ -50,6 +51,10 @@ CONSOLE_SCHEMAS: dict[str, Any] = {
             "stream": {"type": "boolean"},
             "status": {"type": "integer"},
             "error": {**_STR_OR_NULL, "description": "error class, e.g. RateLimitError"},
+            "error_message": {
+                **_STR_OR_NULL,
+                "description": "the error's message, secrets redacted, at most 500 characters",
+            },
             "attempts": {"type": "integer"},
             "ttft": {**_NUM_OR_NULL, "description": "seconds to the first token"},
             "latency": {**_NUM_OR_NULL, "description": "seconds"},
@@ -61,6 +66,15 @@ CONSOLE_SCHEMAS: dict[str, Any] = {
                 "type": ["integer", "null"],
                 "description": "null on a request's record; n on the record of its n-th "
                 "attempt, one that failed before another answered or failed",
+            },
+            "prompt": {
+                **_STR_OR_NULL,
+                "description": "GET /api/requests/{id} only: the messages as text (redacted, "
+                "cut to request_log.content_limit); null unless request_log.store_content",
+            },
+            "answer": {
+                **_STR_OR_NULL,
+                "description": "GET /api/requests/{id} only: the answer's text, likewise",
             },
             "failed_attempts": {
                 "type": "array",
@@ -182,6 +196,11 @@ def console_paths() -> dict[str, Any]:
                     *_FILTERS,
                     _query("status", "'ok' (< 400), 'error' (>= 400) or one status code"),
                     _query("error", "substring of the error class, case-insensitive"),
+                    _query(
+                        "message",
+                        "substring of the error message (as stored: secrets redacted, at most "
+                        "500 characters), case-insensitive",
+                    ),
                     _query("cursor", "next_cursor of the previous page"),
                     _query("limit", "records per page, 1-200 (default 50)", "integer"),
                 ],

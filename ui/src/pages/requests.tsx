@@ -1,5 +1,6 @@
 // Requests: the request log newest first (GET /api/requests), filtered and paged by cursor;
-// one request's detail (GET /api/requests/{id}). No prompt or answer text is ever stored.
+// one request's detail (GET /api/requests/{id}), with its prompt and answer text when the
+// server keeps them (request_log.store_content; off by default).
 
 import { useState } from "preact/hooks";
 import { getJson, query, type LogRecord, type Page } from "../api";
@@ -14,9 +15,10 @@ export interface LogFilter {
   model: string;
   status: string;
   error: string;
+  message: string;
 }
 
-const EMPTY: LogFilter = { since: "24h", key_id: "", route: "", provider: "", model: "", status: "", error: "" };
+const EMPTY: LogFilter = { since: "24h", key_id: "", route: "", provider: "", model: "", status: "", error: "", message: "" };
 
 function Detail({ id, onClose }: { id: number; onClose: () => void }) {
   const rec = useLoad((s) => getJson<LogRecord>(`/api/requests/${id}`, s), [id]);
@@ -37,12 +39,19 @@ function Detail({ id, onClose }: { id: number; onClose: () => void }) {
           <div><dt>Strategy</dt><dd>{r.strategy ?? "—"}</dd></div>
           <div><dt>Deployment</dt><dd>{r.deployment ?? "—"}</dd></div>
           <div><dt>Status</dt><dd>{r.status}{r.error ? ` ${r.error}` : ""}</dd></div>
+          {r.error_message && <div><dt>Error message</dt><dd>{r.error_message}</dd></div>}
           <div><dt>Attempts</dt><dd>{r.attempts}</dd></div>
           <div><dt>Stream</dt><dd>{r.stream ? "yes" : "no"}</dd></div>
           <div><dt>TTFT</dt><dd>{seconds(r.ttft)}</dd></div>
           <div><dt>Latency</dt><dd>{seconds(r.latency)}</dd></div>
           <div><dt>Tokens in / out / cached</dt><dd>{r.input_tokens} / {r.output_tokens} / {r.cached_tokens}</dd></div>
           <div><dt>Cost</dt><dd>{usd(r.cost)}</dd></div>
+        </dl>
+      )}
+      {r && (r.prompt || r.answer) && (
+        <dl class="content">
+          {r.prompt && <div><dt>Prompt</dt><dd><pre>{r.prompt}</pre></dd></div>}
+          {r.answer && <div><dt>Answer</dt><dd><pre>{r.answer}</pre></dd></div>}
         </dl>
       )}
       {r && (r.failed_attempts ?? []).length > 0 && (
@@ -52,6 +61,7 @@ function Detail({ id, onClose }: { id: number; onClose: () => void }) {
             {(r.failed_attempts ?? []).map((a) => (
               <li data-attempt={a.attempt ?? undefined}>
                 {a.deployment}: {a.status} {a.error} after {seconds(a.latency)}
+                {a.error_message ? `: ${a.error_message}` : ""}
               </li>
             ))}
           </ol>
@@ -116,6 +126,7 @@ export function Requests() {
         {field("model", "Upstream model")}
         {field("key_id", "Gateway key id", "key_...")}
         {field("error", "Error class contains", "e.g. Timeout")}
+        {field("message", "Error message contains", "e.g. quota")}
         <div class="row">
           <button type="submit" class="primary">Filter</button>
           <button type="button" onClick={() => { setDraft(EMPTY); setFilter(EMPTY); setCursors([]); }}>Reset</button>
