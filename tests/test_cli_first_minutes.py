@@ -341,6 +341,32 @@ def test_keys_set_once_listed_by_source_never_in_full(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "did you mean groq" in unknown.stderr
 
 
+def test_keys_set_without_a_system_keyring_falls_back_to_the_file(tmp_path: Path) -> None:
+    """keyring's own answer when no backend works (its ``fail`` backend, as on this headless
+    machine): the key goes to the owner-only file, and the command says so."""
+    pytest.importorskip("keyring")
+    env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    secret = "sk-test-fallback-key-77aa"
+    out = run("keys", "set", "openai", cwd=tmp_path, stdin=secret + "\n", env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"in {tmp_path / 'user.yaml'} (owner-only; no system keyring here)" in out.stdout
+    assert secret in (tmp_path / "user.yaml").read_text()
+    listing = run("keys", "list", cwd=tmp_path, env=env)
+    row = next(ln for ln in listing.stdout.splitlines() if ln.startswith("openai"))
+    assert "user config" in row and "...77aa" in row
+
+
+def test_a_key_kept_in_an_unavailable_keyring_is_listed_as_such(tmp_path: Path) -> None:
+    (tmp_path / "user.yaml").write_text("keyring: [groq]\n")
+    listing = run("keys", "list", "--all", cwd=tmp_path, env={"TURNOUT_KEYRING": "off"})
+    assert listing.returncode == 0, listing.stderr
+    row = next(ln for ln in listing.stdout.splitlines() if ln.startswith("groq"))
+    assert "no" in row.split() and "system keyring (not available here)" in row
+    removed = run("keys", "remove", "groq", cwd=tmp_path, env={"TURNOUT_KEYRING": "off"})
+    assert removed.returncode == 0 and "system keyring" in removed.stdout
+    assert "groq" not in (tmp_path / "user.yaml").read_text()
+
+
 def test_aliases_and_the_default_model(config: Path, fake: FakeOpenAI) -> None:
     here = config.parent
     assert run("aliases", "set", "fast", "big", "--config", str(config), cwd=here).returncode == 0

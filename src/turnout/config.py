@@ -587,4 +587,5 @@ def _add_user_settings(config: Config) -> None:
         config.aliases.setdefault(name, model)
     if config.default_model is None and user.default_model:
         config.default_model = user.default_model
-    config.user_keys = {p: SecretStr(k) for p, k in user.keys.items()}
+    keys = {**user.keyring_keys(), **user.keys}
+    config.user_keys = {p: SecretStr(k) for p, k in keys.items()}

@@ -6,6 +6,11 @@ One YAML file, owner-only (0600): ``$TURNOUT_USER_CONFIG``, else
 ``$XDG_CONFIG_HOME/turnout/user.yaml``, else ``~/.config/turnout/user.yaml``. It is the
 weakest source: a key in the config file or the environment, an alias or default model in the
 config file, wins over it. ``load_config`` reads it; a ``Config`` built in code does not.
+
+Provider keys go to the system keyring instead when one is there (the ``keyring`` extra and a
+real backend: Secret Service, macOS Keychain, Windows Credential Locker); the file then only
+names the providers whose key is in the keyring (``keyring: [groq]``). A headless server
+usually has no backend: the key stays in the file.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["UserConfig", "user_config_path"]
+__all__ = ["KEYRING_SERVICE", "UserConfig", "system_keyring", "user_config_path"]
+
+KEYRING_SERVICE = "turnout"
+"""The service name of provider keys in the system keyring (the user name is the provider)."""
 
 
 def user_config_path() -> Path:
@@ -28,12 +36,53 @@ def user_config_path() -> Path:
     return Path(base) / "turnout" / "user.yaml"
 
 
+def system_keyring() -> Any | None:
+    """The system keyring's backend, or None: without the ``keyring`` extra, with no usable
+    backend (``keyring`` then answers with its ``fail`` backend), or with
+    ``TURNOUT_KEYRING=off``."""
+    if os.environ.get("TURNOUT_KEYRING", "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    try:
+        import keyring
+        from keyring.backends import fail
+        from keyring.errors import KeyringError
+    except ImportError:
+        return None
+    try:
+        backend = keyring.get_keyring()
+    except (KeyringError, OSError, RuntimeError):
+        return None
+    if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
+        return None
+    return backend
+
+
 @dataclass
 class UserConfig:
     path: Path
     keys: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     default_model: str | None = None
+    in_keyring: list[str] = field(default_factory=list)
+    """Providers whose key is in the system keyring (not in this file)."""
+
+    def keyring_keys(self) -> dict[str, str]:
+        """The keys of ``in_keyring`` read from the system keyring; empty when it is not
+        available here (the names stay listed for when it is)."""
+        backend = system_keyring() if self.in_keyring else None
+        if backend is None:
+            return {}
+        from keyring.errors import KeyringError
+
+        out = {}
+        for name in self.in_keyring:
+            try:
+                key = backend.get_password(KEYRING_SERVICE, name)
+            except KeyringError:
+                key = None
+            if key:
+                out[name] = key
+        return out
 
     @classmethod
     def load(cls, path: Path | None = None) -> UserConfig:
@@ -64,13 +113,16 @@ class UserConfig:
         default = data.get("default_model")
         if default is not None and not isinstance(default, str):
             raise ConfigError(f"{path}: default_model: expected a model name")
-        unknown = set(data) - {"keys", "aliases", "default_model"}
+        unknown = set(data) - {"keys", "aliases", "default_model", "keyring"}
         if unknown:
             raise ConfigError(
                 f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
-                "(expected keys, aliases, default_model)"
+                "(expected keys, aliases, default_model, keyring)"
             )
-        return cls(path, strings("keys"), strings("aliases"), default)
+        in_keyring = data.get("keyring") or []
+        if not isinstance(in_keyring, list) or not all(isinstance(n, str) for n in in_keyring):
+            raise ConfigError(f"{path}: keyring: expected a list of provider names")
+        return cls(path, strings("keys"), strings("aliases"), default, list(in_keyring))
 
     def save(self) -> None:
         """Write the file owner-only (created 0600, never world-readable, even briefly)."""
@@ -83,6 +135,8 @@ class UserConfig:
             data["aliases"] = dict(sorted(self.aliases.items()))
         if self.default_model:
             data["default_model"] = self.default_model
+        if self.in_keyring:
+            data["keyring"] = sorted(set(self.in_keyring))
         text = "# turnout user settings (turnout keys set / aliases / models default)\n"
         text += yaml.safe_dump(data, sort_keys=False) if data else ""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -4,6 +4,7 @@ provider keys, ``turnout aliases set|list|remove``, ``turnout models default [MO
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from ..config import Config
 from ..errors import ConfigError
 from ..hosts import HOSTS
-from ..userconf import UserConfig
+from ..userconf import KEYRING_SERVICE, UserConfig, system_keyring
 from .table import render_table, terminal_width
 
 __all__ = ["add_alias_commands", "add_provider_key_commands", "cmd_models_default"]
@@ -43,9 +44,7 @@ def cmd_keys_set(args: argparse.Namespace, config: Config) -> int:
     if not key:
         raise ConfigError("keys set: no key given (type it at the prompt, or pipe it in)")
     user = UserConfig.load()
-    user.keys[args.provider] = key
-    user.save()
-    print(f"stored the {args.provider} key {_last4(key)} in {user.path} (owner-only)")
+    print(f"stored the {args.provider} key {_last4(key)} in {_store(user, args.provider, key)}")
     host = HOSTS.get((config.providers[args.provider].host or args.provider)
                      if args.provider in config.providers else args.provider)  # fmt: skip
     if host is not None and host.key_env and os.environ.get(host.key_env):
@@ -53,12 +52,51 @@ def cmd_keys_set(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _store(user: UserConfig, provider: str, key: str) -> str:
+    """Put ``key`` in the system keyring when there is one, else in the user config file;
+    says where it went."""
+    backend = system_keyring()
+    if backend is not None:
+        from keyring.errors import KeyringError
+
+        try:
+            backend.set_password(KEYRING_SERVICE, provider, key)
+        except KeyringError as exc:  # e.g. a locked keyring: the file still works
+            print(f"note: the system keyring refused the key ({exc})", file=sys.stderr)
+        else:
+            user.keys.pop(provider, None)
+            user.in_keyring = sorted({*user.in_keyring, provider})
+            user.save()
+            return f"the system keyring ({_backend_name(backend)})"
+    user.keys[provider] = key
+    user.in_keyring = [n for n in user.in_keyring if n != provider]
+    user.save()
+    hint = "" if backend is not None else "; no system keyring here"
+    return f"{user.path} (owner-only{hint})"
+
+
+def _backend_name(backend: object) -> str:
+    return str(getattr(backend, "name", None) or type(backend).__name__)
+
+
 def cmd_keys_remove(args: argparse.Namespace, config: Config) -> int:
     user = UserConfig.load()
-    if user.keys.pop(args.provider, None) is None:
+    places = []
+    if user.keys.pop(args.provider, None) is not None:
+        places.append(str(user.path))
+    if args.provider in user.in_keyring:
+        user.in_keyring.remove(args.provider)
+        backend = system_keyring()
+        if backend is not None:
+            from keyring.errors import KeyringError
+
+            with contextlib.suppress(KeyringError):  # already gone from the keyring
+                backend.delete_password(KEYRING_SERVICE, args.provider)
+        places.append("the system keyring")
+    if not places:
         raise ConfigError(f"keys remove: no stored key for '{args.provider}' in {user.path}")
     user.save()
-    print(f"removed the {args.provider} key from {user.path}")
+    print(f"removed the {args.provider} key from {' and '.join(places)}")
     return 0
 
 
@@ -66,6 +104,7 @@ def key_sources(config: Config) -> list[tuple[str, str, str, str]]:
     """(provider, usable, source, last four) for every provider that has a key somewhere or
     is configured, then the well-known hosts that have none."""
     user = UserConfig.load()
+    in_keyring = user.keyring_keys()
     rows = []
     names = list(dict.fromkeys([*config.providers, *HOSTS]))
     for name in names:
@@ -80,7 +119,12 @@ def key_sources(config: Config) -> list[tuple[str, str, str, str]]:
             key, source = os.environ[env], f"environment (${env})"
         elif name in user.keys:
             key, source = user.keys[name], f"user config ({user.path})"
+        elif name in in_keyring:
+            key, source = in_keyring[name], "system keyring"
         else:
+            if name in user.in_keyring:  # stored there, but no keyring answers here
+                rows.append((name, "no", "system keyring (not available here)", ""))
+                continue
             if host.key_required:
                 hint = f"set ${env} or run turnout keys set {name}" if env else "no key"
                 rows.append((name, "no", hint, ""))
@@ -108,10 +152,13 @@ def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
 def add_provider_key_commands(keys_sub: argparse._SubParsersAction, load: Load) -> None:
     setp = keys_sub.add_parser(
         "set",
-        help="store a provider key in the user config (asked for, or read from stdin)",
-        description="Store PROVIDER's API key in the user config file (owner-only), used "
-        "when neither the config file nor the environment has one. The key is read at a "
-        "hidden prompt, or from standard input: echo $KEY | turnout keys set groq",
+        help="store a provider key in the system keyring or the user config (asked for, or "
+        "read from stdin)",
+        description="Store PROVIDER's API key in the system keyring when one is available "
+        "(pip install 'turnout[keyring]' and a desktop keyring; TURNOUT_KEYRING=off to "
+        "skip it), else in the user config file (owner-only); used when neither the config "
+        "file nor the environment has one. The key is read at a hidden prompt, or from "
+        "standard input: echo $KEY | turnout keys set groq",
     )
     setp.add_argument("provider", help="provider name, e.g. groq, openai, anthropic")
     setp.set_defaults(func=lambda args: cmd_keys_set(args, load(args)))
