@@ -33,7 +33,7 @@ from .conformance.vendors import AWS_KEY_ID, VENDORS, Vendor
 from .fakes.bedrock_upstream import FakeBedrock
 from .fakes.script import Fail, FakeUpstream, StreamError
 from .fakes.servers import AiohttpThread, UvicornThread, free_port
-from .leaks import MARK, assert_no_secret, secrets_of
+from .leaks import MARK, assert_no_secret, read_console, secrets_of
 
 FAKED = [v for v in VENDORS if v.make_fake is not None]
 MASTER = f"sk-master-{MARK}-5e1f0c9a7b3d2e48"
@@ -296,6 +296,8 @@ def test_no_secret_in_any_response_log_metric_or_request_log_row(
 ) -> None:
     db = tmp_path / "turnout.db"
     data = _config(fakes, db, log_level="debug")
+    # Prompt and answer text kept too: what the log then stores must be redacted.
+    data["request_log"] = {**data["request_log"], "store_content": True}
     # One provider key comes from the environment, as most deployments pass them.
     ollama = next(v for v in FAKED if v.name == "ollama_chat")
     conf = _provider(ollama, fakes[ollama.name][1], api_key_env=ENV_VAR)
@@ -367,7 +369,25 @@ def test_no_secret_in_any_response_log_metric_or_request_log_row(
         session.call("GET", f"/api/keys/{key}")  # the secret where its id belongs
         session.call("POST", "/v1/chat/completions", key, json=_chat(f"nosuch:{MASTER}"))
 
-        # Everything a client or an operator can read.
+        # A client that puts secrets in its prompt: the stored prompt is redacted.
+        confiding = _chat(model_id(FAKED[0]))
+        confiding["messages"][0]["content"] = (
+            f"my keys: {MASTER} and Authorization: Bearer {BEARER}"
+        )
+        fakes[FAKED[0].name][0].reset()
+        confided = session.call("POST", "/v1/chat/completions", key, json=confiding)
+        assert confided.status_code == 200, confided.text
+        deadline = time.monotonic() + 10  # the request log's writer flushes every 0.05 s
+        while time.monotonic() < deadline:
+            page = session.call("GET", "/api/requests?since=1h&limit=5", keep=False).json()
+            if any(r["request_id"] == confided.headers["x-request-id"] for r in page["data"]):
+                break
+            time.sleep(0.05)
+
+        # Everything a client or an operator can read, the console's pages and reads included.
+        details = read_console(lambda p: session.call("GET", p))
+        assert any("my keys:" in (d["prompt"] or "") for d in details), "prompts are stored"
+        assert any(PHRASE in (d["error_message"] or "") for d in details), "messages are stored"
         for read in ("/v1/models", "/api/routing", "/api/models", "/api/models/stats", "/health"):
             assert session.call("GET", read).status_code == 200
         assert session.call("GET", "/api/models/providers").status_code == 200
