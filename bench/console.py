@@ -13,7 +13,8 @@ log queries over a large request log.
 3. Queries: ``rows`` synthetic request-log records over 7 days written to SQLite (and to
    PostgreSQL with ``--postgres``), then each console query timed (p50 and max of 5 runs):
    the log's first page, filtered pages, the time series for 1 h / 24 h / 7 d, and
-   ``/api/models/stats`` for 1 h and 24 h.
+   ``/api/models/stats`` for 1 h, 24 h and 7 d (and, for comparison, 24 h summarised from
+   every record, as before the roll-ups of migration 0004).
 """
 
 from __future__ import annotations
@@ -210,7 +211,13 @@ def _timed(fn: Any, repeat: int = 5) -> tuple[float, float]:
 
 def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
     from turnout.accounting.db import Database
-    from turnout.accounting.log_queries import LogQuery, bucket_for, list_records, series
+    from turnout.accounting.log_queries import (
+        LogQuery,
+        bucket_for,
+        list_records,
+        model_stats,
+        series,
+    )
     from turnout.accounting.stats import COLUMNS, summarise
 
     db = Database(url)
@@ -226,6 +233,8 @@ def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
         with db.engine().begin() as conn:
             conn.execute(text("ANALYZE request_log"))
             conn.execute(text("ANALYZE request_rollup"))
+            conn.execute(text("ANALYZE request_stats"))
+            conn.execute(text("ANALYZE request_histogram"))
     print(f"  wrote {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     day, hour, week = now - 86400, now - 3600, now - 7 * 86400
     cases = {
@@ -241,8 +250,12 @@ def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
         "log: message contains 'Timeout' (24 h)": lambda: list_records(
             db, LogQuery(since=day, message="Timeout")
         ),
-        "stats: 1 h": lambda: summarise(db.records_since(hour, COLUMNS)),
-        "stats: 24 h": lambda: summarise(db.records_since(day, COLUMNS)),
+        "stats: 1 h": lambda: model_stats(db, hour),
+        "stats: 24 h": lambda: model_stats(db, day),
+        "stats: 7 d": lambda: model_stats(db, week),
+        "stats: 24 h, every record (before 0004)": lambda: summarise(
+            db.records_since(day, COLUMNS)
+        ),
     }  # fmt: skip
     out = [(name, *_timed(fn)) for name, fn in cases.items()]
     db.dispose()

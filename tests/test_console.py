@@ -365,6 +365,55 @@ def test_series_from_rollups_equal_a_scan_of_the_log(
     db.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_model_stats_from_rollups_agree_with_the_records(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``/api/models/stats`` over a large window reads the roll-ups (the migration's, for an
+    older log, and the writer's): the same counts, errors by class, tokens, tokens per second
+    and spend as summarising every record, and percentiles within half a bin (5 %)."""
+    from sqlalchemy import text
+
+    from turnout.accounting.db import Database
+    from turnout.accounting.log_queries import model_stats
+    from turnout.accounting.records import COLUMNS
+    from turnout.accounting.rollup import BIN_RATIO
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = request.getfixturevalue("pg_url").replace("postgresql://", "postgresql+psycopg://")
+    now = 1_764_500_123.0  # not slot-aligned: the window's first slot is partial
+    db = Database(url)
+    db.upgrade("0003")  # an older log, written before these roll-ups existed
+    later = ("error_message", "prompt", "answer")
+    cols = [c for c in COLUMNS if c not in later]
+    with db.engine().begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO request_log ({', '.join(cols)}) VALUES "
+                 f"({', '.join(':' + c for c in cols)})"),
+            [dict(zip(COLUMNS, r, strict=False)) for r in _records(700, now - 3 * 3600)],
+        )  # fmt: skip
+    db.upgrade()  # 0004 rolls the existing records up
+    db.write_records(_records(900, now))  # and the writer adds to them
+    for window in (8 * 3600, 4 * 3600 + 17):
+        rolled = model_stats(db, now - window, exact_below=0)
+        exact = model_stats(db, now - window, exact_below=10**9)
+        assert [(r["provider"], r["model"]) for r in rolled] == [
+            (r["provider"], r["model"]) for r in exact
+        ]
+        assert sum(r["requests"] for r in exact) > 500
+        for a, b in zip(rolled, exact, strict=True):
+            for field in ("requests", "errors", "errors_by_class", "success_rate",
+                          "output_tokens"):  # fmt: skip
+                assert a[field] == b[field], field
+            assert a["spend_usd"] == pytest.approx(b["spend_usd"], abs=1e-6)
+            assert a["tokens_per_second"] == pytest.approx(b["tokens_per_second"], abs=0.01)
+            for field in ("ttft_p50", "ttft_p95", "latency_p50", "latency_p95"):
+                assert b[field] / BIN_RATIO <= a[field] <= b[field] * BIN_RATIO, field
+    db.dispose()
+
+
 def test_request_log_searches_error_messages(
     url: str, spec: dict[str, Any], fake: FakeOpenAI
 ) -> None:

@@ -248,7 +248,7 @@ class Database:
     def _write_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
         from .periods import periods_of
         from .records import COLUMNS
-        from .rollup import rollup_rows, upsert_sql
+        from .rollup import histogram_rows, rollup_rows, stats_rows, stats_upsert_sql, upsert_sql
 
         ts, key_id, cost = COLUMNS.index("ts"), COLUMNS.index("key_id"), COLUMNS.index("cost")
         spend: dict[tuple[str, str], float] = {}
@@ -276,6 +276,13 @@ class Database:
             sums = rollup_rows(rows)
             if sums:
                 conn.exec_driver_sql(upsert_sql(mark), sums)
+            add_stats, add_histogram = stats_upsert_sql(mark)
+            for sql, values in (
+                (add_stats, stats_rows(rows)),
+                (add_histogram, histogram_rows(rows)),
+            ):
+                if values:
+                    conn.exec_driver_sql(sql, values)
 
     def prune(self, before_ts: float) -> int:
         """Delete request-log records, roll-ups and stored responses older than
@@ -284,10 +291,12 @@ class Database:
         def run() -> int:
             from .rollup import SLOT
 
-            t, r = self.tables()["request_log"], self.tables()["request_rollup"]
+            t = self.tables()["request_log"]
             kept = self.tables()["responses"]
             with self.engine().begin() as conn:
-                conn.execute(r.delete().where(r.c.slot < before_ts // SLOT))
+                for name in ("request_rollup", "request_stats", "request_histogram"):
+                    r = self.tables()[name]
+                    conn.execute(r.delete().where(r.c.slot < before_ts // SLOT))
                 # Stored responses (``/v1/responses``) follow the request log's retention.
                 conn.execute(kept.delete().where(kept.c.created_at < before_ts))
                 return int(conn.execute(t.delete().where(t.c.ts < before_ts)).rowcount or 0)

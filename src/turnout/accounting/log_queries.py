@@ -13,7 +13,9 @@ from typing import Any
 
 from .db import Database
 from .records import COLUMNS
-from .rollup import SLOT
+from .rollup import SLOT, histogram_rows, stats_rows
+from .stats import COLUMNS as STATS_COLUMNS
+from .stats import summarise, summarise_rollup
 
 __all__ = [
     "BUCKETS",
@@ -22,6 +24,7 @@ __all__ = [
     "bucket_for",
     "get_record",
     "list_records",
+    "model_stats",
     "series",
     "uses_rollup",
 ]
@@ -244,3 +247,57 @@ def _scanned(db: Database, q: LogQuery, until: float, bucket: int) -> dict[int, 
     with db.engine().connect() as conn:
         return {int(r[0]): tuple(r[1:]) for r in conn.execute(query)}
 
+
+EXACT_BELOW = 20_000
+"""Windows with fewer records than this get exact statistics from the records themselves
+(a few tens of milliseconds); larger ones are read from the roll-ups."""
+
+
+def model_stats(db: Database, since: float, *, exact_below: int = EXACT_BELOW) -> list[dict]:
+    """``stats.summarise`` of every record (attempts included) since ``since``: from the
+    records when the window holds fewer than ``exact_below``, else from the roll-ups
+    (``request_stats``, ``request_histogram``) of the window's whole five-minute slots plus the
+    records of its first, partial slot. Counts, tokens and spend are the same either way;
+    roll-up percentiles are within half a histogram bin (about 5 %)."""
+    sums, histograms, edge = db._guard(_rolled_stats, db, since)
+    if sum(int(r[3]) for r in sums) + len(edge) < exact_below:
+        return summarise(db.records_since(since, STATS_COLUMNS))
+    return summarise_rollup(
+        [*sums, *(r[1:] for r in stats_rows(edge))],
+        [*histograms, *(r[1:] for r in histogram_rows(edge))],
+    )
+
+
+def _rolled_stats(db: Database, since: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    from sqlalchemy import and_, func, null, select
+
+    first = int(-(-since // SLOT))  # the first slot that starts inside the window
+    s, h, t = (db.tables()[n] for n in ("request_stats", "request_histogram", "request_log"))
+    sums = (
+        select(
+            s.c.provider,
+            s.c.model,
+            s.c.error,
+            *(func.sum(s.c[c]) for c in STATS_SUMS),
+        )
+        .where(s.c.slot >= first)
+        .group_by(s.c.provider, s.c.model, s.c.error)
+    )
+    histograms = (
+        select(h.c.provider, h.c.model, h.c.metric, h.c.bin, func.sum(h.c.n))
+        .where(h.c.slot >= first)
+        .group_by(h.c.provider, h.c.model, h.c.metric, h.c.bin)
+    )
+    needed = set(STATS_COLUMNS) | {"ts"}
+    edge = select(*(t.c[c] if c in needed else null() for c in COLUMNS)).where(
+        and_(t.c.ts >= since, t.c.ts < first * SLOT)
+    )
+    with db.engine().connect() as conn:
+        return (
+            [tuple(r) for r in conn.execute(sums)],
+            [tuple(r) for r in conn.execute(histograms)],
+            [tuple(r) for r in conn.execute(edge)],
+        )
+
+
+STATS_SUMS = ("requests", "output_tokens", "ok_tokens", "gen_time", "spend", "spend_n")

@@ -26,6 +26,7 @@ def tables() -> dict[str, Any]:
         Float,
         Integer,
         MetaData,
+        SmallInteger,
         String,
         Table,
         Text,
@@ -89,6 +90,30 @@ def tables() -> dict[str, Any]:
         Column("ttft_sum", Float, nullable=False),
         Column("ttft_n", Integer, nullable=False),
         Column("spend", Float, nullable=False),
+    )
+    out["request_stats"] = Table(
+        "request_stats",
+        meta,
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("error", String(80), primary_key=True),
+        Column("requests", Integer, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("ok_tokens", BigInteger, nullable=False),
+        Column("gen_time", Float, nullable=False),
+        Column("spend", Float, nullable=False),
+        Column("spend_n", Integer, nullable=False),
+    )
+    out["request_histogram"] = Table(
+        "request_histogram",
+        meta,
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("metric", SmallInteger, primary_key=True, autoincrement=False),
+        Column("bin", SmallInteger, primary_key=True, autoincrement=False),
+        Column("n", Integer, nullable=False),
     )
     out["conversations"] = Table(
         "conversations",

@@ -27,11 +27,11 @@ from .alerts import BudgetAlerts
 from .db import Database, DatabaseUnavailable, database_url
 from .keys import GatewayKey, KeyRing, KeySpec, new_key
 from .limits import Limits, LocalLimits, Verdict, check
+from .log_queries import model_stats
 from .periods import periods_of
 from .records import UsageRecord
 from .request_log import RequestLog
 from .responses import ResponseStore
-from .stats import COLUMNS, summarise
 
 __all__ = ["Accounting"]
 
@@ -300,12 +300,7 @@ class Accounting:
         # try anyway (another replica may have migrated it; if not, the query is a 503).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.migrated.wait(), 5)
-        since = time.time() - window
-
-        def run() -> list[dict[str, Any]]:
-            return summarise(db.records_since(since, COLUMNS))
-
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(model_stats, db, time.time() - window)
 
 
 def _is_redis_error(exc: BaseException) -> bool:

@@ -9,7 +9,14 @@ from typing import Any
 
 from ..errors import BadRequestError
 
-__all__ = ["COLUMNS", "parse_window", "percentile", "summarise"]
+__all__ = [
+    "COLUMNS",
+    "binned_percentile",
+    "parse_window",
+    "percentile",
+    "summarise",
+    "summarise_rollup",
+]
 
 COLUMNS = ("provider", "model", "status", "ttft", "latency", "output_tokens", "cost", "error")
 
@@ -73,21 +80,120 @@ def summarise(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
                 name = r[7] or f"HTTP {r[2]}"
                 by_class[name] = by_class.get(name, 0) + 1
         out.append(
-            {
-                "provider": provider,
-                "model": model,
-                "requests": len(items),
-                "errors": len(items) - len(ok),
-                "errors_by_class": dict(sorted(by_class.items())),
-                "success_rate": _r(len(ok) / len(items)),
-                "ttft_p50": _r(percentile(ttfts, 0.5)),
-                "ttft_p95": _r(percentile(ttfts, 0.95)),
-                "latency_p50": _r(percentile(latencies, 0.5)),
-                "latency_p95": _r(percentile(latencies, 0.95)),
-                "tokens_per_second": _r(tokens / gen_time, 2) if gen_time > 0 else None,
-                "output_tokens": sum(r[5] or 0 for r in items),
-                "spend_usd": _r(sum(spend), 6) if spend else None,
-            }
+            _entry(
+                provider,
+                model,
+                len(items),
+                by_class,
+                (percentile(ttfts, 0.5), percentile(ttfts, 0.95)),
+                (percentile(latencies, 0.5), percentile(latencies, 0.95)),
+                tokens / gen_time if gen_time > 0 else None,
+                sum(r[5] or 0 for r in items),
+                sum(spend) if spend else None,
+            )
         )
+    return _busiest_first(out)
+
+
+def summarise_rollup(
+    sums: Iterable[tuple[Any, ...]], histograms: Iterable[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    """The entries of ``summarise`` from the roll-ups (``rollup.stats_rows`` and
+    ``rollup.histogram_rows`` summed over the window, without their slot): ``sums`` rows
+    ``(provider, model, error, requests, output_tokens, ok_tokens, gen_time, spend,
+    spend_n)``, ``histograms`` rows ``(provider, model, metric, bin, n)``. Counts, tokens and
+    spend are exact; a percentile is the middle of the bin it falls in (within ~5 %)."""
+    from .rollup import LATENCY, TTFT
+
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for provider, model, error, n, output, ok_tokens, gen_time, spend, spend_n in sums:
+        g = groups.setdefault((provider, model), [0, {}, 0, 0.0, 0, 0.0, 0])
+        g[0] += int(n)
+        if error:
+            g[1][error] = g[1].get(error, 0) + int(n)
+        g[2] += int(ok_tokens)
+        g[3] += float(gen_time)
+        g[4] += int(output)
+        g[5] += float(spend)
+        g[6] += int(spend_n)
+    bins: dict[tuple[str, str, int], dict[int, int]] = {}
+    for provider, model, metric, b, n in histograms:
+        counts = bins.setdefault((provider, model, int(metric)), {})
+        counts[int(b)] = counts.get(int(b), 0) + int(n)
+    out = []
+    for (provider, model), (
+        n,
+        by_class,
+        tokens,
+        gen_time,
+        output,
+        spend,
+        spend_n,
+    ) in groups.items():
+        ttft = bins.get((provider, model, TTFT), {})
+        latency = bins.get((provider, model, LATENCY), {})
+        out.append(
+            _entry(
+                provider,
+                model,
+                n,
+                by_class,
+                (binned_percentile(ttft, 0.5), binned_percentile(ttft, 0.95)),
+                (binned_percentile(latency, 0.5), binned_percentile(latency, 0.95)),
+                tokens / gen_time if gen_time > 0 else None,
+                output,
+                spend if spend_n else None,
+            )
+        )
+    return _busiest_first(out)
+
+
+def binned_percentile(counts: dict[int, int], q: float) -> float | None:
+    """The ``q`` percentile of a histogram (bin -> count): the value of the bin holding the
+    rank ``summarise``'s ``percentile`` would interpolate at (its lower closest rank)."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    from .rollup import bin_value
+
+    rank = int((total - 1) * q)
+    seen = 0
+    for b in sorted(counts):
+        seen += counts[b]
+        if seen > rank:
+            return bin_value(b)
+    return bin_value(max(counts))  # pragma: no cover - the loop always reaches the rank
+
+
+def _entry(
+    provider: str,
+    model: str,
+    requests: int,
+    by_class: dict[str, int],
+    ttft: tuple[float | None, float | None],
+    latency: tuple[float | None, float | None],
+    tokens_per_second: float | None,
+    output_tokens: int,
+    spend: float | None,
+) -> dict[str, Any]:
+    errors = sum(by_class.values())
+    return {
+        "provider": provider,
+        "model": model,
+        "requests": requests,
+        "errors": errors,
+        "errors_by_class": dict(sorted(by_class.items())),
+        "success_rate": _r((requests - errors) / requests) if requests else None,
+        "ttft_p50": _r(ttft[0]),
+        "ttft_p95": _r(ttft[1]),
+        "latency_p50": _r(latency[0]),
+        "latency_p95": _r(latency[1]),
+        "tokens_per_second": _r(tokens_per_second, 2),
+        "output_tokens": output_tokens,
+        "spend_usd": _r(spend, 6),
+    }
+
+
+def _busiest_first(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out.sort(key=lambda e: (-int(e["requests"]), str(e["provider"]), str(e["model"])))
     return out
