@@ -312,6 +312,26 @@ def test_request_log_filters_by_status(admin: Watched, gateway_url: str) -> None
     screenshot(admin, "requests-detail")
 
 
+def test_request_log_searches_the_error_message(admin: Watched, gateway_url: str) -> None:
+    sdk = client(gateway_url)
+    sdk.chat.completions.create(model="up:model-a", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="gone-model", messages=[{"role": "user", "content": "x"}])
+    time.sleep(0.5)  # the log is written in batches every 0.1 s
+    page = admin.page
+    go(admin, "Requests", "Requests")
+    page.get_by_label("Error message contains").fill("GONE-MODEL")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_function(
+        "() => { const rs = [...document.querySelectorAll('table.log tbody tr')];"
+        " return rs.length > 0 && rs.every(r => r.dataset.status === '404'); }"
+    )
+    page.locator("table.log tbody tr").first.get_by_role("button", name="Details").click()
+    detail = page.get_by_role("region", name=re.compile(r"Request \d+"))
+    detail.get_by_text("Error message").wait_for()
+    assert "gone-model" in detail.inner_text()
+
+
 def test_phone_width_has_no_horizontal_scroll_on_any_page(browser: Any, gateway_url: str) -> None:
     w = open_page(browser, PHONE)
     try:
