@@ -3,6 +3,7 @@
 #   make test    install everything and run lint, type check and the test suite
 #   make bench   the gateway-overhead benchmark against LiteLLM (docs/benchmarks.md)
 #   make bench-soak  60,000 mixed requests (RSS series) and an upstream killed under load
+#   make bench-routing  the learned router replayed on ../shared/routing-data (docs/routing.md)
 # Needs python3 >= 3.11 with venv, a C/C++ compiler and cmake (llama-cpp-python builds from
 # source: about 7 minutes on 2 cores the first time; pip caches the wheel afterwards).
 
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 # this sandbox; an AVX2 build runs on every x86-64 machine we use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF -DLLAMA_CURL=OFF
 
-.PHONY: serve test lint setup clean bench bench-soak bench-otel bench-roll console
+.PHONY: serve test lint setup clean bench bench-soak bench-otel bench-roll bench-routing console
 
 # The web console (ui/, TypeScript + Vite) is built into the package by npm when missing or
 # older than its sources; node_modules comes from the committed lock file (npm ci).
@@ -75,6 +76,12 @@ bench: $(VENV)/.bench-ready
 # an upstream killed and restarted under load. Options: make bench-soak SOAK_ARGS="--requests 4000".
 bench-soak: $(VENV)/.serve-ready
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Routing that learns, judged offline (docs/routing.md, docs/benchmarks.md): APGR and CPT on
+# RouteLLM's MMLU pair, AIQ on nine models, router overhead, kNN lookup time. Embeddings are
+# cached in bench/.cache. Options: make bench-routing ROUTING_ARGS="mmlu --sample 500".
+bench-routing: $(VENV)/.test-ready
+	$(BIN)/python -m bench.learned $(ROUTING_ARGS)
 
 # Three replicas behind HAProxy restarted in turn under load (docs/deploy.md).
 bench-roll: $(VENV)/.test-ready

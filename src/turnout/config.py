@@ -42,6 +42,7 @@ __all__ = [
     "HealthConfig",
     "HedgeConfig",
     "KeyHealthConfig",
+    "LearnedConfig",
     "OtelConfig",
     "ModelConfig",
     "ProviderConfig",
@@ -156,6 +157,7 @@ StrategyName = Literal[
     "ab",
     "task",
     "auto",
+    "learned",
 ]
 STRATEGIES: tuple[StrategyName, ...] = get_args(StrategyName)
 """Every strategy name, in the order the docs list them (the one list is ``StrategyName``)."""
@@ -178,6 +180,39 @@ class BalanceWeights(_Strict):
     quality: float = Field(default=0.4, ge=0)
 
 
+class LearnedConfig(_Strict):
+    """``learned`` routing (docs/routing.md): each candidate's chance of a good answer,
+    estimated from the most similar prompts of an outcome store, against its cost."""
+
+    outcomes: list[str] = Field(default_factory=list)
+    """JSON Lines outcome files (``prompt``, ``model``, ``score`` 0..1, optional ``cost``,
+    ``latency``, ``task``); a relative path is read beside the config file. Loaded at
+    start-up and on every reload."""
+    feedback: bool = True
+    """Add the outcomes the gateway gathers itself (``POST /api/feedback``)."""
+    willingness_to_pay: float | None = Field(default=None, gt=0)
+    """USD worth paying for a sure good answer over a sure bad one: the choice maximises
+    ``p - cost / willingness_to_pay``. Default 0.01 when ``strong_share`` is unset too."""
+    strong_share: float | None = Field(default=None, ge=0, le=1)
+    """Instead of a price: the share of requests the strongest candidate (best mean score in
+    the store) should get; the trade-off is calibrated on the store's own prompts."""
+    neighbours: int = Field(default=40, ge=1, le=1000)
+    temperature: float = Field(default=0.05, gt=0)
+    """A neighbour weighs ``exp(similarity / temperature)``: small trusts the closest most."""
+    prior: float = Field(default=2.0, ge=0)
+    """Pseudo-observations of each model's store-wide mean added to its estimate."""
+    min_similarity: float = Field(default=0.1, ge=-1, le=1)
+    min_neighbours: int = Field(default=3, ge=1)
+    """A candidate with fewer neighbours at least ``min_similarity`` alike has no estimate;
+    with fewer than two estimated candidates the route's other signals decide (``auto``)."""
+
+    @model_validator(mode="after")
+    def _one_price(self) -> LearnedConfig:
+        if self.willingness_to_pay is not None and self.strong_share is not None:
+            raise ValueError("give willingness_to_pay or strong_share, not both")
+        return self
+
+
 class RouteConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
@@ -197,6 +232,8 @@ class RouteConfig(_Strict):
     context_fallback: bool = True
     """On a context-length error, try the deployments with a larger context window."""
     hedge: HedgeConfig | None = None
+    learned: LearnedConfig | None = None
+    """Settings of the ``learned`` strategy (its outcome store and price of quality)."""
 
     @field_validator("deployments", mode="before")
     @classmethod

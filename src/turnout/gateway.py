@@ -166,6 +166,8 @@ class Gateway:
         # A key the new config no longer names is still a secret (requests that hold this
         # gateway may fail with it yet, and it may not be revoked).
         gateway.redactor = self.redactor.union(gateway.redactor)
+        # Outcome files already loaded are reused (re-read only when they changed).
+        gateway.planner.outcome_files = self.planner.outcome_files
         return gateway
 
     @classmethod
@@ -224,6 +226,7 @@ class Gateway:
         plan = await self.planner.aplan(route, chat, needs)
         result = await self.executor.embed(route, req, plan)
         result.task = plan.task
+        result.estimates = plan.estimates
         entry = self.catalogue.get(result.deployment)
         if entry is not None:
             result.cost = entry.cost(result.usage)

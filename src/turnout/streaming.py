@@ -104,6 +104,7 @@ class ChatStream:
         """The ``errors.Attempt`` of each deployment that failed before this one answered."""
         self.strategy = ""
         self.task: str | None = None
+        self.estimates: str | None = None
         self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
         """Called once when the stream ends, fails or is closed (routing records its health
         and latency here)."""
@@ -270,5 +271,6 @@ class ChatStream:
             failed_attempts=self.failed_attempts,
             strategy=self.strategy,
             task=self.task,
+            estimates=self.estimates,
             cost=self.cost,
         )

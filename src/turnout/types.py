@@ -361,6 +361,8 @@ class ChatResult:
     """The routing strategy that ordered the deployments (for x-turnout-strategy)."""
     task: str | None = None
     """The request's task label, when task-aware routing classified it."""
+    estimates: str | None = None
+    """``learned`` routing's estimates per candidate (for x-turnout-estimates)."""
     cost: float | None = None
     """USD from the catalogue's prices and the real usage (cached tokens at the cached rate);
     None when the model's prices are unknown."""
@@ -387,6 +389,7 @@ class EmbeddingResult:
     failed_attempts: list[Any] = field(default_factory=list)
     strategy: str = ""
     task: str | None = None
+    estimates: str | None = None
     cost: float | None = None
 
 

@@ -113,10 +113,23 @@ class TaskClassifier:
         extra: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[str | None, float]:
         """(label, score) on the calling thread; label None when below the threshold."""
+        return self.classify_vector(self.embed_sync(text), labels, extra)
+
+    def embed_sync(self, text: str) -> np.ndarray:
+        """The request's unit vector as the classifier reads it (its first 48 and last 16
+        tokens): the one embedding every consumer of a request shares."""
+        return self._load().embed(text, self._max_tokens)
+
+    def classify_vector(
+        self,
+        vector: np.ndarray,
+        labels: frozenset[str] | None = None,
+        extra: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[str | None, float]:
+        """``classify_sync`` for a request already embedded (``embed_sync``)."""
         import numpy as np
 
         names, examples, counts = self._table(labels or frozenset(builtin_tasks()), extra or {})
-        vector = self._load().embed(text, self._max_tokens)
         sims = examples @ vector  # (labels, examples); padding rows score exactly 0
         width = sims.shape[1]
         real = np.arange(width)[None, :] < counts[:, None]
@@ -142,6 +155,37 @@ class TaskClassifier:
         )
         log.debug("task classifier: %s (similarity %.3f)", label, score)
         return label
+
+    async def embed_and_classify(
+        self,
+        text: str,
+        labels: frozenset[str] | None,
+        extra: Mapping[str, Sequence[str]] | None,
+    ) -> tuple[np.ndarray, str | None]:
+        """The request's vector, and its task label when ``labels`` is given: one embedding
+        for every consumer (the classifier, ``learned`` routing), one trip to the worker."""
+
+        def work() -> tuple[np.ndarray, str | None]:
+            vector = self.embed_sync(text)
+            if not labels:
+                return vector, None
+            label, score = self.classify_vector(vector, labels, extra)
+            log.debug("task classifier: %s (similarity %.3f)", label, score)
+            return vector, label
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of many texts (an outcome store), as ``embed_sync`` reads each."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return self._load().embed_many(texts, self._max_tokens)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the classifier's worker thread (work that uses the model)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def preload(self, labels: Any = None, extra: Any = None) -> None:
         """Load the model and compute centroids now rather than on the first request."""

@@ -371,6 +371,7 @@ class Executor:
         result.failed_attempts = list(walk.attempts)
         result.strategy = plan.strategy
         result.task = plan.task
+        result.estimates = plan.estimates
         return result
 
     async def embed(
@@ -465,4 +466,5 @@ class Executor:
         stream.failed_attempts = list(walk.attempts)
         stream.strategy = plan.strategy
         stream.task = plan.task
+        stream.estimates = plan.estimates
         return stream

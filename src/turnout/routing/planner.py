@@ -5,8 +5,10 @@
         --strategy.order(eligible, live stats)--> Plan.deployments
 
 Which strategy: the request's (``x-turnout-strategy`` header or ``turnout.strategy``), else
-the route's ``strategy``, else ``routing.default_strategy``. ``task`` and ``auto`` ask the
-task classifier first (off the event loop) when the route declares task labels.
+the route's ``strategy``, else ``routing.default_strategy``. ``task``, ``auto`` and
+``learned`` embed the request first (off the event loop, once, shared): the task classifier
+reads the vector when the route declares task labels, ``learned`` looks it up in the route's
+outcome store.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import RoutingConfig
 from ..deployment import Deployment
@@ -41,6 +43,7 @@ from .strategies import STRATEGIES, Candidate, Context
 
 if TYPE_CHECKING:
     from .classifier import TaskClassifier
+    from .learned import LearnedRoute, OutcomeFiles
 
 __all__ = ["Plan", "Planner", "last_user_text"]
 
@@ -56,6 +59,8 @@ class Plan:
     task: str | None = None
     dropped: list[tuple[str, str]] = field(default_factory=list)
     """(deployment id, reason) for every candidate left out."""
+    estimates: str | None = None
+    """``learned``: each candidate's estimated chance of a good answer and cost."""
 
 
 def last_user_text(request: ChatRequest) -> str:
@@ -87,25 +92,66 @@ class Planner:
         self._classifier: TaskClassifier | None = None
         self.rand = rand
         self._warned = False
+        self.learned: dict[str, LearnedRoute] = {}
+        """Route name -> its outcome store and price of quality (``learned``), once loaded."""
+        self.outcome_files: OutcomeFiles | None = None
+        """Loaded outcome files, handed from one gateway to the next on reload."""
 
     def add_filter(self, f: Filter) -> None:
         self.filters.append(f)
 
     def needs_classifier(self, routes: list[Route]) -> list[Route]:
-        """The routes whose strategy classifies requests (for preloading the model)."""
+        """The routes whose strategy embeds requests (for preloading the model): those that
+        classify them, and those with an outcome store."""
         return [
             r
             for r in routes
-            if r.task_labels and (r.strategy or self.settings.default_strategy) in ("task", "auto")
+            if (
+                r.task_labels
+                and (r.strategy or self.settings.default_strategy) in ("task", "auto", "learned")
+            )
+            or r.learned is not None
         ]
 
     async def preload(self, routes: list[Route]) -> bool:
-        """Load the classifier and its example tables for these routes now (start-up), so
-        the first classified request does not wait for it. False when none needs it."""
+        """Load the classifier and its example tables, and the outcome stores, for these
+        routes now (start-up, reload), so the first request does not wait for them. False
+        when none needs them. A bad outcome file raises ``ConfigError`` naming its line."""
         wanted = self.needs_classifier(routes)
         for route in wanted:
-            await self.classifier.preload(route.task_labels, route.tasks)
+            if route.task_labels:
+                await self.classifier.preload(route.task_labels, route.tasks)
+        await self.load_outcomes(routes)
         return bool(wanted)
+
+    async def load_outcomes(self, routes: list[Route]) -> None:
+        """Build each ``learned`` route's index from its outcome files (unchanged files are
+        reused from ``outcome_files``), on the classifier's worker thread."""
+        from .learned import LearnedRoute, OutcomeFiles
+
+        files = self.outcome_files = self.outcome_files or OutcomeFiles()
+        clf = self.classifier
+        for route in routes:
+            settings = route.learned
+            if settings is None:
+                continue
+            index = None
+            for path in settings.outcomes:
+                part = await clf.run(files.load, path, clf.embed_texts)
+                index = part if index is None else index.merged(part)
+            if index is None:
+                self.learned.pop(route.name, None)
+                continue
+            self.learned[route.name] = await clf.run(
+                LearnedRoute, index, settings, route.candidates
+            )
+            log.info(
+                "route %s: outcome store of %d prompts, %d models (%s)",
+                route.name,
+                len(index),
+                len(index.models),
+                index.source,
+            )
 
     async def aclose(self) -> None:
         if self._classifier is not None:
@@ -137,18 +183,24 @@ class Planner:
         name = self.strategy_name(route, request)
         hints = request.turnout
         task = hints.task if hints is not None else None
-        if task is None and name in ("task", "auto") and route.task_labels:
+        classify = task is None and name in ("task", "auto", "learned") and route.task_labels
+        learned = name == "learned" and route.name in self.learned
+        vector = None
+        if classify or learned:
             text = last_user_text(request)
             if text:
                 try:
-                    task = await self.classifier.classify(text, route.task_labels, route.tasks)
+                    vector, label = await self.classifier.embed_and_classify(
+                        text, route.task_labels if classify else None, route.tasks
+                    )
+                    task = label if classify else task
                 except MissingDependencyError as exc:
                     # Routing must not fail a request the route can serve: go unclassified
                     # (route order), and say why once.
                     if not self._warned:
                         self._warned = True
                         log.warning("task routing is unclassified: %s", exc.message)
-        return self.plan(route, request, task=task, strategy=name, needs=needs)
+        return self.plan(route, request, task=task, strategy=name, needs=needs, embedding=vector)
 
     def plan(
         self,
@@ -158,9 +210,10 @@ class Planner:
         task: str | None = None,
         strategy: str | None = None,
         needs: Needs | None = None,
+        embedding: Any = None,
     ) -> Plan:
         """``needs`` defaults to what the chat request needs (an embeddings request says its
-        own)."""
+        own); ``embedding`` is the request's vector when ``aplan`` computed one."""
         name = strategy or self.strategy_name(route, request)
         needs = needs or request_needs(request)
         able: list[Candidate] = []
@@ -184,6 +237,7 @@ class Planner:
             eligible = able  # all cooling down: try them anyway rather than refuse
         elif len(eligible) < len(able):
             dropped.extend((c.id, "cooling down") for c in able if not usable(c.id))
+        estimates = None
         if len(eligible) == 1 and name != "manual":
             ordered = eligible
         else:
@@ -201,18 +255,22 @@ class Planner:
                 caller=(hints.caller if hints and hints.caller else request.user),
                 deployment=hints.deployment if hints else None,
                 task=task,
+                embedding=embedding,
+                learned=self.learned.get(route.name),
             )
             ordered = STRATEGIES[name].order(eligible, ctx)
-        plan = Plan(name, [c.deployment for c in ordered], task, dropped)
+            estimates = ctx.estimates
+        plan = Plan(name, [c.deployment for c in ordered], task, dropped, estimates)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "route %s strategy %s task %s: kept %s; dropped %s; order %s",
+                "route %s strategy %s task %s: kept %s; dropped %s; order %s%s",
                 route.name,
                 name,
                 task,
                 [c.id for c in eligible],
                 [f"{d} ({why})" for d, why in dropped] or "none",
                 [d.id for d in plan.deployments],
+                f"; estimates {estimates}" if estimates else "",
             )
         return plan
 

@@ -7,12 +7,14 @@ or alias, then ``provider:model`` (a route of one deployment, made on first use 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..catalogue import LOCAL_MODEL_ID, Catalogue, check_model_name
 from ..config import (
     BalanceWeights,
     Config,
     HedgeConfig,
+    LearnedConfig,
     Priority,
     RetryConfig,
     StrategyName,
@@ -41,6 +43,8 @@ class Route:
     """Task label -> example prompts declared on the route (added to the built-in ones)."""
     context_fallback: bool = True
     hedge: HedgeConfig | None = None
+    learned: LearnedConfig | None = None
+    """``learned`` settings, outcome file paths made absolute (beside the config file)."""
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -90,6 +94,7 @@ class Router:
                 tasks=rc.tasks,
                 context_fallback=rc.context_fallback,
                 hedge=rc.hedge,
+                learned=_learned(config, rc.learned),
             )
         self._direct: dict[str, Route] = {}
 
@@ -155,6 +160,14 @@ class Router:
         if self._routes:
             return next(iter(self._routes))
         return LOCAL_MODEL_ID
+
+
+def _learned(config: Config, learned: LearnedConfig | None) -> LearnedConfig | None:
+    if learned is None:
+        return None
+    beside = Path(config.source).parent if config.source != "<defaults>" else Path.cwd()
+    paths = [str((beside / Path(p).expanduser()).resolve()) for p in learned.outcomes]
+    return learned.model_copy(update={"outcomes": paths})
 
 
 def _check_tasks(

@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BalanceWeights, RoutingConfig
 from ..deployment import Deployment
@@ -20,6 +20,9 @@ from ..errors import BadRequestError
 from ..types import ChatRequest
 from .filters import Needs
 from .state import LiveState
+
+if TYPE_CHECKING:
+    from .learned import LearnedRoute
 
 __all__ = ["STRATEGIES", "Candidate", "Context", "Strategy", "estimated_cost"]
 
@@ -54,6 +57,12 @@ class Context:
     caller: str | None = None
     deployment: str | None = None
     task: str | None = None
+    embedding: Any = None
+    """The request's MiniLM vector (numpy), when a strategy needs it: computed once."""
+    learned: LearnedRoute | None = None
+    """The route's outcome store and price of quality, for ``learned``."""
+    estimates: str | None = None
+    """What ``learned`` estimated, per candidate (x-turnout-estimates, debug log)."""
 
 
 class Strategy(Protocol):
@@ -287,6 +296,31 @@ class Auto:
         return [*inner.order(suited, ctx), *inner.order(rest, ctx)]
 
 
+class Learned:
+    """The cheapest candidate likely to answer well: ``argmax p - lambda * cost``, with p
+    each candidate's chance of a good answer estimated from the most similar prompts of the
+    route's outcome store (``learned.py``). Candidates the store cannot estimate follow, in
+    ``auto``'s order; with fewer than two estimated, ``auto`` decides alone."""
+
+    name = "learned"
+
+    def order(self, candidates: Sequence[Candidate], ctx: Context) -> list[Candidate]:
+        lr = ctx.learned
+        if lr is None or ctx.embedding is None:
+            ctx.estimates = "none (no outcome store loaded for this route)"
+            return _AUTO.order(candidates, ctx)
+        ranked = lr.decide(candidates, ctx.embedding, ctx.needs)
+        if len(ranked) < 2:
+            ctx.estimates = "none (too few similar outcomes)"
+            return _AUTO.order(candidates, ctx)
+        ctx.estimates = "; ".join(d.describe() for d in ranked)
+        chosen = {d.candidate.id for d in ranked}
+        rest = [c for c in candidates if c.id not in chosen]
+        return [d.candidate for d in ranked] + (_AUTO.order(rest, ctx) if rest else [])
+
+
+_AUTO = Auto()
+
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
@@ -301,6 +335,7 @@ STRATEGIES: dict[str, Strategy] = {
         Balanced(),
         Split(),
         TaskAware(),
-        Auto(),
+        _AUTO,
+        Learned(),
     )
 }

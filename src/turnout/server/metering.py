@@ -118,6 +118,8 @@ class Meter:
         }
         if served.task:
             headers["x-turnout-task"] = served.task
+        if served.estimates:
+            headers["x-turnout-estimates"] = served.estimates
         if not isinstance(served, ChatStream) and served.cost is not None:
             headers["x-turnout-cost-usd"] = format_usd(served.cost)
         # The values echo text from the client (a task hint) and the upstream (the model it

@@ -143,6 +143,9 @@ class ConfigReloader:
                 f"{', '.join(restart)} (nothing was changed; restart to apply them)"
             )
         changed = [s for s in RELOADABLE if getattr(old.config, s) != getattr(config, s)]
+        files = old.planner.outcome_files
+        if not changed and files is not None and files.stale(old.router.routes()):
+            changed = ["outcomes"]  # an outcome file of a ``learned`` route changed
         if not changed:
             return []
         new = old.reconfigured(config)

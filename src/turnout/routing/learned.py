@@ -1,0 +1,170 @@
+"""``learned`` routing's per-route state: the outcome store a route reads, the estimator's
+settings and the price of quality (lambda), and the decision for one request.
+
+The choice maximises ``p - lambda * cost`` over the candidates the store can estimate, where
+``p`` is the kNN estimate of a good answer (``outcomes.py``) and ``cost`` the request's USD
+estimate at the catalogue's prices (else the store's mean cost for that model). ``lambda`` is
+``1 / willingness_to_pay``, or calibrated on the store's own prompts so that the strongest
+candidate gets ``strong_share`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..config import LearnedConfig
+from .filters import DEFAULT_OUTPUT_TOKENS, Needs
+from .outcomes import Estimate, KnnSettings, OutcomeIndex, read_outcomes
+from .strategies import Candidate, estimated_cost
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .route import Route
+
+__all__ = ["DEFAULT_WILLINGNESS_TO_PAY", "Decision", "LearnedRoute", "OutcomeFiles"]
+
+DEFAULT_WILLINGNESS_TO_PAY = 0.01
+"""USD for a sure good answer over a sure bad one, when a route gives no price of quality."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One candidate as the decision saw it."""
+
+    candidate: Candidate
+    p: float
+    neighbours: int
+    cost: float
+    value: float
+
+    def describe(self) -> str:
+        return f"{self.candidate.id} p={self.p:.2f} n={self.neighbours} cost=${self.cost:.6f}"
+
+
+def store_model(c: Candidate, index: OutcomeIndex) -> str | None:
+    """The name the store knows ``c`` by: its id (``provider:model``), its upstream model
+    name, or one of its catalogue aliases."""
+    d = c.deployment
+    names = [c.id, d.model, *(d.entry.aliases if d.entry is not None else ())]
+    return next((n for n in names if n in index.column), None)
+
+
+class LearnedRoute:
+    def __init__(
+        self, index: OutcomeIndex, settings: LearnedConfig, candidates: Sequence[Candidate]
+    ) -> None:
+        self.index = index
+        self.knn = KnnSettings(
+            neighbours=settings.neighbours,
+            temperature=settings.temperature,
+            prior=settings.prior,
+            min_similarity=settings.min_similarity,
+            min_neighbours=settings.min_neighbours,
+        )
+        self.names = {c.id: n for c in candidates if (n := store_model(c, index)) is not None}
+        self.strong_share = settings.strong_share
+        wtp = settings.willingness_to_pay or DEFAULT_WILLINGNESS_TO_PAY
+        self.lam = 1 / wtp
+        if settings.strong_share is not None:
+            self.lam = self.calibrate(candidates, settings.strong_share)
+
+    def _cost(self, c: Candidate, needs: Needs) -> float:
+        cost = estimated_cost(c, needs)
+        if math.isfinite(cost):
+            return cost
+        return self.index.costs.get(self.names.get(c.id, ""), math.inf)
+
+    def decide(
+        self, candidates: Sequence[Candidate], vector: np.ndarray, needs: Needs
+    ) -> list[Decision]:
+        """The estimated candidates, best first (empty: nothing to estimate with)."""
+        names = [self.names[c.id] for c in candidates if c.id in self.names]
+        estimates: dict[str, Estimate] = self.index.estimate(vector, names, self.knn)
+        known = [c for c in candidates if self.names.get(c.id) in estimates]
+        costs = {c.id: self._cost(c, needs) for c in known}
+        finite = [v for v in costs.values() if math.isfinite(v)]
+        dearest = max(finite, default=0.0)  # an unknown price counts as the dearest known
+        out = []
+        for c in known:
+            e = estimates[self.names[c.id]]
+            cost = costs[c.id] if math.isfinite(costs[c.id]) else dearest
+            out.append(Decision(c, e.p, e.neighbours, cost, e.p - self.lam * cost))
+        return sorted(out, key=lambda d: d.value, reverse=True)
+
+    def calibrate(self, candidates: Sequence[Candidate], share: float, sample: int = 2000) -> float:
+        """The lambda at which the strongest candidate (best store-wide mean) is the choice
+        for ``share`` of the store's prompts (each estimated without itself), costs taken
+        for each prompt's length at the default output."""
+        import numpy as np
+
+        index = self.index
+        cands = [c for c in candidates if c.id in self.names]
+        if len(cands) < 2 or not len(index):
+            return 1 / DEFAULT_WILLINGNESS_TO_PAY
+        cols = [index.column[self.names[c.id]] for c in cands]
+        strongest = int(np.argmax(index.prior_mean[cols]))
+        rows = np.random.default_rng(0).permutation(len(index))[:sample]
+        idx, sims = index.neighbours(index.vectors[rows], self.knn.neighbours + 1)
+        keep = idx != rows[:, None]
+        order = np.argsort(~keep, axis=1, kind="stable")[:, : self.knn.neighbours]
+        idx = np.take_along_axis(idx, order, axis=1)
+        sims = np.take_along_axis(sims, order, axis=1)
+        from .outcomes import estimate_from_neighbours
+
+        p, _ = estimate_from_neighbours(
+            sims, index.scores[idx][:, :, cols], index.prior_mean[cols], self.knn
+        )
+        costs = np.empty((len(rows), len(cands)))
+        for i, r in enumerate(rows):
+            needs = Needs(frozenset(), int(index.lengths[r]) // 4 + 4, DEFAULT_OUTPUT_TOKENS)
+            costs[i] = [self._cost(c, needs) for c in cands]
+        costs = np.where(
+            np.isfinite(costs), costs, np.nanmax(np.where(np.isfinite(costs), costs, 0))
+        )
+
+        def strong(lam: float) -> float:
+            return float((np.argmax(p - lam * costs, axis=1) == strongest).mean())
+
+        lo, hi = -12.0, 12.0  # log10 lambda
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if strong(10**mid) > share:
+                lo = mid
+            else:
+                hi = mid
+        return float(10**hi)
+
+
+class OutcomeFiles:
+    """Outcome files loaded into indexes, kept by (path, modification time, size) so that a
+    reload re-reads only the files that changed; shared from one gateway to the next."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[tuple[str, int, int], OutcomeIndex] = {}
+
+    @staticmethod
+    def _key(path: str) -> tuple[str, int, int]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (path, -1, -1)  # read_outcomes reports it
+        return (path, st.st_mtime_ns, st.st_size)
+
+    def stale(self, routes: Sequence[Route]) -> bool:
+        """Whether a file these routes read changed since it was loaded."""
+        paths = {p for r in routes if r.learned is not None for p in r.learned.outcomes}
+        return any(self._key(p) not in self._indexes for p in paths)
+
+    def load(self, path: str, embed: Callable[[list[str]], np.ndarray]) -> OutcomeIndex:
+        key = self._key(path)
+        index = self._indexes.get(key)
+        if index is None:
+            index = OutcomeIndex.build(read_outcomes(path), embed, source=path)
+            self._indexes = {k: v for k, v in self._indexes.items() if k[0] != path}
+            self._indexes[key] = index
+        return index
