@@ -168,6 +168,7 @@ class Gateway:
         gateway.redactor = self.redactor.union(gateway.redactor)
         # Outcome files already loaded are reused (re-read only when they changed).
         gateway.planner.outcome_files = self.planner.outcome_files
+        gateway.planner.feedback = self.planner.feedback
         return gateway
 
     @classmethod

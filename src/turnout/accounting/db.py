@@ -316,6 +316,64 @@ class Database:
         rows: list[tuple[Any, ...]] = self._guard(run)
         return rows
 
+    # --- feedback ----------------------------------------------------------------------
+
+    def find_request(self, request_id: str, key_id: str | None) -> dict[str, Any] | None:
+        """The latest record of ``request_id`` (of gateway key ``key_id`` when given: a
+        key sees only its own requests)."""
+
+        def run() -> dict[str, Any] | None:
+            from sqlalchemy import select
+
+            t = self.tables()["request_log"]
+            query = (
+                select(t.c.route, t.c.deployment, t.c.key_id, t.c.status)
+                .where(t.c.request_id == request_id, t.c.attempt.is_(None))
+                .order_by(t.c.ts.desc())
+                .limit(1)
+            )
+            if key_id is not None:
+                query = query.where(t.c.key_id == key_id)
+            with self.engine().connect() as conn:
+                row = conn.execute(query).first()
+            return dict(row._mapping) if row is not None else None
+
+        found: dict[str, Any] | None = self._guard(run)
+        return found
+
+    def save_feedback(self, row: dict[str, Any]) -> None:
+        """Store a request's feedback, replacing what the same key said of it before."""
+
+        def run() -> None:
+            t = self.tables()["request_feedback"]
+            same = (t.c.request_id == row["request_id"]) & (
+                t.c.key_id.is_(None) if row["key_id"] is None else t.c.key_id == row["key_id"]
+            )
+            with self.engine().begin() as conn:
+                conn.execute(t.delete().where(same))
+                conn.execute(t.insert(), [row])
+
+        self._guard(run)
+
+    def feedback_outcomes(self, limit: int = 100_000) -> list[tuple[Any, str, float]]:
+        """(embedding, deployment, score) of the latest feedback that has an embedding."""
+
+        def run() -> list[tuple[Any, str, float]]:
+            from sqlalchemy import select
+
+            t = self.tables()["request_feedback"]
+            query = (
+                select(t.c.embedding, t.c.deployment, t.c.score)
+                .where(t.c.embedding.is_not(None), t.c.deployment.is_not(None))
+                .order_by(t.c.ts.desc())
+                .limit(limit)
+            )
+            with self.engine().connect() as conn:
+                return [(r[0], r[1], float(r[2])) for r in conn.execute(query)]
+
+        rows: list[tuple[Any, str, float]] = self._guard(run)
+        return rows
+
     # --- gateway keys ------------------------------------------------------------------
 
     def insert_key(self, row: dict[str, Any]) -> None:

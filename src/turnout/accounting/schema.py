@@ -159,4 +159,18 @@ def tables() -> dict[str, Any]:
         Column("period", String(16), primary_key=True),
         Column("spend", Float, nullable=False, default=0.0),
     )
+    out["request_feedback"] = Table(
+        "request_feedback",
+        meta,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("request_id", String(128), nullable=False, index=True),
+        Column("key_id", String(40)),
+        Column("ts", Float, nullable=False, index=True),
+        Column("route", String(200)),
+        Column("deployment", String(300)),
+        Column("score", Float, nullable=False),
+        Column("comment", Text),
+        Column("label", String(100)),
+        Column("embedding", JSON),
+    )
     return out

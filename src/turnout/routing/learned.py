@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..config import LearnedConfig
 from .filters import DEFAULT_OUTPUT_TOKENS, Needs
-from .outcomes import Estimate, KnnSettings, OutcomeIndex, read_outcomes
+from .outcomes import Estimate, KnnSettings, OutcomeIndex, estimate_models, read_outcomes
 from .strategies import Candidate, estimated_cost
 
 if TYPE_CHECKING:
@@ -56,9 +56,14 @@ def store_model(c: Candidate, index: OutcomeIndex) -> str | None:
 
 class LearnedRoute:
     def __init__(
-        self, index: OutcomeIndex, settings: LearnedConfig, candidates: Sequence[Candidate]
+        self,
+        index: OutcomeIndex,
+        settings: LearnedConfig,
+        candidates: Sequence[Candidate],
+        feedback: FeedbackOutcomes | None = None,
     ) -> None:
         self.index = index
+        self.feedback = feedback if settings.feedback else None
         self.knn = KnnSettings(
             neighbours=settings.neighbours,
             temperature=settings.temperature,
@@ -83,15 +88,25 @@ class LearnedRoute:
         self, candidates: Sequence[Candidate], vector: np.ndarray, needs: Needs
     ) -> list[Decision]:
         """The estimated candidates, best first (empty: nothing to estimate with)."""
-        names = [self.names[c.id] for c in candidates if c.id in self.names]
-        estimates: dict[str, Estimate] = self.index.estimate(vector, names, self.knn)
-        known = [c for c in candidates if self.names.get(c.id) in estimates]
+        indexes = [self.index]
+        names: list[list[str | None]] = [[self.names.get(c.id) for c in candidates]]
+        extra = self.feedback.index if self.feedback is not None else None
+        if extra is not None:  # the gateway's own outcomes know deployments by their id
+            indexes.append(extra)
+            names.append([c.id for c in candidates])
+        found = estimate_models(indexes, vector, names, self.knn)
+        estimates: dict[str, Estimate] = {}
+        for c, name in zip(candidates, names[0], strict=True):
+            e = found.get(name or c.id)
+            if e is not None:
+                estimates[c.id] = e
+        known = [c for c in candidates if c.id in estimates]
         costs = {c.id: self._cost(c, needs) for c in known}
         finite = [v for v in costs.values() if math.isfinite(v)]
         dearest = max(finite, default=0.0)  # an unknown price counts as the dearest known
         out = []
         for c in known:
-            e = estimates[self.names[c.id]]
+            e = estimates[c.id]
             cost = costs[c.id] if math.isfinite(costs[c.id]) else dearest
             out.append(Decision(c, e.p, e.neighbours, cost, e.p - self.lam * cost))
         return sorted(out, key=lambda d: d.value, reverse=True)
@@ -168,3 +183,45 @@ class OutcomeFiles:
             self._indexes = {k: v for k, v in self._indexes.items() if k[0] != path}
             self._indexes[key] = index
         return index
+
+
+class FeedbackOutcomes:
+    """The outcomes the gateway gathers itself: a score from ``POST /api/feedback`` on a
+    request whose vector this process computed (it keeps the last ``recent`` requests'
+    vectors by request id; no prompt text is kept). Shared from one gateway to the next."""
+
+    def __init__(self, recent: int = 10_000) -> None:
+        from collections import OrderedDict
+
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._limit = recent
+        self._rows: list[tuple[np.ndarray, str, float]] = []
+        self.index: OutcomeIndex | None = None
+
+    def remember(self, request_id: str, vector: np.ndarray) -> None:
+        self._recent[request_id] = vector
+        self._recent.move_to_end(request_id)
+        while len(self._recent) > self._limit:
+            self._recent.popitem(last=False)
+
+    def vector(self, request_id: str) -> np.ndarray | None:
+        return self._recent.get(request_id)
+
+    def add(self, rows: Sequence[tuple[Sequence[float], str, float]]) -> None:
+        """(vector, deployment id, score) outcomes; the index is rebuilt (feedback is small
+        next to a store: thousands of rows, rebuilt in milliseconds)."""
+        import numpy as np
+
+        self._rows += [(np.asarray(v, dtype=np.float32), m, s) for v, m, s in rows]
+        if not self._rows:
+            return
+        models = list(dict.fromkeys(m for _, m, _ in self._rows))
+        scores = np.full((len(self._rows), len(models)), np.nan, dtype=np.float32)
+        for i, (_, m, s) in enumerate(self._rows):
+            scores[i, models.index(m)] = s
+        self.index = OutcomeIndex(
+            np.stack([v for v, _, _ in self._rows]), scores, models, source="feedback"
+        )
+
+    def __len__(self) -> int:
+        return len(self._rows)

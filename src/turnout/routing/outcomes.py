@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "Outcome",
     "OutcomeIndex",
     "estimate_from_neighbours",
+    "estimate_models",
     "read_outcomes",
 ]
 
@@ -160,6 +162,37 @@ def estimate_from_neighbours(
     return p, counted
 
 
+def estimate_models(
+    indexes: Sequence[OutcomeIndex],
+    vector: np.ndarray,
+    names: Sequence[Sequence[str | None]],
+    knn: KnnSettings,
+) -> dict[str, Estimate]:
+    """Estimates over several stores at once (the user's files and the gateway's feedback):
+    ``names[i][j]`` is what store ``i`` calls model ``j`` (None: unknown there); the ``k``
+    nearest rows of all stores together are the neighbours. Keyed by ``names[0]``'s entry,
+    else the first store's name that is set; only models with enough neighbours."""
+    import numpy as np
+
+    parts = [ix.lookup(vector, n, knn.neighbours) for ix, n in zip(indexes, names, strict=True)]
+    sims = np.concatenate([p[0] for p in parts])
+    if not len(sims):
+        return {}
+    scores = np.concatenate([p[1] for p in parts])
+    priors = np.stack([p[2] for p in parts])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a model unknown everywhere: 0.5
+        prior = np.nan_to_num(np.nanmean(priors, axis=0), nan=0.5)
+    top = np.argsort(-sims)[: knn.neighbours]
+    p, counted = estimate_from_neighbours(sims[None, top], scores[None, top], prior, knn)
+    out = {}
+    for j in range(scores.shape[1]):
+        key = next((n[j] for n in names if n[j] is not None), None)
+        if key is not None and counted[0, j] >= knn.min_neighbours:
+            out[key] = Estimate(float(p[0, j]), int(counted[0, j]))
+    return out
+
+
 class OutcomeIndex:
     """Outcomes as one row per distinct prompt: unit embeddings (n, dim) and scores
     (n, models), NaN where a model has none; plus each model's mean cost and latency."""
@@ -196,6 +229,12 @@ class OutcomeIndex:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    @classmethod
+    def empty(cls, source: str = "none") -> OutcomeIndex:
+        import numpy as np
+
+        return cls(np.zeros((0, 384), np.float32), np.zeros((0, 0), np.float32), [], source=source)
 
     @classmethod
     def build(
@@ -252,24 +291,29 @@ class OutcomeIndex:
         order = np.argsort(-top, axis=1)
         return np.take_along_axis(idx, order, axis=1), np.take_along_axis(top, order, axis=1)
 
+    def lookup(
+        self, vector: np.ndarray, names: Sequence[str | None], k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows to one vector: similarities (k,), their scores (k, names)
+        (NaN where the store has no outcome of that name) and each name's store-wide mean
+        (NaN when unknown)."""
+        import numpy as np
+
+        cols = [self.column.get(n, -1) if n is not None else -1 for n in names]
+        if not len(self):
+            empty = np.zeros((0, len(names)), dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), empty, np.full(len(names), np.nan)
+        idx, sims = self.neighbours(vector, k)
+        padded = np.concatenate([self.scores, np.full((len(self), 1), np.nan, np.float32)], 1)
+        prior = np.concatenate([self.prior_mean, [np.nan]])
+        return sims[0], padded[idx[0]][:, cols], prior[cols]
+
     def estimate(
         self, vector: np.ndarray, models: Sequence[str], knn: KnnSettings
     ) -> dict[str, Estimate]:
         """Each of ``models`` that the store knows and that has at least ``min_neighbours``
         counted neighbours, with its estimate."""
-        cols = [self.column[m] for m in models if m in self.column]
-        if not cols or not len(self):
-            return {}
-        idx, sims = self.neighbours(vector, knn.neighbours)
-        p, counted = estimate_from_neighbours(
-            sims, self.scores[idx][:, :, cols], self.prior_mean[cols], knn
-        )
-        names = [self.models[c] for c in cols]
-        return {
-            m: Estimate(float(p[0, j]), int(counted[0, j]))
-            for j, m in enumerate(names)
-            if counted[0, j] >= knn.min_neighbours
-        }
+        return estimate_models([self], vector, [list(models)], knn)
 
     def merged(self, other: OutcomeIndex) -> OutcomeIndex:
         """Both stores' rows in one index (a prompt in both keeps two rows)."""

@@ -28,6 +28,7 @@ from ..errors import (
     MissingDependencyError,
     TurnoutError,
 )
+from ..logs import REQUEST_ID
 from ..types import ChatRequest
 from .filters import (
     Filter,
@@ -43,7 +44,7 @@ from .strategies import STRATEGIES, Candidate, Context
 
 if TYPE_CHECKING:
     from .classifier import TaskClassifier
-    from .learned import LearnedRoute, OutcomeFiles
+    from .learned import FeedbackOutcomes, LearnedRoute, OutcomeFiles
 
 __all__ = ["Plan", "Planner", "last_user_text"]
 
@@ -96,6 +97,9 @@ class Planner:
         """Route name -> its outcome store and price of quality (``learned``), once loaded."""
         self.outcome_files: OutcomeFiles | None = None
         """Loaded outcome files, handed from one gateway to the next on reload."""
+        self.feedback: FeedbackOutcomes | None = None
+        """Outcomes from feedback, and the recent requests' vectors they need (``learned``
+        routes; made on first use, handed on at reload)."""
 
     def add_filter(self, f: Filter) -> None:
         self.filters.append(f)
@@ -127,9 +131,12 @@ class Planner:
     async def load_outcomes(self, routes: list[Route]) -> None:
         """Build each ``learned`` route's index from its outcome files (unchanged files are
         reused from ``outcome_files``), on the classifier's worker thread."""
-        from .learned import LearnedRoute, OutcomeFiles
+        from .learned import FeedbackOutcomes, LearnedRoute, OutcomeFiles
+        from .outcomes import OutcomeIndex
 
         files = self.outcome_files = self.outcome_files or OutcomeFiles()
+        if self.feedback is None and any(r.learned is not None for r in routes):
+            self.feedback = FeedbackOutcomes()
         clf = self.classifier
         for route in routes:
             settings = route.learned
@@ -139,11 +146,10 @@ class Planner:
             for path in settings.outcomes:
                 part = await clf.run(files.load, path, clf.embed_texts)
                 index = part if index is None else index.merged(part)
-            if index is None:
-                self.learned.pop(route.name, None)
-                continue
+            if index is None:  # feedback only
+                index = OutcomeIndex.empty()
             self.learned[route.name] = await clf.run(
-                LearnedRoute, index, settings, route.candidates
+                LearnedRoute, index, settings, route.candidates, self.feedback
             )
             log.info(
                 "route %s: outcome store of %d prompts, %d models (%s)",
@@ -194,6 +200,9 @@ class Planner:
                         text, route.task_labels if classify else None, route.tasks
                     )
                     task = label if classify else task
+                    request_id = REQUEST_ID.get()
+                    if request_id and self.feedback is not None and route.learned is not None:
+                        self.feedback.remember(request_id, vector)
                 except MissingDependencyError as exc:
                     # Routing must not fail a request the route can serve: go unclassified
                     # (route order), and say why once.

@@ -32,6 +32,7 @@ from .console_api import console_api_routes
 from .count_tokens import count_tokens
 from .dialect import ErrorDialect, error_response, json_response
 from .embeddings_wire import OPENAI_EMBEDDINGS
+from .feedback import feedback_routes, load_feedback_outcomes
 from .health import Readiness, health_routes
 from .ingress import chat_handler, embeddings_handler, endpoint, internal_error
 from .lifecycle import Lifecycle, TrackRequests
@@ -133,6 +134,7 @@ def routes(*, console: bool = True) -> list[Route]:
         *health_routes(),
         Route("/api/routing", endpoint(routing_status, "caller"), methods=["GET"]),
         *admin_routes(),
+        *feedback_routes(),
         *management_routes(),
         *(console_routes(STATIC) if console else []),
         *config_routes(),
@@ -175,6 +177,8 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             tasks.append(asyncio.create_task(_preload_classifier(app, gateway)))
         if accounting is not None:
             await accounting.start()
+            if gateway.planner.needs_classifier(gateway.router.routes()):
+                tasks.append(asyncio.create_task(_load_feedback(app)))
         if app.state.key_monitor is not None:
             tasks.append(asyncio.create_task(app.state.key_monitor.run()))
         try:
@@ -236,6 +240,13 @@ async def _preload_classifier(app: Starlette, gateway: Gateway) -> None:
     except TurnoutError as exc:
         app.state.classifier_status = f"unavailable: {exc.message}"
         log.warning("task classifier not loaded: %s", exc.message)
+
+
+async def _load_feedback(app: Starlette) -> None:
+    try:
+        await load_feedback_outcomes(app)
+    except TurnoutError as exc:
+        log.warning("feedback outcomes not loaded: %s", exc.message)
 
 
 async def _preload(app: Starlette, gateway: Gateway) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 
 from ..config import CAPABILITIES
+from .feedback import FEEDBACK_SCHEMAS, feedback_paths
 from .health import HEALTH_PATHS, HEALTH_SCHEMAS
-from .openapi_accounting import ACCOUNTING_SCHEMAS, accounting_paths
+from .openapi_accounting import ACCOUNTING_SCHEMAS, _errors, accounting_paths
 from .openapi_console import CONSOLE_SCHEMAS, console_paths
 from .openapi_responses import responses_paths
 from .reload import CONFIG_PATHS, CONFIG_SCHEMAS
@@ -372,6 +373,7 @@ def openapi_spec() -> dict[str, Any]:
                 **SCHEMAS,
                 **_key_schemas(),
                 **ACCOUNTING_SCHEMAS,
+                **FEEDBACK_SCHEMAS,
                 **HEALTH_SCHEMAS,
                 **CONFIG_SCHEMAS,
                 **CONSOLE_SCHEMAS,
@@ -556,6 +558,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             **responses_paths(),
             **accounting_paths(),
+            **feedback_paths(_errors),
             **HEALTH_PATHS,
             **CONFIG_PATHS,
             **console_paths(),

@@ -91,7 +91,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "bad setting or window",
         401: "no key",
         403: "not the master key (or no master key configured)",
-        404: "unknown key id",
+        404: "unknown key id (feedback: no such request of this key)",
         503: "the database is unavailable or turned off",
     }
     return {str(c): {"description": text[c], "content": _ref("Error")} for c in codes}
