@@ -183,3 +183,37 @@ async def test_feedback_on_a_learned_request_becomes_an_outcome_that_survives_a_
         assert len(app.state.gateway.planner.feedback) == 1
     finally:
         s.stop()
+
+
+def test_thompson_sampling_moves_traffic_to_the_arm_with_better_feedback(
+    fake: FakeOpenAI, fake_url: str, tmp_path: Path
+) -> None:
+    """A scripted judge: every answer of model-a is good, every answer of model-b bad."""
+    route = {
+        "name": "exp",
+        "strategy": "ab",
+        "adaptive": True,
+        "min_share": 0.05,
+        "deployments": ["primary:model-a", "backup:model-b"],
+    }
+    app = create_app(Gateway(config(fake_url, tmp_path / "gw.db", routes=[route])))
+    s = UvicornThread(app).start()
+    served: list[str] = []
+    try:
+        with httpx.Client(base_url=s.url, headers=bearer(MASTER_KEY), timeout=10) as http:
+            for _ in range(120):
+                r = http.post("/v1/chat/completions", json={"model": "exp", "messages": HI})
+                deployment = r.headers["x-turnout-deployment"]
+                served.append(deployment)
+                good = deployment == "primary:model-a"
+                body = {"request_id": r.headers["x-request-id"], "thumbs": "up" if good else "down"}
+                assert http.post("/api/feedback", json=body).status_code == 200
+            status = http.get("/api/routing").json()
+    finally:
+        s.stop()
+    late = served[60:]
+    assert late.count("primary:model-a") / len(late) >= 0.75, served
+    assert "backup:model-b" in served  # the minimum share keeps measuring the other arm
+    arms = next(r for r in status["routes"] if r["name"] == "exp")["arms"]
+    assert arms["primary:model-a"]["estimate"] > 0.8 > 0.3 > arms["backup:model-b"]["estimate"]
+    assert arms["primary:model-a"]["successes"] + arms["backup:model-b"]["failures"] == 120

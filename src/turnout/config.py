@@ -227,6 +227,11 @@ class RouteConfig(_Strict):
     """Weights of cost and quality for ``balanced`` (60/40 by default)."""
     sticky: bool = False
     """``ab``: the same caller (``turnout.caller``, ``user`` or key) always gets the same arm."""
+    adaptive: bool = False
+    """``ab``: move traffic to the arm with the better feedback (Thompson sampling on
+    ``POST /api/feedback`` scores) instead of fixed weights; ``sticky`` no longer applies."""
+    min_share: float = Field(default=0.05, ge=0, le=0.5)
+    """``ab`` with ``adaptive``: every arm keeps at least this share of requests."""
     tasks: dict[str, list[str]] = Field(default_factory=dict)
     """Extra task labels, or extra example prompts for built-in ones, for ``task`` routing."""
     context_fallback: bool = True

@@ -99,6 +99,16 @@ def _embedding_plan_request(req: EmbeddingRequest) -> tuple[ChatRequest, Needs]:
     return chat, Needs(frozenset({"embeddings"}), 0, 0)
 
 
+def _arms(route: Route, counts: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """An adaptive experiment's arms: feedback counts and the estimated success rate (the
+    mean of Beta(1 + successes, 1 + failures))."""
+    out = {}
+    for c in route.candidates:
+        s, f = counts.get(c.id, [0.0, 0.0])
+        out[c.id] = {"successes": s, "failures": f, "estimate": round((1 + s) / (2 + s + f), 4)}
+    return out
+
+
 def _live_state(config: Config) -> LiveState:
     if config.redis_url:
         from .routing.redis_state import RedisState
@@ -312,11 +322,13 @@ class Gateway:
         With ``allows`` (a gateway key's allow-list), only the routes it passes and the
         deployments behind them (or that it passes by name)."""
         now = self.state.now()
+        arms = self.planner.feedback.arms
         routes = [
             {
                 "name": r.name,
                 "strategy": r.strategy or self.config.routing.default_strategy,
                 "deployments": [c.id for c in r.candidates],
+                **({"arms": _arms(r, arms.get(r.name, {}))} if r.adaptive else {}),
             }
             for r in self.router.routes()
             if allows is None or allows(r.name)

@@ -355,23 +355,23 @@ class Database:
 
         self._guard(run)
 
-    def feedback_outcomes(self, limit: int = 100_000) -> list[tuple[Any, str, float]]:
-        """(embedding, deployment, score) of the latest feedback that has an embedding."""
+    def feedback_outcomes(self, limit: int = 100_000) -> list[tuple[Any, str, float, Any]]:
+        """(embedding or None, deployment, score, route) of the latest feedback."""
 
-        def run() -> list[tuple[Any, str, float]]:
+        def run() -> list[tuple[Any, str, float, Any]]:
             from sqlalchemy import select
 
             t = self.tables()["request_feedback"]
             query = (
-                select(t.c.embedding, t.c.deployment, t.c.score)
-                .where(t.c.embedding.is_not(None), t.c.deployment.is_not(None))
+                select(t.c.embedding, t.c.deployment, t.c.score, t.c.route)
+                .where(t.c.deployment.is_not(None))
                 .order_by(t.c.ts.desc())
                 .limit(limit)
             )
             with self.engine().connect() as conn:
-                return [(r[0], r[1], float(r[2])) for r in conn.execute(query)]
+                return [(r[0], r[1], float(r[2]), r[3]) for r in conn.execute(query)]
 
-        rows: list[tuple[Any, str, float]] = self._guard(run)
+        rows: list[tuple[Any, str, float, Any]] = self._guard(run)
         return rows
 
     # --- gateway keys ------------------------------------------------------------------

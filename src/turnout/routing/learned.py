@@ -197,6 +197,8 @@ class FeedbackOutcomes:
         self._limit = recent
         self._rows: list[tuple[np.ndarray, str, float]] = []
         self.index: OutcomeIndex | None = None
+        self.arms: dict[str, dict[str, list[float]]] = {}
+        """Route -> deployment -> [successes, failures]: adaptive ``ab`` experiments."""
 
     def remember(self, request_id: str, vector: np.ndarray) -> None:
         self._recent[request_id] = vector
@@ -207,14 +209,21 @@ class FeedbackOutcomes:
     def vector(self, request_id: str) -> np.ndarray | None:
         return self._recent.get(request_id)
 
-    def add(self, rows: Sequence[tuple[Sequence[float], str, float]]) -> None:
-        """(vector, deployment id, score) outcomes; the index is rebuilt (feedback is small
-        next to a store: thousands of rows, rebuilt in milliseconds)."""
+    def add(self, rows: Sequence[tuple[Sequence[float] | None, str, float, str | None]]) -> None:
+        """(vector or None, deployment id, score, route) of each feedback: the route's arm
+        counts, and the outcome index when there is a vector (rebuilt: feedback is small next
+        to a store, thousands of rows rebuilt in milliseconds)."""
         import numpy as np
 
-        self._rows += [(np.asarray(v, dtype=np.float32), m, s) for v, m, s in rows]
-        if not self._rows:
+        for _, deployment, score, route in rows:
+            if route is not None:
+                arm = self.arms.setdefault(route, {}).setdefault(deployment, [0.0, 0.0])
+                arm[0] += score
+                arm[1] += 1 - score
+        fresh = [(np.asarray(v, dtype=np.float32), m, s) for v, m, s, _ in rows if v is not None]
+        if not fresh:
             return
+        self._rows += fresh
         models = list(dict.fromkeys(m for _, m, _ in self._rows))
         scores = np.full((len(self._rows), len(models)), np.nan, dtype=np.float32)
         for i, (_, m, s) in enumerate(self._rows):

@@ -97,9 +97,11 @@ class Planner:
         """Route name -> its outcome store and price of quality (``learned``), once loaded."""
         self.outcome_files: OutcomeFiles | None = None
         """Loaded outcome files, handed from one gateway to the next on reload."""
-        self.feedback: FeedbackOutcomes | None = None
-        """Outcomes from feedback, and the recent requests' vectors they need (``learned``
-        routes; made on first use, handed on at reload)."""
+        from .learned import FeedbackOutcomes
+
+        self.feedback: FeedbackOutcomes = FeedbackOutcomes()
+        """Outcomes from feedback, the recent requests' vectors they need (``learned``) and
+        each adaptive experiment's arm counts; handed on at reload."""
 
     def add_filter(self, f: Filter) -> None:
         self.filters.append(f)
@@ -131,12 +133,10 @@ class Planner:
     async def load_outcomes(self, routes: list[Route]) -> None:
         """Build each ``learned`` route's index from its outcome files (unchanged files are
         reused from ``outcome_files``), on the classifier's worker thread."""
-        from .learned import FeedbackOutcomes, LearnedRoute, OutcomeFiles
+        from .learned import LearnedRoute, OutcomeFiles
         from .outcomes import OutcomeIndex
 
         files = self.outcome_files = self.outcome_files or OutcomeFiles()
-        if self.feedback is None and any(r.learned is not None for r in routes):
-            self.feedback = FeedbackOutcomes()
         clf = self.classifier
         for route in routes:
             settings = route.learned
@@ -201,7 +201,7 @@ class Planner:
                     )
                     task = label if classify else task
                     request_id = REQUEST_ID.get()
-                    if request_id and self.feedback is not None and route.learned is not None:
+                    if request_id and route.learned is not None:
                         self.feedback.remember(request_id, vector)
                 except MissingDependencyError as exc:
                     # Routing must not fail a request the route can serve: go unclassified
@@ -266,6 +266,8 @@ class Planner:
                 task=task,
                 embedding=embedding,
                 learned=self.learned.get(route.name),
+                arms=self.feedback.arms.setdefault(route.name, {}) if route.adaptive else None,
+                min_share=route.min_share,
             )
             ordered = STRATEGIES[name].order(eligible, ctx)
             estimates = ctx.estimates

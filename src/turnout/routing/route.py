@@ -39,6 +39,8 @@ class Route:
     priority: Priority = "balanced"
     balance: BalanceWeights = field(default_factory=BalanceWeights)
     sticky: bool = False
+    adaptive: bool = False
+    min_share: float = 0.05
     tasks: dict[str, list[str]] = field(default_factory=dict)
     """Task label -> example prompts declared on the route (added to the built-in ones)."""
     context_fallback: bool = True
@@ -91,6 +93,8 @@ class Router:
                 priority=rc.priority,
                 balance=rc.balance,
                 sticky=rc.sticky,
+                adaptive=rc.adaptive,
+                min_share=rc.min_share,
                 tasks=rc.tasks,
                 context_fallback=rc.context_fallback,
                 hedge=rc.hedge,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +64,9 @@ class Context:
     """The route's outcome store and price of quality, for ``learned``."""
     estimates: str | None = None
     """What ``learned`` estimated, per candidate (x-turnout-estimates, debug log)."""
+    arms: dict[str, list[float]] | None = None
+    """``ab`` with ``adaptive``: deployment id -> [successes, failures] from feedback."""
+    min_share: float = 0.0
 
 
 class Strategy(Protocol):
@@ -238,6 +242,8 @@ class Split:
     name = "ab"
 
     def order(self, candidates: Sequence[Candidate], ctx: Context) -> list[Candidate]:
+        if ctx.arms is not None:
+            return self._adaptive(candidates, ctx, ctx.arms)
         total = sum(c.weight for c in candidates)
         if total <= 0:
             return list(candidates)
@@ -254,6 +260,25 @@ class Split:
             if point < acc and c.weight > 0:
                 chosen = c
                 break
+        return [chosen, *(c for c in candidates if c is not chosen)]
+
+    @staticmethod
+    def _adaptive(
+        candidates: Sequence[Candidate], ctx: Context, arms: dict[str, list[float]]
+    ) -> list[Candidate]:
+        """Thompson sampling: each arm's success rate drawn from Beta(1 + successes,
+        1 + failures), the best draw wins; a share ``min_share`` per arm is drawn uniformly
+        so that every arm keeps being measured."""
+        n = len(candidates)
+        if ctx.rand() < ctx.min_share * n:
+            chosen = candidates[min(int(ctx.rand() * n), n - 1)]
+        else:
+            draws = {
+                c.id: random.betavariate(1 + s, 1 + f)
+                for c in candidates
+                for s, f in [arms.get(c.id, [0.0, 0.0])]
+            }
+            chosen = max(candidates, key=lambda c: draws[c.id])
         return [chosen, *(c for c in candidates if c is not chosen)]
 
 

@@ -177,8 +177,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             tasks.append(asyncio.create_task(_preload_classifier(app, gateway)))
         if accounting is not None:
             await accounting.start()
-            if gateway.planner.needs_classifier(gateway.router.routes()):
-                tasks.append(asyncio.create_task(_load_feedback(app)))
+            tasks.append(asyncio.create_task(_load_feedback(app)))
         if app.state.key_monitor is not None:
             tasks.append(asyncio.create_task(app.state.key_monitor.run()))
         try:

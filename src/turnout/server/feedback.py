@@ -83,7 +83,7 @@ async def post_feedback(request: Request) -> Response:
         )
     planner = request.app.state.gateway.planner
     outcomes = planner.feedback
-    vector = outcomes.vector(body.request_id) if outcomes is not None else None
+    vector = outcomes.vector(body.request_id)
     deployment = found["deployment"]
     row: dict[str, Any] = {
         "request_id": body.request_id,
@@ -97,9 +97,9 @@ async def post_feedback(request: Request) -> Response:
         "embedding": [round(float(x), 5) for x in vector] if vector is not None else None,
     }
     await asyncio.to_thread(db.save_feedback, row)
-    learned = vector is not None and deployment is not None and outcomes is not None
-    if learned:
-        outcomes.add([(vector, deployment, body.value)])
+    learned = vector is not None and deployment is not None
+    if deployment is not None:
+        outcomes.add([(vector, deployment, body.value, found["route"])])
     return Response(
         orjson.dumps(
             {
@@ -122,9 +122,7 @@ async def load_feedback_outcomes(app: Any) -> None:
         return
     await accounting.migrated.wait()
     rows = await asyncio.to_thread(accounting.db.feedback_outcomes)
-    outcomes = app.state.gateway.planner.feedback
-    if rows and outcomes is not None:
-        outcomes.add(rows)
+    app.state.gateway.planner.feedback.add(rows)
 
 
 def feedback_routes() -> list[Route]:
