@@ -44,9 +44,9 @@ OUTPUT_TOKENS = 256
 
 GRID = [
     KnnSettings(neighbours=k, temperature=t, prior=a)
-    for k in (10, 20, 40, 80)
-    for t in (0.02, 0.05, 0.2, 10.0)
-    for a in (0.0, 2.0, 8.0)
+    for k in (20, 40, 80, 160, 320)
+    for t in (0.05, 0.1, 0.2, 0.5, 10.0)
+    for a in (0.0, 4.0, 16.0)
 ]
 KMAX = max(s.neighbours for s in GRID)
 
@@ -361,7 +361,7 @@ def bench_mmlu(data: Path, sample: int | None, n_folds: int, charts: Path | None
         f"Mixtral {weak_acc:.3f}, GPT-4 {strong_acc:.3f}"
     )
     vectors = embed_all(table.prompts, "mmlu")
-    idx, sims = neighbour_table(vectors, min(256, len(table.prompts) - 1))
+    idx, sims = neighbour_table(vectors, min(2 * KMAX, len(table.prompts) - 1))
     results: dict[str, list[tuple[float, float, float]]] = {}
     chosen = []
     curves: dict[str, list[np.ndarray]] = {}
@@ -465,7 +465,7 @@ def bench_llmrouter(data: Path, sample: int | None, n_folds: int, charts: Path |
         f"(prompt characters / 4 + {OUTPUT_TOKENS} output tokens)"
     )
     vectors = embed_all(table.prompts, "llmrouter")
-    idx, sims = neighbour_table(vectors, min(256, len(table.prompts) - 1))
+    idx, sims = neighbour_table(vectors, min(2 * KMAX, len(table.prompts) - 1))
     p_all = np.zeros_like(table.scores)
     chosen = []
     for f, test in enumerate(folds(len(table.prompts), n_folds, seed=0)):
