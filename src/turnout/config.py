@@ -196,10 +196,10 @@ class LearnedConfig(_Strict):
     strong_share: float | None = Field(default=None, ge=0, le=1)
     """Instead of a price: the share of requests the strongest candidate (best mean score in
     the store) should get; the trade-off is calibrated on the store's own prompts."""
-    neighbours: int = Field(default=40, ge=1, le=1000)
-    temperature: float = Field(default=0.05, gt=0)
+    neighbours: int = Field(default=160, ge=1, le=1000)
+    temperature: float = Field(default=0.2, gt=0)
     """A neighbour weighs ``exp(similarity / temperature)``: small trusts the closest most."""
-    prior: float = Field(default=2.0, ge=0)
+    prior: float = Field(default=0.0, ge=0)
     """Pseudo-observations of each model's store-wide mean added to its estimate."""
     min_similarity: float = Field(default=0.1, ge=-1, le=1)
     min_neighbours: int = Field(default=3, ge=1)

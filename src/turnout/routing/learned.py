@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 
     from .route import Route
 
-__all__ = ["DEFAULT_WILLINGNESS_TO_PAY", "Decision", "LearnedRoute", "OutcomeFiles"]
+__all__ = [
+    "DEFAULT_WILLINGNESS_TO_PAY",
+    "Decision",
+    "FeedbackOutcomes",
+    "LearnedRoute",
+    "OutcomeFiles",
+    "knn_settings",
+]
 
 DEFAULT_WILLINGNESS_TO_PAY = 0.01
 """USD for a sure good answer over a sure bad one, when a route gives no price of quality."""
@@ -54,6 +61,17 @@ def store_model(c: Candidate, index: OutcomeIndex) -> str | None:
     return next((n for n in names if n in index.column), None)
 
 
+def knn_settings(settings: LearnedConfig) -> KnnSettings:
+    """The estimator's settings of a route (``LearnedConfig()``: the defaults)."""
+    return KnnSettings(
+        neighbours=settings.neighbours,
+        temperature=settings.temperature,
+        prior=settings.prior,
+        min_similarity=settings.min_similarity,
+        min_neighbours=settings.min_neighbours,
+    )
+
+
 class LearnedRoute:
     def __init__(
         self,
@@ -64,13 +82,7 @@ class LearnedRoute:
     ) -> None:
         self.index = index
         self.feedback = feedback if settings.feedback else None
-        self.knn = KnnSettings(
-            neighbours=settings.neighbours,
-            temperature=settings.temperature,
-            prior=settings.prior,
-            min_similarity=settings.min_similarity,
-            min_neighbours=settings.min_neighbours,
-        )
+        self.knn = knn_settings(settings)
         self.names = {c.id: n for c in candidates if (n := store_model(c, index)) is not None}
         self.strong_share = settings.strong_share
         wtp = settings.willingness_to_pay or DEFAULT_WILLINGNESS_TO_PAY

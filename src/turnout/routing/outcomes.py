@@ -120,17 +120,17 @@ def read_outcomes(path: str | os.PathLike[str]) -> list[Outcome]:
 
 @dataclass(frozen=True, slots=True)
 class KnnSettings:
-    """The estimator's knobs (``learned`` on a route sets them; defaults chosen by
-    cross-validation on the routing benchmark, docs/benchmarks.md)."""
+    """The estimator's knobs (from a route's ``learned`` settings, whose defaults were chosen
+    by cross-validation on the routing benchmark: ``learned.knn_settings``)."""
 
-    neighbours: int = 40
-    temperature: float = 0.05
+    neighbours: int
+    temperature: float
     """Weight of a neighbour: ``exp(similarity / temperature)``; large means uniform."""
-    prior: float = 2.0
+    prior: float
     """Pseudo-observations of the model's store-wide mean added to every estimate."""
-    min_similarity: float = 0.1
+    min_similarity: float = -1.0
     """Neighbours less similar than this do not count towards ``min_neighbours``."""
-    min_neighbours: int = 3
+    min_neighbours: int = 1
     """A model with fewer counted neighbours than this has no estimate (fallback)."""
 
 
@@ -157,7 +157,9 @@ def estimate_from_neighbours(
     total = wk.sum(axis=1)  # (q, m)
     acc = np.where(known, scores * w, 0.0).sum(axis=1)
     # Shrinkage in units of the best neighbour's weight (1.0): ``prior`` neighbours' worth.
-    p = (acc + knn.prior * prior_mean) / (total + knn.prior)
+    den = total + knn.prior
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(den > 0, (acc + knn.prior * prior_mean) / den, prior_mean)
     counted = (known & (sims[:, :, None] >= knn.min_similarity)).sum(axis=1)
     return p, counted
 
