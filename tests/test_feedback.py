@@ -20,7 +20,7 @@ from turnout.server import create_app
 from .conftest import MASTER_KEY, make_config
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.servers import UvicornThread
-from .test_learned_routing import CHAT, GO, needs_model, write_store
+from .test_learned_routing import CHAT, GO, _cache_in_tmp, needs_model, write_store  # noqa: F401
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -48,6 +48,12 @@ CHAT = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded stores are cached under $XDG_CACHE_HOME: keep them in the test's folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 def write_store(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -263,6 +269,30 @@ async def test_the_decision_is_in_the_response_headers_and_a_changed_store_reloa
         assert reload.json()["changed"] == ["outcomes"], reload.json()
         r = await client.post("/v1/chat/completions", json=ask(GO))
         assert r.headers["x-turnout-deployment"] == "primary:cheap"
+
+
+@needs_model
+def test_a_store_is_embedded_once_and_read_from_the_cache_after(tmp_path: Path) -> None:
+    from turnout.routing.classifier import TaskClassifier
+    from turnout.routing.learned import OutcomeFiles
+    from turnout.routing.outcomes import cache_dir, cached
+
+    store = write_store(tmp_path / "o.jsonl", store_rows())
+    clf = TaskClassifier()
+    embedded: list[int] = []
+
+    def embed(texts: list[str]) -> Any:
+        embedded.append(len(texts))
+        return clf.embed_texts(texts)
+
+    try:
+        first = OutcomeFiles().load(str(store), cached(embed, clf.embedding_id))
+        second = OutcomeFiles().load(str(store), cached(embed, clf.embedding_id))  # a restart
+    finally:
+        clf.close()
+    assert embedded == [len(CODE) + len(CHAT)]  # once: the second load read the cache
+    assert len(list(cache_dir().glob("*.npy"))) == 1
+    assert (first.vectors == second.vectors).all() and first.models == second.models
 
 
 # --- the offline benchmark ------------------------------------------------------------------

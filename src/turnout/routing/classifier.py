@@ -175,6 +175,11 @@ class TaskClassifier:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
+    @property
+    def embedding_id(self) -> str:
+        """What determines a vector besides the text (cache keys): model and cut."""
+        return f"minilm:{self._model_dir or 'default'}:{self._max_tokens}:head-tail"
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of many texts (an outcome store), as ``embed_sync`` reads each."""
         import numpy as np

@@ -134,7 +134,7 @@ class Planner:
         """Build each ``learned`` route's index from its outcome files (unchanged files are
         reused from ``outcome_files``), on the classifier's worker thread."""
         from .learned import LearnedRoute, OutcomeFiles
-        from .outcomes import OutcomeIndex
+        from .outcomes import OutcomeIndex, cached
 
         files = self.outcome_files = self.outcome_files or OutcomeFiles()
         clf = self.classifier
@@ -144,7 +144,7 @@ class Planner:
                 continue
             index = None
             for path in settings.outcomes:
-                part = await clf.run(files.load, path, clf.embed_texts)
+                part = await clf.run(files.load, path, cached(clf.embed_texts, clf.embedding_id))
                 index = part if index is None else index.merged(part)
             if index is None:  # feedback only
                 index = OutcomeIndex.empty()
