@@ -551,7 +551,10 @@ def chart_nine(
 
 
 def bench_lookup(sizes: Sequence[int], repeats: int = 50) -> None:
-    print("\nkNN lookup (exact: one matrix product and a partial sort; k=40, 384 dimensions)")
+    print(
+        f"\nkNN lookup and estimate (exact: one matrix product, a partial sort; "
+        f"k={DEFAULTS.neighbours}, 384 dimensions, 2 models)"
+    )
     rng = np.random.default_rng(0)
     knn = DEFAULTS
     for n in sizes:
