@@ -7,6 +7,7 @@ with no network. Prints tables, writes cost-quality charts (PNG). Not a test.
     .venv/bin/python -m bench.learned overhead            # router cost per request
     .venv/bin/python -m bench.learned lookup              # kNN lookup at 10k / 100k / 1M rows
     .venv/bin/python -m bench.learned mmlu --sample 300   # a quick run on a sample
+    .venv/bin/python -m bench.learned outcomes --file my-outcomes.jsonl   # your own data
 
 Data: ``../shared/routing-data/`` beside the checkout (or ``--data``). Prompts are embedded
 once with the gateway's MiniLM (the task classifier's vector: first 48 and last 16 tokens)
@@ -460,16 +461,54 @@ def nine_objective(table: Table, rows: np.ndarray, p: np.ndarray) -> float:
     return aiq(sweep(p, costs, truth), singles[:, 0].min(), singles[:, 0].max())
 
 
-def bench_llmrouter(data: Path, sample: int | None, n_folds: int, charts: Path | None) -> dict:
-    table = load_llmrouter(data)
+def load_outcome_file(path: Path) -> Table:
+    """A user's outcome file (the documented JSON Lines format) as a table: the prompts that
+    have an outcome for every model; cost per prompt and model from the outcomes' ``cost``,
+    else the model's mean cost, else 1 for every model (then only quality is compared)."""
+    from turnout.routing.outcomes import read_outcomes
+
+    outcomes = read_outcomes(path)
+    models = list(dict.fromkeys(o.model for o in outcomes))
+    cells: dict[str, dict[str, list[float]]] = {}
+    costs: dict[str, dict[str, float]] = {}
+    for o in outcomes:
+        cells.setdefault(o.prompt, {}).setdefault(o.model, []).append(o.score)
+        if o.cost is not None:
+            costs.setdefault(o.prompt, {})[o.model] = o.cost
+    prompts = [p for p, row in cells.items() if len(row) == len(models)]
+    if len(prompts) < len(cells):
+        print(f"  ({len(cells) - len(prompts)} prompts left out: not every model has an outcome)")
+    scores = np.array([[np.mean(cells[p][m]) for m in models] for p in prompts], np.float32)
+    known = [c for row in costs.values() for c in row.values()]
+    mean = {m: np.mean([r[m] for r in costs.values() if m in r] or [np.nan]) for m in models}
+    cost = np.array(
+        [[costs.get(p, {}).get(m, mean[m]) for m in models] for p in prompts], dtype=np.float64
+    )
+    if not known or np.isnan(cost).any():
+        cost = np.ones_like(cost)
+    return Table(path.stem, prompts, models, scores, cost)
+
+
+def bench_llmrouter(
+    data: Path,
+    sample: int | None,
+    n_folds: int,
+    charts: Path | None,
+    table: Table | None = None,
+) -> dict:
+    if table is None:
+        table = load_llmrouter(data)
+        what = (
+            f"Nine models (LLMRouter train.json): {len(table.prompts)} prompts; cost = price x "
+            f"(prompt characters / 4 + {OUTPUT_TOKENS} output tokens)"
+        )
+    else:
+        what = f"{table.name}: {len(table.prompts)} prompts, {len(table.models)} models"
     if sample:
         table = table.take(np.random.default_rng(1).permutation(len(table.prompts))[:sample])
     assert table.costs is not None
-    print(
-        f"\nNine models (LLMRouter train.json): {len(table.prompts)} prompts; cost = price x "
-        f"(prompt characters / 4 + {OUTPUT_TOKENS} output tokens)"
-    )
-    vectors = embed_all(table.prompts, "llmrouter")
+    print(f"\n{what}")
+    vectors = embed_all(table.prompts, table.name)
     idx, sims = neighbour_table(vectors, min(2 * KMAX, len(table.prompts) - 1))
     p_all = np.zeros_like(table.scores)
     p_defaults = np.zeros_like(table.scores)
@@ -518,7 +557,8 @@ def bench_llmrouter(data: Path, sample: int | None, n_folds: int, charts: Path |
         reached = "n/a" if np.isnan(cost_to) else reached
         print(f"  {name:<14} {a:>6.3f} {acc_at:>16.3f} {reached:>22}")
     if charts is not None:
-        chart_nine(rows, singles, table.models, charts / "routing-nine-models.png")
+        name = "routing-nine-models.png" if table.name == "llmrouter" else f"{table.name}.png"
+        chart_nine(rows, singles, table.models, charts / name)
     return summary
 
 
@@ -539,7 +579,7 @@ def chart_nine(
         ax.annotate(m, (c * 1e6, q), fontsize=6, xytext=(3, -3), textcoords="offset points")
     ax.set_xlabel("USD per million prompts")
     ax.set_ylabel("mean score")
-    ax.set_title(f"Nine models (5-fold CV; {OUTPUT_TOKENS} output tokens assumed)")
+    ax.set_title(f"{len(models)} models (5-fold CV, out of fold)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -662,8 +702,12 @@ def _needs() -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "part", nargs="?", choices=["mmlu", "llmrouter", "overhead", "lookup"], default=None
+        "part",
+        nargs="?",
+        choices=["mmlu", "llmrouter", "overhead", "lookup", "outcomes"],
+        default=None,
     )
+    parser.add_argument("--file", type=Path, help="outcomes: your own outcome file (JSON Lines)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--sample", type=int, default=0, help="a random sample of N prompts")
     parser.add_argument("--folds", type=int, default=5)
@@ -671,6 +715,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="overhead: requests timed")
     parser.add_argument("--lookup-sizes", default="10000,100000,1000000")
     args = parser.parse_args(argv)
+    if args.part == "outcomes":
+        if args.file is None:
+            parser.error("outcomes needs --file (an outcome file, docs/routing.md)")
+        table = load_outcome_file(args.file)
+        bench_llmrouter(args.data, args.sample or None, args.folds, args.charts, table)
+        return 0
     if not (args.data / "README.md").is_file():
         print(f"no routing data at {args.data} (../shared/routing-data beside the checkout)")
         return 2

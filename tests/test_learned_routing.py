@@ -316,3 +316,21 @@ def test_the_routing_benchmark_runs_on_a_tiny_sample(tmp_path: Path, capsys: Any
     out = capsys.readouterr().out
     assert "learned (kNN)" in out and "oracle" in out and "AIQ" in out and "APGR" in out
     assert (tmp_path / "routing-mmlu.png").is_file() or "no chart" in out
+
+
+@needs_model
+def test_the_benchmark_runs_on_a_users_own_outcome_file(tmp_path: Path, capsys: Any) -> None:
+    from bench import learned
+
+    rows = []
+    for i in range(40):
+        code, chat = CODE[i % len(CODE)] + f" (case {i})", CHAT[i % len(CHAT)] + f" ({i})"
+        for p, cheap in ((code, 0), (chat, 1)):
+            rows.append({"prompt": p, "model": "cheap", "score": cheap, "cost": 0.001})
+            rows.append({"prompt": p, "model": "dear", "score": 1, "cost": 0.01})
+    store = write_store(tmp_path / "mine.jsonl", rows)
+    assert learned.main(["outcomes", "--file", str(store), "--charts", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mine: 80 prompts, 2 models" in out and "learned (kNN)" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("learned (kNN)"))
+    assert "% lower" in line  # reaches the dear model's score for less
