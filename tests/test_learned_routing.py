@@ -262,6 +262,14 @@ async def test_the_decision_is_in_the_response_headers_and_a_changed_store_reloa
         assert r.status_code == 200
         assert r.headers["x-turnout-deployment"] == "primary:dear"
         assert "primary:cheap p=0." in r.headers["x-turnout-estimates"]
+        status = (await client.get("/api/routing")).json()["routes"][0]["outcomes"]
+        assert status == {
+            "loaded": True,
+            "prompts": len(CODE) + len(CHAT),
+            "models": ["cheap", "dear"],
+            "feedback": 0,
+            "lambda": 100.0,
+        }
         # Now the cheap model is recorded as good at code too: a reload picks the file up.
         rows = [{**row, "score": 1} for row in store_rows()]
         write_store(store, rows + [{"prompt": "extra", "model": "cheap", "score": 1}])

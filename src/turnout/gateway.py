@@ -329,6 +329,7 @@ class Gateway:
                 "strategy": r.strategy or self.config.routing.default_strategy,
                 "deployments": [c.id for c in r.candidates],
                 **({"arms": _arms(r, arms.get(r.name, {}))} if r.adaptive else {}),
+                **({"outcomes": self._outcomes(r)} if r.learned is not None else {}),
             }
             for r in self.router.routes()
             if allows is None or allows(r.name)
@@ -340,6 +341,18 @@ class Gateway:
             if allows is None or d in behind or allows(d)
         }
         return {"routes": routes, "deployments": deployments}
+
+    def _outcomes(self, route: Route) -> dict[str, Any]:
+        """A ``learned`` route's store: loaded or not, its size, and the feedback outcomes."""
+        lr = self.planner.learned.get(route.name)
+        feedback = self.planner.feedback.index
+        return {
+            "loaded": lr is not None,
+            "prompts": len(lr.index) if lr is not None else 0,
+            "models": list(lr.index.models) if lr is not None else [],
+            "feedback": len(feedback) if feedback is not None else 0,
+            "lambda": lr.lam if lr is not None else None,
+        }
 
     def cost(self, result: ChatResult | ChatStream) -> float | None:
         """USD for a finished request from the catalogue's prices; None when unknown.
