@@ -6,7 +6,6 @@ restart."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,21 +35,25 @@ def _check(schema: str, value: Any) -> None:
     ).validate(value)
 
 
-def config(fake_url: str, db: Path, **extra: Any) -> Any:
+def config(fake_url: str, db: Path | str, **extra: Any) -> Any:
     return make_config(
         fake_url,
         server={"master_key": MASTER_KEY, "preload_local": False},
-        database_url=f"sqlite:///{db}",
+        database_url=db if isinstance(db, str) else f"sqlite:///{db}",
         request_log={"flush_interval": 0.02},
         **extra,
     )
 
 
-@pytest.fixture
-def server(tmp_path: Path, fake_url: str) -> Iterator[str]:
-    app = create_app(Gateway(config(fake_url, tmp_path / "gw.db")))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, fake_url: str) -> Iterator[Any]:
+    """A server with a master key and a request log on SQLite or PostgreSQL: (url, app)."""
+    db: Path | str = tmp_path / "gw.db"
+    if request.param == "postgresql":
+        db = request.getfixturevalue("pg_url")
+    app = create_app(Gateway(config(fake_url, db)))
     s = UvicornThread(app).start()
-    yield s.url
+    yield s.url, app
     s.stop()
 
 
@@ -58,10 +61,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def test_a_key_scores_its_own_request_and_not_another_keys(
-    server: str, fake: FakeOpenAI, tmp_path: Path
-) -> None:
-    with httpx.Client(base_url=server, timeout=10) as http:
+def test_a_key_scores_its_own_request_and_not_another_keys(server: Any, fake: FakeOpenAI) -> None:
+    url, app = server
+    with httpx.Client(base_url=url, timeout=10) as http:
         a = http.post("/api/keys", json={"name": "a"}, headers=bearer(MASTER_KEY)).json()["key"]
         b = http.post("/api/keys", json={"name": "b"}, headers=bearer(MASTER_KEY)).json()["key"]
         served = http.post(
@@ -115,16 +117,23 @@ def test_a_key_scores_its_own_request_and_not_another_keys(
         assert http.post("/api/feedback", content=b"{", headers=bearer(a)).status_code == 400
         assert http.post("/api/feedback", json={"request_id": rid, "score": 1}).status_code == 401
 
-    rows = sqlite3.connect(tmp_path / "gw.db").execute(
-        "SELECT key_id IS NOT NULL, score, comment, label FROM request_feedback "
-        "WHERE request_id = ? ORDER BY key_id IS NOT NULL",
-        (rid,),
-    )
-    assert rows.fetchall() == [(0, 0.25, None, None), (1, 0.5, None, None)]
+    from sqlalchemy import text
+
+    with app.state.accounting.db.engine().connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT key_id IS NOT NULL AS by_key, score, comment, label FROM request_feedback "
+                "WHERE request_id = :rid ORDER BY by_key"
+            ),
+            {"rid": rid},
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [(False, 0.25, None, None), (True, 0.5, None, None)]
 
 
-def test_feedback_is_in_the_openapi_description(server: str) -> None:
-    spec = httpx.get(server + "/openapi.json").json()
+def test_feedback_is_in_the_openapi_description() -> None:
+    from turnout.server.openapi import openapi_spec
+
+    spec = openapi_spec()
     post = spec["paths"]["/api/feedback"]["post"]
     assert set(post["responses"]) >= {"200", "400", "401", "404"}
     assert spec["components"]["schemas"]["Feedback"]["required"] == ["request_id"]
