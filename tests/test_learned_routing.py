@@ -303,6 +303,19 @@ def test_a_store_is_embedded_once_and_read_from_the_cache_after(tmp_path: Path) 
     assert (first.vectors == second.vectors).all() and first.models == second.models
 
 
+@needs_model
+def test_the_quantized_model_is_built_once_and_read_from_disk_after(tmp_path: Path) -> None:
+    from turnout.routing.embedding import MiniLM
+
+    first = MiniLM()
+    cached_files = list((tmp_path / "cache" / "turnout" / "minilm").glob("*.onnx"))
+    assert len(cached_files) == 1
+    stamp = cached_files[0].stat().st_mtime_ns
+    second = MiniLM()  # reads the file: the same graph, the same vectors
+    assert cached_files[0].stat().st_mtime_ns == stamp
+    assert (first.embed(GO) == second.embed(GO)).all()
+
+
 # --- the offline benchmark ------------------------------------------------------------------
 
 
