@@ -297,15 +297,16 @@ def test_check_providers_now(url: str, spec: dict[str, Any], fake: FakeOpenAI) -
 # --- five-minute roll-ups -------------------------------------------------------------------
 
 
-def _records(n: int, now: float) -> list[tuple[Any, ...]]:
-    """``n`` log rows over the last 6 hours: two routes, every 7th a 503, ttft and cost set."""
+def _records(n: int, now: float, span: float = 6 * 3600) -> list[tuple[Any, ...]]:
+    """``n`` log rows over the ``span`` seconds to ``now`` (6 hours): two routes, every 7th a
+    503, ttft and cost set."""
     from turnout.accounting.records import COLUMNS
 
     out = []
     for i in range(n):
         failed = i % 7 == 0
         row = {
-            "ts": now - 6 * 3600 + i * (6 * 3600 / n), "request_id": None, "key_id": None,
+            "ts": now - span + i * (span / n), "request_id": None, "key_id": None,
             "route": "a" if i % 2 else "b", "strategy": None, "provider": "p",
             "model": "m" if i % 3 else None, "deployment": None, "stream": True,
             "status": 503 if failed else 200, "error": "X" if failed else None, "attempts": 1,
@@ -377,7 +378,6 @@ def test_model_stats_from_rollups_agree_with_the_records(
     from turnout.accounting.db import Database
     from turnout.accounting.log_queries import model_stats
     from turnout.accounting.records import COLUMNS
-    from turnout.accounting.rollup import BIN_RATIO
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 's.db'}"
@@ -399,19 +399,82 @@ def test_model_stats_from_rollups_agree_with_the_records(
     for window in (8 * 3600, 4 * 3600 + 17):
         rolled = model_stats(db, now - window, exact_below=0)
         exact = model_stats(db, now - window, exact_below=10**9)
-        assert [(r["provider"], r["model"]) for r in rolled] == [
-            (r["provider"], r["model"]) for r in exact
-        ]
         assert sum(r["requests"] for r in exact) > 500
-        for a, b in zip(rolled, exact, strict=True):
-            for field in ("requests", "errors", "errors_by_class", "success_rate",
-                          "output_tokens"):  # fmt: skip
-                assert a[field] == b[field], field
-            assert a["spend_usd"] == pytest.approx(b["spend_usd"], abs=1e-6)
-            assert a["tokens_per_second"] == pytest.approx(b["tokens_per_second"], abs=0.01)
-            for field in ("ttft_p50", "ttft_p95", "latency_p50", "latency_p95"):
-                assert b[field] / BIN_RATIO <= a[field] <= b[field] * BIN_RATIO, field
+        _assert_stats_agree(rolled, exact)
     db.dispose()
+
+
+def _assert_stats_agree(rolled: list[dict[str, Any]], exact: list[dict[str, Any]]) -> None:
+    from turnout.accounting.rollup import BIN_RATIO
+
+    assert [(r["provider"], r["model"]) for r in rolled] == [
+        (r["provider"], r["model"]) for r in exact
+    ]
+    for a, b in zip(rolled, exact, strict=True):
+        for field in ("requests", "errors", "errors_by_class", "success_rate", "output_tokens"):
+            assert a[field] == b[field], field
+        assert a["spend_usd"] == pytest.approx(b["spend_usd"], abs=1e-6)
+        assert a["tokens_per_second"] == pytest.approx(b["tokens_per_second"], abs=0.01)
+        for field in ("ttft_p50", "ttft_p95", "latency_p50", "latency_p95"):
+            assert b[field] / BIN_RATIO <= a[field] <= b[field] * BIN_RATIO, field
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_model_stats_from_hourly_and_daily_rollups_agree_with_the_records(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Windows of days read whole days and hours (``request_stats_coarse``,
+    ``request_histogram_coarse``): the levels migration 0007 folds from an older log's
+    five-minute rows, and those the writer keeps, give the figures of every record."""
+    from sqlalchemy import func, select
+
+    from turnout.accounting.db import Database
+    from turnout.accounting.log_queries import model_stats
+    from turnout.accounting.records import COLUMNS
+    from turnout.accounting.rollup import histogram_rows, stats_rows, stats_upsert_sql
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = request.getfixturevalue("pg_url").replace("postgresql://", "postgresql+psycopg://")
+    now = 1_764_500_123.0  # not aligned to a slot, an hour or a day
+    db = Database(url)
+    db.upgrade("0005")  # before the coarse levels: a log and its five-minute roll-ups
+    old = _records(1500, now - 30 * 3600, span=3 * 86400)
+    mark = "?" if db.dialect == "sqlite" else "%s"
+    add_stats, add_histogram = stats_upsert_sql(mark)
+    with db.engine().begin() as conn:
+        table = db.tables()["request_log"]
+        conn.execute(table.insert(), [dict(zip(COLUMNS, r, strict=True)) for r in old])
+        conn.exec_driver_sql(add_stats, stats_rows(old))
+        conn.exec_driver_sql(add_histogram, histogram_rows(old))
+    db.upgrade()  # 0007 folds the five-minute rows into hours and days
+    coarse = db.tables()["request_histogram_coarse"]
+    with db.engine().connect() as conn:
+        query = select(coarse.c.width, func.count()).group_by(coarse.c.width)
+        widths = {int(w): n for w, n in conn.execute(query)}
+    assert set(widths) == {3600, 86400} and widths[3600] > widths[86400] > 0
+    db.write_records(_records(900, now, span=26 * 3600))  # and the writer adds to them
+    for window in (4 * 86400, 3 * 86400 + 17, 50 * 3600 + 7 * 60, 25 * 3600, 8 * 3600):
+        rolled = model_stats(db, now - window, exact_below=0)
+        exact = model_stats(db, now - window, exact_below=10**9)
+        assert sum(r["requests"] for r in exact) > 250
+        _assert_stats_agree(rolled, exact)
+    db.dispose()
+
+
+def test_stats_levels_tile_the_window_with_the_coarsest_pieces() -> None:
+    from turnout.accounting.log_queries import stats_levels
+    from turnout.accounting.rollup import SLOT
+
+    for first in (0, 1, 11, 12, 287, 288, 5_881_667, 5_881_680):
+        covered = first * SLOT
+        for width, lo, hi in stats_levels(first):
+            assert lo * width == covered  # no gap, no overlap
+            if hi is not None:
+                covered = hi * width
+                assert hi - lo < {300: 12, 3600: 24}[width]  # coarser pieces take the rest
+        assert width == 86400 and hi is None
 
 
 def test_request_log_searches_error_messages(

@@ -248,7 +248,14 @@ class Database:
     def _write_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
         from .periods import periods_of
         from .records import COLUMNS
-        from .rollup import histogram_rows, rollup_rows, stats_rows, stats_upsert_sql, upsert_sql
+        from .rollup import (
+            coarse_rows,
+            histogram_rows,
+            rollup_rows,
+            stats_rows,
+            stats_upsert_sql,
+            upsert_sql,
+        )
 
         ts, key_id, cost = COLUMNS.index("ts"), COLUMNS.index("key_id"), COLUMNS.index("cost")
         spend: dict[tuple[str, str], float] = {}
@@ -277,9 +284,13 @@ class Database:
             if sums:
                 conn.exec_driver_sql(upsert_sql(mark), sums)
             add_stats, add_histogram = stats_upsert_sql(mark)
+            add_coarse_stats, add_coarse_histogram = stats_upsert_sql(mark, coarse=True)
+            stats, histogram = stats_rows(rows), histogram_rows(rows)
             for sql, values in (
-                (add_stats, stats_rows(rows)),
-                (add_histogram, histogram_rows(rows)),
+                (add_stats, stats),
+                (add_histogram, histogram),
+                (add_coarse_stats, coarse_rows(stats, 4)),
+                (add_coarse_histogram, coarse_rows(histogram, 5)),
             ):
                 if values:
                     conn.exec_driver_sql(sql, values)
@@ -289,7 +300,7 @@ class Database:
         ``before_ts``; the number of request-log records deleted."""
 
         def run() -> int:
-            from .rollup import SLOT
+            from .rollup import SLOT, WIDTHS
 
             t = self.tables()["request_log"]
             kept = self.tables()["responses"]
@@ -297,6 +308,13 @@ class Database:
                 for name in ("request_rollup", "request_stats", "request_histogram"):
                     r = self.tables()[name]
                     conn.execute(r.delete().where(r.c.slot < before_ts // SLOT))
+                # An hour or a day goes once all of it is older than ``before_ts``.
+                for name in ("request_stats_coarse", "request_histogram_coarse"):
+                    r = self.tables()[name]
+                    for width in WIDTHS:
+                        conn.execute(
+                            r.delete().where(r.c.width == width, r.c.slot < before_ts // width)
+                        )
                 # Stored responses (``/v1/responses``) follow the request log's retention.
                 conn.execute(kept.delete().where(kept.c.created_at < before_ts))
                 return int(conn.execute(t.delete().where(t.c.ts < before_ts)).rowcount or 0)

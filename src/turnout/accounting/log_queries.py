@@ -13,7 +13,15 @@ from typing import Any
 
 from .db import Database
 from .records import COLUMNS
-from .rollup import SLOT, histogram_rows, stats_rows
+from .rollup import (
+    HISTOGRAM_KEY,
+    SLOT,
+    STATS_KEY,
+    STATS_SUMS,
+    WIDTHS,
+    histogram_rows,
+    stats_rows,
+)
 from .stats import COLUMNS as STATS_COLUMNS
 from .stats import summarise, summarise_rollup
 
@@ -26,6 +34,7 @@ __all__ = [
     "list_records",
     "model_stats",
     "series",
+    "stats_levels",
     "uses_rollup",
 ]
 
@@ -255,10 +264,12 @@ EXACT_BELOW = 20_000
 
 def model_stats(db: Database, since: float, *, exact_below: int = EXACT_BELOW) -> list[dict]:
     """``stats.summarise`` of every record (attempts included) since ``since``: from the
-    records when the window holds fewer than ``exact_below``, else from the roll-ups
-    (``request_stats``, ``request_histogram``) of the window's whole five-minute slots plus the
-    records of its first, partial slot. Counts, tokens and spend are the same either way;
-    roll-up percentiles are within half a histogram bin (about 5 %)."""
+    records when the window holds fewer than ``exact_below``, else from the roll-ups: the
+    window's whole days and hours (``request_stats_coarse``, ``request_histogram_coarse``),
+    its whole five-minute slots before the first whole hour (``request_stats``,
+    ``request_histogram``) and the records of its first, partial slot. Counts, tokens and
+    spend are the same either way; roll-up percentiles are within half a histogram bin
+    (about 5 %)."""
     sums, histograms, edge = db._guard(_rolled_stats, db, since)
     if sum(int(r[3]) for r in sums) + len(edge) < exact_below:
         return summarise(db.records_since(since, STATS_COLUMNS))
@@ -268,36 +279,51 @@ def model_stats(db: Database, since: float, *, exact_below: int = EXACT_BELOW) -
     )
 
 
+def stats_levels(first: int) -> list[tuple[int, int, int | None]]:
+    """From five-minute slot ``first`` on, the coarsest pieces that tile the time:
+    ``(width, from, to)`` slot ranges in that width's slots (``to`` excluded, None for open),
+    five-minute slots up to the first whole hour, hours up to the first whole day, then
+    days."""
+    widths = (SLOT, *WIDTHS)
+    out: list[tuple[int, int, int | None]] = []
+    lo = first
+    for width, coarser in zip(widths, widths[1:], strict=False):
+        boundary = -(-(lo * width) // coarser)  # the first coarser slot starting at or after
+        out.append((width, lo, boundary * coarser // width))
+        lo = boundary
+    out.append((widths[-1], lo, None))
+    return out
+
+
 def _rolled_stats(db: Database, since: float) -> tuple[list[tuple], list[tuple], list[tuple]]:
     from sqlalchemy import and_, func, null, select
 
     first = int(-(-since // SLOT))  # the first slot that starts inside the window
-    s, h, t = (db.tables()[n] for n in ("request_stats", "request_histogram", "request_log"))
-    sums = (
-        select(
-            s.c.provider,
-            s.c.model,
-            s.c.error,
-            *(func.sum(s.c[c]) for c in STATS_SUMS),
-        )
-        .where(s.c.slot >= first)
-        .group_by(s.c.provider, s.c.model, s.c.error)
-    )
-    histograms = (
-        select(h.c.provider, h.c.model, h.c.metric, h.c.bin, func.sum(h.c.n))
-        .where(h.c.slot >= first)
-        .group_by(h.c.provider, h.c.model, h.c.metric, h.c.bin)
-    )
+    tables = db.tables()
+    t = tables["request_log"]
+    queries = []
+    for width, lo, hi in stats_levels(first):
+        coarse = "_coarse" if width != SLOT else ""
+        s, h = tables["request_stats" + coarse], tables["request_histogram" + coarse]
+        for table, key, added in ((s, STATS_KEY, STATS_SUMS), (h, HISTOGRAM_KEY, ("n",))):
+            conds = [table.c.slot >= lo]
+            if hi is not None:
+                conds.append(table.c.slot < hi)
+            if coarse:
+                conds.append(table.c.width == width)
+            keys = [table.c[c] for c in key]
+            queries.append(
+                select(*keys, *(func.sum(table.c[c]) for c in added))
+                .where(and_(*conds))
+                .group_by(*keys)
+            )
     needed = set(STATS_COLUMNS) | {"ts"}
     edge = select(*(t.c[c] if c in needed else null() for c in COLUMNS)).where(
         and_(t.c.ts >= since, t.c.ts < first * SLOT)
     )
+    sums: list[tuple] = []
+    histograms: list[tuple] = []
     with db.engine().connect() as conn:
-        return (
-            [tuple(r) for r in conn.execute(sums)],
-            [tuple(r) for r in conn.execute(histograms)],
-            [tuple(r) for r in conn.execute(edge)],
-        )
-
-
-STATS_SUMS = ("requests", "output_tokens", "ok_tokens", "gen_time", "spend", "spend_n")
+        for i, query in enumerate(queries):
+            (histograms if i % 2 else sums).extend(tuple(r) for r in conn.execute(query))
+        return sums, histograms, [tuple(r) for r in conn.execute(edge)]

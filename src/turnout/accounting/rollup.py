@@ -8,7 +8,11 @@ record:
   (every attempt, as ``/api/models/stats`` counts), the sums ``stats.summarise`` needs per
   outcome, and the TTFT and latency of successful calls as histograms of log-spaced bins
   (each ``BIN_RATIO`` times as wide as the last), from which percentiles are read within
-  half a bin (about 5 %).
+  half a bin (about 5 %);
+- ``request_stats_coarse`` and ``request_histogram_coarse`` (migration 0007): the same sums
+  and bins per hour and per day (``WIDTHS``; a ``width`` column says which), folded from the
+  five-minute rows the writer adds, so that a week reads a few days, hours and slots rather
+  than 2,016 slots.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from .records import COLUMNS
 __all__ = [
     "BIN_RATIO",
     "SLOT",
+    "WIDTHS",
     "bin_of",
     "bin_value",
+    "coarse_rows",
     "histogram_rows",
     "rollup_rows",
     "stats_rows",
@@ -33,6 +39,9 @@ __all__ = [
 
 SLOT = 300
 """Seconds per roll-up slot; a series bucket that is a multiple of it reads the roll-up."""
+WIDTHS = (3600, 86400)
+"""The coarser levels of ``request_stats`` and ``request_histogram``, in seconds (multiples of
+``SLOT``, each a multiple of the last)."""
 
 _TS, _ROUTE, _PROVIDER, _MODEL, _STATUS, _TTFT, _COST, _ATTEMPT = (
     COLUMNS.index(c)
@@ -135,19 +144,43 @@ def histogram_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*k, n) for k, n in counts.items()]
 
 
-def stats_upsert_sql(mark: str) -> tuple[str, str]:
-    """Add a batch's ``stats_rows`` and ``histogram_rows`` to their tables."""
-    sums = ("requests", "output_tokens", "ok_tokens", "gen_time", "spend", "spend_n")
-    stats = (
-        "INSERT INTO request_stats (slot, provider, model, error, " + ", ".join(sums) + ") "
-        f"VALUES ({', '.join([mark] * 10)}) "
-        "ON CONFLICT (slot, provider, model, error) DO UPDATE SET "
-        + ", ".join(f"{c} = request_stats.{c} + excluded.{c}" for c in sums)
+def coarse_rows(rows: Sequence[tuple[Any, ...]], keys: int) -> list[tuple[Any, ...]]:
+    """Five-minute rows (``stats_rows`` with ``keys=4``, ``histogram_rows`` with ``keys=5``:
+    the slot and the rest of the key first, then the sums) folded into every level of
+    ``WIDTHS``: ``(width, slot, *key, *sums)`` with ``slot`` counted in ``width`` seconds."""
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        for width in WIDTHS:
+            key = (width, row[0] * SLOT // width, *row[1:keys])
+            acc = out.get(key)
+            if acc is None:
+                out[key] = list(row[keys:])
+            else:
+                for i, value in enumerate(row[keys:]):
+                    acc[i] += value
+    return [(*k, *v) for k, v in out.items()]
+
+
+STATS_SUMS = ("requests", "output_tokens", "ok_tokens", "gen_time", "spend", "spend_n")
+STATS_KEY = ("provider", "model", "error")
+HISTOGRAM_KEY = ("provider", "model", "metric", "bin")
+
+
+def stats_upsert_sql(mark: str, *, coarse: bool = False) -> tuple[str, str]:
+    """Add a batch's ``stats_rows`` and ``histogram_rows`` to their tables, or with
+    ``coarse`` their ``coarse_rows`` to the hourly and daily tables."""
+    suffix, lead = ("_coarse", ("width", "slot")) if coarse else ("", ("slot",))
+
+    def upsert(table: str, key: tuple[str, ...], sums: tuple[str, ...]) -> str:
+        columns = (*lead, *key, *sums)
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))}) "
+            f"ON CONFLICT ({', '.join((*lead, *key))}) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+        )
+
+    return (
+        upsert("request_stats" + suffix, STATS_KEY, STATS_SUMS),
+        upsert("request_histogram" + suffix, HISTOGRAM_KEY, ("n",)),
     )
-    histogram = (
-        "INSERT INTO request_histogram (slot, provider, model, metric, bin, n) "
-        f"VALUES ({', '.join([mark] * 6)}) "
-        "ON CONFLICT (slot, provider, model, metric, bin) DO UPDATE SET "
-        "n = request_histogram.n + excluded.n"
-    )
-    return stats, histogram

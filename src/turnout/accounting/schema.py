@@ -115,6 +115,32 @@ def tables() -> dict[str, Any]:
         Column("bin", SmallInteger, primary_key=True, autoincrement=False),
         Column("n", Integer, nullable=False),
     )
+    out["request_stats_coarse"] = Table(
+        "request_stats_coarse",
+        meta,
+        Column("width", Integer, primary_key=True, autoincrement=False),
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("error", String(80), primary_key=True),
+        Column("requests", Integer, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("ok_tokens", BigInteger, nullable=False),
+        Column("gen_time", Float, nullable=False),
+        Column("spend", Float, nullable=False),
+        Column("spend_n", Integer, nullable=False),
+    )
+    out["request_histogram_coarse"] = Table(
+        "request_histogram_coarse",
+        meta,
+        Column("width", Integer, primary_key=True, autoincrement=False),
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("provider", String(100), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("metric", SmallInteger, primary_key=True, autoincrement=False),
+        Column("bin", SmallInteger, primary_key=True, autoincrement=False),
+        Column("n", Integer, nullable=False),
+    )
     out["conversations"] = Table(
         "conversations",
         meta,

