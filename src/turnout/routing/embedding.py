@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,17 +99,24 @@ def _built_model(weights: Path, config: Path, ort: Any) -> bytes:
             # A digest of the model ends the file: a damaged copy is rebuilt, never run.
             body, digest = data[:-32], data[-32:]
             if hashlib.sha256(body).digest() == digest:
+                log.debug("embedding model loaded from the cache %s", file)
                 return body
             log.warning("embedding model cache %s is damaged: rebuilding it", file)
+    started = time.perf_counter()
     body = _build(weights, config)
-    if file is not None:
-        _write_atomically(file, body + hashlib.sha256(body).digest())
+    cached = file is not None and _write_atomically(file, body + hashlib.sha256(body).digest())
+    log.info(
+        "embedding model built from %s in %.1f s%s",
+        weights.parent,
+        time.perf_counter() - started,
+        f"; cached in {file}" if cached else "",
+    )
     return body
 
 
-def _write_atomically(file: Path, data: bytes) -> None:
+def _write_atomically(file: Path, data: bytes) -> bool:
     """``data`` into ``file`` through a temporary file beside it, so that a reader (another
-    replica starting) sees the whole file or none."""
+    replica starting) sees the whole file or none. False, with a warning, when it cannot."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=file.name, suffix=".tmp", dir=file.parent)
@@ -126,6 +134,8 @@ def _write_atomically(file: Path, data: bytes) -> None:
             file.parent,
             exc,
         )
+        return False
+    return True
 
 
 def _build(weights: Path, config: Path) -> bytes:
