@@ -235,6 +235,8 @@ def query_figures(url: str, rows: int) -> list[tuple[str, float, float]]:
             conn.execute(text("ANALYZE request_rollup"))
             conn.execute(text("ANALYZE request_stats"))
             conn.execute(text("ANALYZE request_histogram"))
+            conn.execute(text("ANALYZE request_stats_coarse"))
+            conn.execute(text("ANALYZE request_histogram_coarse"))
     print(f"  wrote {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     day, hour, week = now - 86400, now - 3600, now - 7 * 86400
     cases = {
