@@ -4,6 +4,7 @@ and failover under injected upstream failures. Prints figures; not a test.
     .venv/bin/python bench/routing.py                 # everything
     .venv/bin/python bench/routing.py decisions       # µs per decision, per strategy
     .venv/bin/python bench/routing.py classifier      # latency p50/p95, accuracy vs keywords
+    .venv/bin/python bench/routing.py load            # model start-up; embedding under load
     .venv/bin/python bench/routing.py failover        # 1,000 requests, one upstream 30 % failing
 
 The classifier part reads ../shared/routing-data/llmrouter/query_train.jsonl (beside the
@@ -200,6 +201,169 @@ def bench_classifier(limit: int | None, folds: int) -> None:
     clf.close()
 
 
+# --- start-up and embedding under load ---------------------------------------------------------
+
+LONG_PROMPT = (
+    "Here is a function that is meant to merge two sorted lists of customer records by their "
+    "signup date, but it drops the last record of the second list whenever the first list is "
+    "shorter. Explain the bug, fix it, and say what the complexity of the fixed version is."
+)  # 64 tokens and more: cut as every long prompt is
+
+_LOAD = r"""
+import asyncio, json, sys
+from bench.client import Target, open_loop
+import orjson
+
+class Prompted(Target):
+    def request(self, *, stream=False):
+        body = orjson.dumps({"model": self.model, "max_tokens": 64,
+                             "messages": [{"role": "user", "content": sys.argv[4]}]})
+        head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Authorization: Bearer {self.api_key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        return head.encode() + body
+
+target = Prompted("turnout", "127.0.0.1", int(sys.argv[1]), model="tasks")
+print(json.dumps(asyncio.run(open_loop(target, float(sys.argv[2]), float(sys.argv[3]))).summary()))
+"""
+
+
+def bench_startup() -> None:
+    """The model's start-up in a fresh process: built (empty cache) and from the cache."""
+    import os
+    import subprocess
+    import tempfile
+
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from turnout.routing.classifier import TaskClassifier\n"
+        "c = TaskClassifier(); c._load().embed('warm'); m = time.perf_counter() - t\n"
+        "c.classify_sync('warm'); print(m, time.perf_counter() - t)"
+    )
+    print(
+        "\nstart-up in a fresh process, s: the model (import, load, one embedding); the "
+        "classifier ready (its 125 examples embedded too)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "TURNOUT_CACHE_DIR": tmp}
+        for label in ("first run (built, then cached)", "cached", "cached", "cached"):
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
+            model, ready = map(float, out.stdout.split())
+            print(
+                f"  {label:<32} model {model:.2f}  classifier {ready:.2f}  "
+                f"(load average {os.getloadavg()[0]:.1f})"
+            )
+
+
+def bench_under_load(rates: list[float], duration: float) -> None:
+    """Embedding time as a request waits for it (the hop to the worker thread, the queue
+    there and the model), with the gateway idle and while it answers chat requests on a
+    ``task`` route at each rate: the gateway runs in this process under uvicorn as ``turnout
+    serve`` runs it (SQLite request log included), the load comes from another process
+    (bench.client, open loop), the upstream is the bench's mock."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from bench.gateways import start_mock, turnout_config
+    from turnout.server.app import create_app
+    from turnout.server.protocol import uvicorn_options
+
+    waits: list[float] = []
+    computes: list[float] = []
+    cpu: list[float] = []
+
+    async def run(tmp: Path, mock_port: int) -> None:
+        overlay = {
+            "database_url": f"sqlite:///{tmp}/log.db",
+            "routes": [
+                {
+                    "name": "tasks",
+                    "strategy": "task",
+                    "deployments": [
+                        {"model": "mock:mock-model", "tasks": ["code_review"]},
+                        {"model": "mock:other-model", "tasks": ["general_chat"]},
+                    ],
+                }
+            ],
+        }
+        gw = Gateway(Config.model_validate(turnout_config(mock_port, overlay)))
+        app = create_app(gw)
+        clf = gw.planner.classifier
+        await clf.preload()
+        model = clf._load()
+        classify, embed_counted = clf.classify, model.embed_counted
+
+        async def timed_classify(*args: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await classify(*args, **kw)
+            finally:
+                waits.append((time.perf_counter() - t) * 1000)
+
+        def timed_embed(*args: Any, **kw: Any) -> Any:
+            t, c = time.perf_counter(), time.thread_time()
+            try:
+                return embed_counted(*args, **kw)
+            finally:
+                computes.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.thread_time() - c) * 1000)
+
+        clf.classify = timed_classify  # type: ignore[method-assign]
+        model.embed_counted = timed_embed  # type: ignore[method-assign]
+        from bench.gateways import free_port
+
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, "127.0.0.1", port, log_level="warning", **uvicorn_options())
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+
+        def report(label: str, extra: str = "") -> None:
+            print(
+                f"  {label:<24} n={len(waits):5d}  wait p50 {_pct(waits, 0.5):6.2f} "
+                f"p95 {_pct(waits, 0.95):6.2f}  model p50 {_pct(computes, 0.5):5.2f} "
+                f"p95 {_pct(computes, 0.95):5.2f}  CPU p50 {_pct(cpu, 0.5):5.2f}{extra}"
+            )
+            for values in (waits, computes, cpu):
+                values.clear()
+
+        print(
+            f"\nembedding time per request, ms ({len(model._ids(LONG_PROMPT, None, False))} "
+            f"tokens; load average {os.getloadavg()[0]:.1f} at the start):"
+        )
+        for _ in range(300):
+            await clf.classify(LONG_PROMPT)
+        report("idle, one at a time")
+        for rate in rates:
+            load = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _LOAD, str(port), str(rate), str(duration), LONG_PROMPT,
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await load.communicate()
+            summary = __import__("json").loads(out)
+            report(
+                f"under load, {rate:g} req/s",
+                f"  (served {summary['achieved_rps']} req/s, HTTP p50 {summary['p50_ms']} ms, "
+                f"errors {summary['error_rate']:.1%}; load average {os.getloadavg()[0]:.1f})",
+            )
+        server.should_exit = True
+        await serving
+        await gw.aclose()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mock = start_mock(Path(tmp))
+        try:
+            asyncio.run(run(Path(tmp), mock.port))
+        finally:
+            mock.stop()
+
+
 # --- failover ----------------------------------------------------------------------------------
 
 
@@ -298,7 +462,9 @@ async def _drive(config: Config, requests: int, concurrency: int) -> tuple[int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", nargs="?", choices=["decisions", "classifier", "failover"])
+    parser.add_argument("part", nargs="?", choices=["decisions", "classifier", "load", "failover"])
+    parser.add_argument("--rates", default="25,50,100", help="load: requests per second")
+    parser.add_argument("--duration", type=float, default=10, help="load: seconds per rate")
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--prompts", type=int, default=0, help="limit the labelled prompts")
     parser.add_argument("--folds", type=int, default=5)
@@ -310,6 +476,9 @@ def main() -> None:
         bench_decisions(args.decisions)
     if args.part in (None, "classifier"):
         bench_classifier(args.prompts or None, args.folds)
+    if args.part in (None, "load"):
+        bench_startup()
+        bench_under_load([float(r) for r in args.rates.split(",")], args.duration)
     if args.part in (None, "failover"):
         bench_failover(args.requests, args.concurrency, args.failure_rate)
 

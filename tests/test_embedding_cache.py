@@ -97,3 +97,36 @@ def test_no_cache_when_switched_off(
     assert vector.shape == (384,)
     assert any("model built" in m and "cached" not in m for m in messages), messages
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_classifier_examples_are_embedded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The classifier's example prompts (125 built in) are kept on disk beside the model, so a
+    later start is ready as soon as the model is loaded; the cached table classifies alike."""
+    from turnout.routing.classifier import TaskClassifier
+
+    monkeypatch.setenv("TURNOUT_CACHE_DIR", str(tmp_path))
+    prompts = (
+        "Translate 'good night' into Italian.",
+        "Prove that the square root of 2 is irrational.",
+    )
+    first = TaskClassifier()
+    before = [first.classify_sync(p) for p in prompts]
+    first.close()
+    from turnout.routing.tasks import builtin_tasks
+
+    tables = sorted((tmp_path / "vectors").glob("*.npy"))  # one per label
+    assert len(tables) == len(builtin_tasks())
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="turnout.routing"):
+        second = TaskClassifier()
+        after = [second.classify_sync(p) for p in prompts]
+        second.close()
+    assert any("embeddings loaded from the cache" in r.getMessage() for r in caplog.records)
+    assert after == before and [label for label, _ in after] == ["translation", "math_reasoning"]
+
+    tables[0].write_bytes(tables[0].read_bytes()[:-1])  # damaged: embedded again, same answers
+    third = TaskClassifier()
+    assert [third.classify_sync(p) for p in prompts] == before
+    third.close()

@@ -91,7 +91,8 @@ class TaskClassifier:
             model = self._load()
             names = tuple(sorted(labels))
             groups = [
-                model.embed_many(self._examples(label, extra), self._max_tokens) for label in names
+                model.embed_many(self._examples(label, extra), self._max_tokens, cache=True)
+                for label in names
             ]
             if self.neighbours <= 0:
                 groups = [g.mean(axis=0, keepdims=True) for g in groups]

@@ -77,46 +77,58 @@ def _imports() -> tuple[Any, Any, Any]:
     return numpy, onnxruntime, Tokenizer
 
 
-def _built_model(weights: Path, config: Path, ort: Any) -> bytes:
-    """The quantized ONNX model of these weights: from the cache when a valid copy is there,
-    else built (seconds) and cached. A copy that fails its checksum is rebuilt; a cache
-    directory that cannot be written is skipped with a warning."""
+def _built_model(weights: Path, config: Path, ort: Any) -> tuple[bytes, str]:
+    """The quantized ONNX model of these weights and its key (a digest of the weights, the
+    config, the builder and onnxruntime): from the cache when a valid copy is there, else
+    built (seconds) and cached."""
     key = hashlib.sha256(f"{BUILDER_VERSION}\0{ort.__version__}\0".encode())
     with weights.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             key.update(chunk)
     key.update(config.read_bytes())
+    digest = key.hexdigest()[:32]
     folder = cache_dir()
-    file = folder / "models" / f"minilm-{key.hexdigest()[:32]}.onnx" if folder else None
-    if file is not None:
-        try:
-            data = file.read_bytes()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("embedding model cache %s not read: %s", file, exc)
-        else:
-            # A digest of the model ends the file: a damaged copy is rebuilt, never run.
-            body, digest = data[:-32], data[-32:]
-            if hashlib.sha256(body).digest() == digest:
-                log.debug("embedding model loaded from the cache %s", file)
-                return body
-            log.warning("embedding model cache %s is damaged: rebuilding it", file)
+    file = folder / "models" / f"minilm-{digest}.onnx" if folder else None
+    body = _read_cached(file, "embedding model")
+    if body is not None:
+        return body, digest
     started = time.perf_counter()
     body = _build(weights, config)
-    cached = file is not None and _write_atomically(file, body + hashlib.sha256(body).digest())
+    cached = file is not None and _write_atomically(file, body)
     log.info(
         "embedding model built from %s in %.1f s%s",
         weights.parent,
         time.perf_counter() - started,
         f"; cached in {file}" if cached else "",
     )
+    return body, digest
+
+
+def _read_cached(file: Path | None, what: str) -> bytes | None:
+    """A cached file's content, or None when it is missing, unreadable or damaged (its last
+    32 bytes are the SHA-256 of the rest: a damaged copy is rebuilt, never used)."""
+    if file is None:
+        return None
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("%s cache %s not read: %s", what, file, exc)
+        return None
+    body, digest = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != digest:
+        log.warning("%s cache %s is damaged: rebuilding it", what, file)
+        return None
+    log.debug("%s loaded from the cache %s", what, file)
     return body
 
 
 def _write_atomically(file: Path, data: bytes) -> bool:
-    """``data`` into ``file`` through a temporary file beside it, so that a reader (another
-    replica starting) sees the whole file or none. False, with a warning, when it cannot."""
+    """``data`` and its SHA-256 into ``file`` through a temporary file beside it, so that a
+    reader (another replica starting) sees the whole file or none. False, with a warning,
+    when it cannot."""
+    data += hashlib.sha256(data).digest()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=file.name, suffix=".tmp", dir=file.parent)
@@ -282,7 +294,8 @@ class MiniLM:
         self._tokenizer = Tokenizer.from_file(str(files[1]))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        model = _built_model(files[0], files[2], ort)
+        model, self.key = _built_model(files[0], files[2], ort)
+        """What the vectors depend on besides the text and the cut (cache keys)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one request's few ms; leave the other core free
         options.inter_op_num_threads = 1
@@ -317,8 +330,27 @@ class MiniLM:
     def embed(self, text: str, max_tokens: int | None = None) -> np.ndarray:
         return self.embed_counted(text, max_tokens)[0]
 
-    def embed_many(self, texts: list[str], max_tokens: int | None = None) -> np.ndarray:
-        return self._np.stack([self.embed(t, max_tokens) for t in texts])
+    def embed_many(
+        self, texts: list[str], max_tokens: int | None = None, *, cache: bool = False
+    ) -> np.ndarray:
+        """The unit vectors of ``texts``, one row each. ``cache``: kept on disk beside the
+        built model, by a digest of the model, the cut and the texts, so that a fixed set
+        (the classifier's examples) is embedded once rather than at every start."""
+        np = self._np
+        folder = cache_dir() if cache else None
+        file = None
+        if folder is not None:
+            digest = hashlib.sha256(
+                "\0".join([self.key, str(max_tokens or self.max_tokens), *texts]).encode()
+            ).hexdigest()[:32]
+            file = folder / "vectors" / f"{digest}.npy"
+            data = _read_cached(file, "embeddings")
+            if data is not None:
+                return np.frombuffer(data, dtype=np.float32).reshape(len(texts), -1).copy()
+        vectors = np.stack([self.embed(t, max_tokens) for t in texts]).astype(np.float32)
+        if file is not None:
+            _write_atomically(file, vectors.tobytes())
+        return vectors
 
 
 def _quantize(model: Any) -> bytes:
