@@ -337,6 +337,10 @@ def bench_under_load(rates: list[float], duration: float) -> None:
             f"\nembedding time per request, ms ({len(model._ids(LONG_PROMPT, None, False))} "
             f"tokens; load average {os.getloadavg()[0]:.1f} at the start):"
         )
+        short = "Write a Python function that merges two sorted lists."
+        for _ in range(300):
+            await clf.classify(short)
+        report(f"idle, {len(model._ids(short, None, False))} tokens")
         for _ in range(300):
             await clf.classify(LONG_PROMPT)
         report("idle, one at a time")
