@@ -298,11 +298,12 @@ def bench_under_load(rates: list[float], duration: float) -> None:
         classify, embed_counted = clf.classify, model.embed_counted
 
         async def timed_classify(*args: Any, **kw: Any) -> Any:
-            t = time.perf_counter()
+            t, busy = time.perf_counter(), clf.unclassified_busy
             try:
                 return await classify(*args, **kw)
             finally:
-                waits.append((time.perf_counter() - t) * 1000)
+                if clf.unclassified_busy == busy:  # not turned away (routing.task_queue)
+                    waits.append((time.perf_counter() - t) * 1000)
 
         def timed_embed(*args: Any, **kw: Any) -> Any:
             t, c = time.perf_counter(), time.thread_time()
@@ -320,11 +321,16 @@ def bench_under_load(rates: list[float], duration: float) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, "127.0.0.1", port, log_level="warning", **uvicorn_options())
         )
+        busy_seen = 0
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
 
         def report(label: str, extra: str = "") -> None:
+            nonlocal busy_seen
+            if clf.unclassified_busy > busy_seen:
+                extra += f"; {clf.unclassified_busy - busy_seen} unclassified (queue full)"
+                busy_seen = clf.unclassified_busy
             print(
                 f"  {label:<24} n={len(waits):5d}  wait p50 {_pct(waits, 0.5):6.2f} "
                 f"p95 {_pct(waits, 0.95):6.2f}  model p50 {_pct(computes, 0.5):5.2f} "

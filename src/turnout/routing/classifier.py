@@ -9,7 +9,9 @@ none when its score is below ``threshold``. Why neighbours by default: a label s
 "knowledge question" spans every topic, and a centroid blurs it into one topic-less point;
 on the labelled set the top-5 mean reaches 0.86 where the centroid reaches 0.70 (see
 docs/routing.md). The model loads once, on first use or at start-up (``preload``), and
-everything runs on one worker thread so the event loop never waits on it.
+everything runs on one worker thread so the event loop never waits on it. At most ``queue``
+requests wait for that thread: under more load than it can embed, a request goes
+unclassified (route order) at once instead of queueing until its client gives up.
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ class TaskClassifier:
         neighbours: int = 5,
         max_tokens: int = 64,
         embedder: Callable[[], MiniLM] | None = None,
+        queue: int = 8,
     ) -> None:
         self.threshold = threshold
+        self.queue = queue
+        self.waiting = 0
+        """Requests waiting for the worker thread now (those in ``classify``)."""
+        self.unclassified_busy = 0
+        """Requests that went unclassified because ``queue`` were already waiting."""
         self.neighbours = neighbours
         self._model_dir = model_dir
         self._max_tokens = max_tokens
@@ -150,10 +158,24 @@ class TaskClassifier:
         labels: frozenset[str] | None = None,
         extra: Mapping[str, Sequence[str]] | None = None,
     ) -> str | None:
+        if self.waiting >= self.queue:
+            self.unclassified_busy += 1
+            if self.unclassified_busy == 1 or self.unclassified_busy % 1000 == 0:
+                log.warning(
+                    "task classifier busy (%d requests waiting): %d requests unclassified so "
+                    "far (routing.task_queue)",
+                    self.waiting,
+                    self.unclassified_busy,
+                )
+            return None
         loop = asyncio.get_running_loop()
-        label, score = await loop.run_in_executor(
-            self._pool, self.classify_sync, text, labels, extra
-        )
+        self.waiting += 1
+        try:
+            label, score = await loop.run_in_executor(
+                self._pool, self.classify_sync, text, labels, extra
+            )
+        finally:
+            self.waiting -= 1
         log.debug("task classifier: %s (similarity %.3f)", label, score)
         return label
 

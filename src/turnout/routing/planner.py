@@ -179,6 +179,7 @@ class Planner:
                     self.settings.task_model,
                     threshold=self.settings.task_threshold,
                     neighbours=self.settings.task_neighbours,
+                    queue=self.settings.task_queue,
                 )
             else:
                 self._classifier = self._classifier_factory()
