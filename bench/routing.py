@@ -295,12 +295,14 @@ def bench_under_load(rates: list[float], duration: float) -> None:
         clf = gw.planner.classifier
         await clf.preload()
         model = clf._load()
-        classify, embed_counted = clf.classify, model.embed_counted
+        # The planner's one trip to the worker per request (classifier and ``learned``).
+        embed_and_classify, embed_counted = clf.embed_and_classify, model.embed_counted
+        labels = frozenset({"code_review", "general_chat"})
 
         async def timed_classify(*args: Any, **kw: Any) -> Any:
             t, admitted = time.perf_counter(), clf.waiting < clf.queue  # routing.task_queue
             try:
-                return await classify(*args, **kw)
+                return await embed_and_classify(*args, **kw)
             finally:
                 if admitted:
                     waits.append((time.perf_counter() - t) * 1000)
@@ -313,7 +315,7 @@ def bench_under_load(rates: list[float], duration: float) -> None:
                 computes.append((time.perf_counter() - t) * 1000)
                 cpu.append((time.thread_time() - c) * 1000)
 
-        clf.classify = timed_classify  # type: ignore[method-assign]
+        clf.embed_and_classify = timed_classify  # type: ignore[method-assign]
         model.embed_counted = timed_embed  # type: ignore[method-assign]
         from bench.gateways import free_port
 
@@ -345,10 +347,10 @@ def bench_under_load(rates: list[float], duration: float) -> None:
         )
         short = "Write a Python function that merges two sorted lists."
         for _ in range(300):
-            await clf.classify(short)
+            await clf.embed_and_classify(short, labels, {})
         report(f"idle, {len(model._ids(short, None, False))} tokens")
         for _ in range(300):
-            await clf.classify(LONG_PROMPT)
+            await clf.embed_and_classify(LONG_PROMPT, labels, {})
         report("idle, one at a time")
         for rate in rates:
             load = await asyncio.create_subprocess_exec(

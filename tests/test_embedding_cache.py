@@ -29,7 +29,7 @@ def _load(caplog: pytest.LogCaptureFixture) -> tuple[np.ndarray, list[str]]:
 
 
 def _cached(folder: Path) -> list[Path]:
-    return sorted((folder / "models").glob("minilm-*.onnx"))
+    return sorted((folder / "minilm").glob("*.onnx"))
 
 
 def test_built_once_then_loaded_from_the_cache_and_rebuilt_when_damaged(

@@ -299,7 +299,8 @@ def test_a_store_is_embedded_once_and_read_from_the_cache_after(tmp_path: Path) 
     finally:
         clf.close()
     assert embedded == [len(CODE) + len(CHAT)]  # once: the second load read the cache
-    assert len(list(cache_dir().glob("*.npy"))) == 1
+    folder = cache_dir()
+    assert folder is not None and len(list(folder.glob("*.npy"))) == 1
     assert (first.vectors == second.vectors).all() and first.models == second.models
 
 

@@ -197,4 +197,13 @@ async def test_a_busy_classifier_leaves_requests_unclassified_rather_than_queue(
     assert labels == ["translation", "translation", None, None, None, None]
     assert (c.unclassified_busy, c.waiting) == (4, 0)
     assert await c.classify(text) == "translation"  # room again once they are done
+    # The planner's path (one embedding for the classifier and ``learned``) is bounded too.
+    got = await asyncio.gather(
+        *(
+            c.embed_and_classify(text, frozenset({"translation", "general_chat"}), {})
+            for _ in range(3)
+        )
+    )
+    assert [label for _, label in got] == ["translation", "translation", None]
+    assert got[0][0] is not None and got[2][0] is None and c.unclassified_busy == 5
     c.close()

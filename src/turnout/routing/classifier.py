@@ -158,35 +158,46 @@ class TaskClassifier:
         labels: frozenset[str] | None = None,
         extra: Mapping[str, Sequence[str]] | None = None,
     ) -> str | None:
-        if self.waiting >= self.queue:
-            self.unclassified_busy += 1
-            if self.unclassified_busy == 1 or self.unclassified_busy % 1000 == 0:
-                log.warning(
-                    "task classifier busy (%d requests waiting): %d requests unclassified so "
-                    "far (routing.task_queue)",
-                    self.waiting,
-                    self.unclassified_busy,
-                )
+        if self._busy():
             return None
-        loop = asyncio.get_running_loop()
-        self.waiting += 1
-        try:
-            label, score = await loop.run_in_executor(
-                self._pool, self.classify_sync, text, labels, extra
-            )
-        finally:
-            self.waiting -= 1
+        label, score = await self._on_worker(self.classify_sync, text, labels, extra)
         log.debug("task classifier: %s (similarity %.3f)", label, score)
         return label
+
+    def _busy(self) -> bool:
+        """Whether ``queue`` requests already wait for the worker thread (counted, and said
+        in a warning now and then): the caller then goes without a vector or a label."""
+        if self.waiting < self.queue:
+            return False
+        self.unclassified_busy += 1
+        if self.unclassified_busy == 1 or self.unclassified_busy % 1000 == 0:
+            log.warning(
+                "task classifier busy (%d requests waiting): %d requests unclassified so far "
+                "(routing.task_queue)",
+                self.waiting,
+                self.unclassified_busy,
+            )
+        return True
+
+    async def _on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the worker thread, counted in ``waiting`` until it is done."""
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self.waiting -= 1
 
     async def embed_and_classify(
         self,
         text: str,
         labels: frozenset[str] | None,
         extra: Mapping[str, Sequence[str]] | None,
-    ) -> tuple[np.ndarray, str | None]:
+    ) -> tuple[np.ndarray | None, str | None]:
         """The request's vector, and its task label when ``labels`` is given: one embedding
-        for every consumer (the classifier, ``learned`` routing), one trip to the worker."""
+        for every consumer (the classifier, ``learned`` routing), one trip to the worker.
+        ``(None, None)`` at once when ``queue`` requests already wait for it."""
+        if self._busy():
+            return None, None
 
         def work() -> tuple[np.ndarray, str | None]:
             vector = self.embed_sync(text)
@@ -196,7 +207,8 @@ class TaskClassifier:
             log.debug("task classifier: %s (similarity %.3f)", label, score)
             return vector, label
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        result: tuple[np.ndarray, str | None] = await self._on_worker(work)
+        return result
 
     @property
     def embedding_id(self) -> str:

@@ -88,7 +88,7 @@ def _built_model(weights: Path, config: Path, ort: Any) -> tuple[bytes, str]:
     key.update(config.read_bytes())
     digest = key.hexdigest()[:32]
     folder = cache_dir()
-    file = folder / "models" / f"minilm-{digest}.onnx" if folder else None
+    file = folder / "minilm" / f"{digest}.onnx" if folder else None
     body = _read_cached(file, "embedding model")
     if body is not None:
         return body, digest

@@ -200,11 +200,14 @@ def estimate_models(
     return out
 
 
-def cache_dir() -> Path:
-    """Where embedded outcome stores are kept: ``$XDG_CACHE_HOME/turnout/outcomes``, else
-    ``~/.cache/turnout/outcomes``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "turnout" / "outcomes"
+def cache_dir() -> Path | None:
+    """Where embedded outcome stores are kept: ``outcomes`` in the embedding model's cache
+    (``embedding.cache_dir``: ``$TURNOUT_CACHE_DIR``, else ``$XDG_CACHE_HOME/turnout``, else
+    ``~/.cache/turnout``); None when ``TURNOUT_CACHE_DIR`` is ``off``."""
+    from .embedding import cache_dir as root
+
+    base = root()
+    return base / "outcomes" if base is not None else None
 
 
 def cached(
@@ -219,8 +222,11 @@ def cached(
 
         import numpy as np
 
+        folder = cache_dir()
+        if folder is None:
+            return embed(texts)
         digest = hashlib.sha256("\0".join([identity, *texts]).encode()).hexdigest()[:32]
-        file = cache_dir() / f"{digest}.npy"
+        file = folder / f"{digest}.npy"
         try:
             vectors = np.load(file)
             if vectors.shape[0] == len(texts):

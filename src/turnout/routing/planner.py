@@ -202,7 +202,7 @@ class Planner:
                     )
                     task = label if classify else task
                     request_id = REQUEST_ID.get()
-                    if request_id and route.learned is not None:
+                    if request_id and route.learned is not None and vector is not None:
                         self.feedback.remember(request_id, vector)
                 except MissingDependencyError as exc:
                     # Routing must not fail a request the route can serve: go unclassified

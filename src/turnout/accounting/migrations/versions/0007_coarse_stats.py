@@ -2,7 +2,7 @@
 windows.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30
 
 ``request_stats_coarse`` and ``request_histogram_coarse``: the columns of ``request_stats`` and
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
