@@ -34,6 +34,7 @@ __all__ = [
     "AlertsConfig",
     "CAPABILITIES",
     "STRATEGIES",
+    "CascadeConfig",
     "Config",
     "DeploymentConfig",
     "Capability",
@@ -41,6 +42,7 @@ __all__ = [
     "FailureClass",
     "HealthConfig",
     "HedgeConfig",
+    "JudgeConfig",
     "KeyHealthConfig",
     "LearnedConfig",
     "OtelConfig",
@@ -158,6 +160,7 @@ StrategyName = Literal[
     "task",
     "auto",
     "learned",
+    "cascade",
 ]
 STRATEGIES: tuple[StrategyName, ...] = get_args(StrategyName)
 """Every strategy name, in the order the docs list them (the one list is ``StrategyName``)."""
@@ -213,6 +216,66 @@ class LearnedConfig(_Strict):
         return self
 
 
+DEFAULT_JUDGE_PROMPT = (
+    "You check answers. Does the answer below correctly and completely answer the request? "
+    "Reply with one word: yes or no.\n\nRequest:\n{prompt}\n\nAnswer:\n{answer}"
+)
+
+
+class JudgeConfig(_Strict):
+    """A ``cascade`` verifier that asks another route of the gateway whether the answer is
+    good: the answer passes when the judge's reply starts with "yes"."""
+
+    route: str = Field(min_length=1)
+    """The route (of this config) that judges; its calls are billed with the request."""
+    prompt: str = DEFAULT_JUDGE_PROMPT
+    """The judge's user message: ``{prompt}`` becomes the request's messages as text,
+    ``{answer}`` the answer."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_answer(cls, prompt: str) -> str:
+        if "{answer}" not in prompt:
+            raise ValueError("the judge's prompt must contain {answer}")
+        return prompt
+
+
+class CascadeConfig(_Strict):
+    """``cascade`` routing (docs/routing.md): the cheapest deployment first, its answer
+    checked by every verifier set here (in this order, the judge last); the next deployment
+    when a check fails. The last deployment's answer is returned even if it fails."""
+
+    json_valid: bool = Field(default=False, alias="json")
+    """The answer (text, surrounding whitespace ignored) parses as JSON."""
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    """The answer parses as JSON and is valid against this JSON Schema (needs the ``schema``
+    extra, jsonschema)."""
+    regex: str | None = None
+    """The answer matches this regular expression (Python syntax, searched anywhere)."""
+    min_length: int | None = Field(default=None, ge=1)
+    """The answer has at least this many characters (surrounding whitespace ignored)."""
+    judge: JudgeConfig | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str | None) -> str | None:
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return regex
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> CascadeConfig:
+        checks = (self.json_valid, self.json_schema, self.regex, self.min_length, self.judge)
+        if not any(checks):
+            raise ValueError("give at least one check: json, schema, regex, min_length or judge")
+        return self
+
+
 class RouteConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
@@ -239,6 +302,8 @@ class RouteConfig(_Strict):
     hedge: HedgeConfig | None = None
     learned: LearnedConfig | None = None
     """Settings of the ``learned`` strategy (its outcome store and price of quality)."""
+    cascade: CascadeConfig | None = None
+    """The verifier of the ``cascade`` strategy (required by it)."""
 
     @field_validator("deployments", mode="before")
     @classmethod

@@ -20,6 +20,7 @@
     ├── UpstreamConnectionError      502  refused, reset, DNS failure
     ├── UpstreamServerError          502  upstream 5xx, or a malformed response or stream
     │   └── OverloadedError          503  upstream 503 / 529
+    ├── VerificationFailedError      422  a cascade step's answer failed the route's verifier
     └── AllAttemptsFailedError            every deployment of a route failed; lists attempts
 
 An error may carry ``headers`` for the HTTP response (a gateway key's limit and reset time).
@@ -33,7 +34,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .types import Usage
 
 __all__ = [
     "AllAttemptsFailedError",
@@ -58,6 +62,7 @@ __all__ = [
     "UpstreamConnectionError",
     "UpstreamServerError",
     "UpstreamTimeoutError",
+    "VerificationFailedError",
     "from_status",
 ]
 
@@ -220,6 +225,32 @@ class OverloadedError(UpstreamServerError):
     status_code = 503
     type = "overloaded_error"
     default_code = "overloaded"
+
+
+class VerificationFailedError(TurnoutError):
+    """A ``cascade`` step answered, but the answer failed the route's verifier: the next
+    deployment is tried. ``answer`` is what the executor walks with (a result, or a held
+    stream), returned when no later step answers; ``usage`` and ``cost`` are billed with the
+    request all the same. Never reaches a client as an error."""
+
+    status_code = 422
+    default_code = "verification_failed"
+    failover = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        answer: object,
+        usage: Usage,
+        cost: float | None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.answer = answer
+        self.usage = usage
+        self.cost = cost
 
 
 @dataclass(frozen=True, slots=True)

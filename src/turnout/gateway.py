@@ -23,6 +23,7 @@ from .errors import BadRequestError, ConfigError, MissingDependencyError, Turnou
 from .http import HttpPool
 from .redaction import Redactor
 from .routing import Executor, LiveState, MemoryState, Plan, Planner, Route, Router
+from .routing.cascade import describe
 from .routing.filters import Needs
 from .streaming import ChatStream
 from .tokens import TokenCount, estimate_tokens
@@ -157,7 +158,8 @@ class Gateway:
             tracing = Tracing(self.config.otel)
         self.tracing = tracing
         """OpenTelemetry spans (``otel.enabled``); None when off."""
-        self.executor = Executor(self.adapters, state=self.state, tracing=tracing)
+        self.executor = Executor(self.adapters, state=self.state, tracing=tracing, judge=self.chat)
+        """Walks plans; a cascade's judge asks another route through ``chat``."""
         self._portal: _Portal | None = None
 
     def reconfigured(self, config: Config) -> Gateway:
@@ -330,6 +332,7 @@ class Gateway:
                 "deployments": [c.id for c in r.candidates],
                 **({"arms": _arms(r, arms.get(r.name, {}))} if r.adaptive else {}),
                 **({"outcomes": self._outcomes(r)} if r.learned is not None else {}),
+                **({"cascade": describe(r.verifier.settings)} if r.verifier is not None else {}),
             }
             for r in self.router.routes()
             if allows is None or allows(r.name)

@@ -105,6 +105,9 @@ class ChatStream:
         self.strategy = ""
         self.task: str | None = None
         self.estimates: str | None = None
+        self.cascade: str | None = None
+        self.judged: list[ChatResult] = []
+        """``cascade`` routing: the judge's answers, billed with the request."""
         self.on_done: Callable[[ChatStream, TurnoutError | None], None] | None = None
         """Called once when the stream ends, fails or is closed (routing records its health
         and latency here)."""
@@ -273,4 +276,6 @@ class ChatStream:
             task=self.task,
             estimates=self.estimates,
             cost=self.cost,
+            cascade=self.cascade,
+            judged=self.judged,
         )

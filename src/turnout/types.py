@@ -366,6 +366,10 @@ class ChatResult:
     cost: float | None = None
     """USD from the catalogue's prices and the real usage (cached tokens at the cached rate);
     None when the model's prices are unknown."""
+    cascade: str | None = None
+    """``cascade`` routing: the step that answered and whether it passed (x-turnout-cascade)."""
+    judged: list[Any] = field(default_factory=list)
+    """``cascade`` routing: the judge's answers (``ChatResult``), billed with the request."""
 
     @property
     def text(self) -> str:

@@ -3,7 +3,7 @@ state replicas share through Redis."""
 
 from .db import Database, DatabaseUnavailable, database_url
 from .keys import GatewayKey, KeySpec
-from .records import UsageRecord, attempt_records, record_error, record_result
+from .records import UsageRecord, attempt_records, judge_records, record_error, record_result
 from .request_log import RequestLog
 from .service import Accounting
 
@@ -17,6 +17,7 @@ __all__ = [
     "UsageRecord",
     "attempt_records",
     "database_url",
+    "judge_records",
     "record_error",
     "record_result",
 ]

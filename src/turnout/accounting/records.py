@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
+from ..errors import AllAttemptsFailedError, Attempt, TurnoutError, VerificationFailedError
 from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 
@@ -18,6 +18,7 @@ __all__ = [
     "ERROR_MESSAGE_LIMIT",
     "UsageRecord",
     "attempt_records",
+    "judge_records",
     "prompt_text",
     "record_error",
     "record_result",
@@ -147,28 +148,53 @@ def attempt_records(
 ) -> list[UsageRecord]:
     """The records of a request's failed attempts (those before the one its own record
     describes), so that a deployment that failed and was failed over from shows in the
-    statistics. No tokens, no cost: a failed attempt is not billed."""
+    statistics. No tokens, no cost: a failed attempt is not billed, except a cascade step
+    whose answer failed verification (it was an answer: its tokens and cost are kept)."""
     out = []
     for n, a in enumerate(attempts, 1):
         provider, _, model = a.deployment.partition(":")
-        out.append(
-            UsageRecord(
-                ts=ts,
-                route=route,
-                status=a.error.status_code,
-                request_id=request_id,
-                key_id=key_id,
-                strategy=strategy,
-                provider=a.error.provider or provider,
-                model=a.error.model or model,
-                deployment=a.deployment,
-                stream=stream,
-                error=type(a.error).__name__,
-                error_message=a.error.message,
-                latency=a.elapsed,
-                attempt=n,
-            )
+        record = UsageRecord(
+            ts=ts,
+            route=route,
+            status=a.error.status_code,
+            request_id=request_id,
+            key_id=key_id,
+            strategy=strategy,
+            provider=a.error.provider or provider,
+            model=a.error.model or model,
+            deployment=a.deployment,
+            stream=stream,
+            error=type(a.error).__name__,
+            error_message=a.error.message,
+            latency=a.elapsed,
+            attempt=n,
         )
+        if isinstance(a.error, VerificationFailedError):
+            usage = a.error.usage
+            record.input_tokens = usage.prompt_tokens
+            record.output_tokens = usage.completion_tokens
+            record.cached_tokens = usage.cached_tokens
+            record.cost = a.error.cost
+        out.append(record)
+    return out
+
+
+def judge_records(
+    judged: Sequence[ChatResult],
+    *,
+    ts: float,
+    route: str,
+    request_id: str | None,
+    key_id: str | None = None,
+    first: int = 1,
+) -> list[UsageRecord]:
+    """The records of a cascade judge's answers (strategy ``judge``), numbered as attempts
+    of the request from ``first`` on: each call is billed with the request."""
+    out = []
+    for n, result in enumerate(judged, first):
+        record = record_result(result, ts=ts, route=route, cost=result.cost, key_id=key_id)
+        record.strategy, record.request_id, record.attempt = "judge", request_id, n
+        out.append(record)
     return out
 
 

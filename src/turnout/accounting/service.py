@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..config import Config
@@ -196,33 +197,38 @@ class Accounting:
     def _rejected(self, reason: str) -> None:
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
-    async def settle(self, key: GatewayKey | None, record: UsageRecord) -> None:
-        """After a request: log it, count its tokens and spend, fire budget alerts."""
+    async def settle(
+        self, key: GatewayKey | None, record: UsageRecord, others: Sequence[UsageRecord] = ()
+    ) -> None:
+        """After a request: log it and the records of its other calls (failed attempts, a
+        cascade's rejected steps and judge), count their tokens and spend, fire budget
+        alerts."""
         if self.request_log is not None:
+            for other in others:
+                self.request_log.submit(other)
             self.request_log.submit(record)
         if key is None:
             return
-        tokens = record.input_tokens + record.output_tokens
-        cost = record.cost or 0.0
+        every = (*others, record)
+        tokens = sum(r.input_tokens + r.output_tokens for r in every)
+        cost = sum(r.cost or 0.0 for r in every)
         if not cost and not (key.tpm and tokens):
             return
         spend = await self._call("settle", key, tokens, cost, record.ts)
         if spend:
             self.alerts.check(key, spend, record.ts)
 
-    def log_attempts(self, records: list[UsageRecord]) -> None:
-        """Log the records of a request's failed attempts (no spend: nothing was billed)."""
-        if self.request_log is not None:
-            for record in records:
-                self.request_log.submit(record)
-
-    def settle_soon(self, key: GatewayKey | None, record: UsageRecord) -> None:
+    def settle_soon(
+        self, key: GatewayKey | None, record: UsageRecord, others: Sequence[UsageRecord] = ()
+    ) -> None:
         """``settle`` from a place that must not wait (a stream's closing)."""
         if key is None:
             if self.request_log is not None:
+                for other in others:
+                    self.request_log.submit(other)
                 self.request_log.submit(record)
             return
-        self._spawn(self.settle(key, record))
+        self._spawn(self.settle(key, record, others))
 
     # --- administration -------------------------------------------------------------------
 

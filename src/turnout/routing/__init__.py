@@ -1,6 +1,7 @@
 """Routing: which deployments may serve a request (filters), in what order (a strategy over
 live stats), and walking that order with retries, timeouts, hedging and failover."""
 
+from .cascade import Verifier
 from .executor import Executor
 from .planner import Plan, Planner
 from .route import Route, Router
@@ -19,4 +20,5 @@ __all__ = [
     "Route",
     "Router",
     "Strategy",
+    "Verifier",
 ]

@@ -12,6 +12,12 @@ deployment that has not answered after ``hedge.after`` seconds gets company: the
 starts too, the first to answer wins and the other is cancelled. Every attempt's outcome goes
 to the live state (circuit breaker, moving averages). When everything failed, one error names
 every attempt.
+
+A ``cascade`` plan carries a verifier: each answer is checked before the walk stops at it; one
+that fails is an attempt like any failure (``VerificationFailedError``, with the answer's cost)
+and the walk moves on. A cascade does not hedge, and holds each stream whole until it is
+verified, then replays it. When no later step answers, the last answer that failed is returned
+(``cascade`` on the result says so).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..adapters import Adapter, AdapterSet
@@ -40,9 +46,11 @@ from ..errors import (
     UpstreamConnectionError,
     UpstreamServerError,
     UpstreamTimeoutError,
+    VerificationFailedError,
 )
 from ..streaming import ChatStream
-from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
+from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult, StreamEvent
+from .cascade import Judge
 from .planner import Plan
 from .route import Route
 from .state import LiveState, MemoryState
@@ -116,15 +124,22 @@ class _Walk:
         "again",
         "asked_wait",
         "attempts",
+        "held",
         "queue",
         "route",
         "skipped",
         "started",
+        "unverified",
         "used",
     )
 
     def __init__(self, route: Route, plan: Plan) -> None:
         self.route = route
+        self.held: VerificationFailedError | None = None
+        """A cascade's latest answer that failed verification: returned if nothing better
+        comes."""
+        self.unverified: VerificationFailedError | None = None
+        """Set when ``held`` is what the walk returned."""
         self.skipped = plan.dropped
         self.queue: deque[Deployment] = deque(plan.deployments)
         self.again: list[Deployment] = []
@@ -136,6 +151,8 @@ class _Walk:
     def failed(self, d: Deployment, err: TurnoutError, elapsed: float) -> None:
         """Record a failed attempt and decide what follows it; raises when nothing should."""
         self.attempts.append(Attempt(d.id, err, elapsed))
+        if isinstance(err, VerificationFailedError):
+            self.held = err
         log.info(
             "attempt %d on %s failed after %.3fs: %s (%s)",
             len(self.attempts),
@@ -172,6 +189,16 @@ class _Walk:
         if d not in self.again:
             self.again.append(d)
 
+    def fallback(self) -> object | None:
+        """A cascade with nothing better: its last answer that failed verification (taken off
+        the failed attempts, since the request's own record now describes it)."""
+        held = self.held
+        if held is None:
+            return None
+        self.attempts = [a for a in self.attempts if a.error is not held]
+        self.unverified = held
+        return held.answer
+
     def exhausted(self) -> TurnoutError:
         """The error for the caller: the one failure as is, or (several failures, or some
         deployments left out by the plan) one that names every attempt and every skip."""
@@ -189,10 +216,13 @@ class Executor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         tracing: Tracing | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self._adapters = adapters
         self.tracing = tracing
         """Spans per attempt when OpenTelemetry is on (None: off, nothing recorded)."""
+        self.judge = judge
+        """Sends a cascade judge's question through the gateway (None: no judge verdicts)."""
         self.state: LiveState = state if state is not None else MemoryState()
         self._sleep = sleep
         self._rand = rand
@@ -224,33 +254,49 @@ class Executor:
         plan: Plan,
         try_one: Callable[[Deployment, float], Awaitable[T]],
         discard: Callable[[T], Awaitable[None]],
+        check: Callable[[T], Awaitable[None]] | None = None,
     ) -> tuple[T, _Walk]:
+        """``check`` (a cascade's verification) runs on each answer after its attempt has
+        ended, so a rejected answer says nothing of the deployment's health."""
         walk = _Walk(route, plan)
         policy = route.retry
         rounds = max(policy.retries, *policy.on.values()) if policy.on else policy.retries
-        for round_ in range(rounds + 1):
-            if route.hedge is not None:
-                won = await self._hedged_round(walk, try_one, discard)
-            else:
-                won = await self._round(walk, try_one)
-            if won is not None:
-                return won[0], walk
-            if not walk.again or round_ == rounds:
-                break
-            delay = backoff_delay(round_, policy.backoff_base, policy.backoff_max, self._rand())
-            await self._sleep(max(delay, walk.asked_wait))
-            walk.queue, walk.again, walk.asked_wait = deque(walk.again), [], 0.0
+        try:
+            for round_ in range(rounds + 1):
+                if route.hedge is not None and check is None:
+                    won = await self._hedged_round(walk, try_one, discard)
+                else:
+                    won = await self._round(walk, try_one, check)
+                if won is not None:
+                    return won[0], walk
+                if not walk.again or round_ == rounds:
+                    break
+                delay = backoff_delay(round_, policy.backoff_base, policy.backoff_max, self._rand())
+                await self._sleep(max(delay, walk.asked_wait))
+                walk.queue, walk.again, walk.asked_wait = deque(walk.again), [], 0.0
+        except TurnoutError:
+            if walk.held is None:
+                raise
+        fallback = walk.fallback()
+        if fallback is not None:
+            return fallback, walk  # type: ignore[return-value]  # what ``check`` rejected: a T
         raise walk.exhausted()
 
     async def _round(
-        self, walk: _Walk, try_one: Callable[[Deployment, float], Awaitable[T]]
+        self,
+        walk: _Walk,
+        try_one: Callable[[Deployment, float], Awaitable[T]],
+        check: Callable[[T], Awaitable[None]] | None = None,
     ) -> tuple[T] | None:
         while walk.queue:
             d = walk.queue.popleft()
             walk.started += 1
             t0 = time.perf_counter()
             try:
-                return (await self._attempt(d, try_one),)
+                answer = await self._attempt(d, try_one)
+                if check is not None:
+                    await check(answer)
+                return (answer,)
             except TurnoutError as err:
                 walk.failed(d, err, time.perf_counter() - t0)
         return None
@@ -366,12 +412,26 @@ class Executor:
         async def discard(result: ChatResult) -> None:
             return None
 
-        result, walk = await self._walk(route, plan, try_one, discard)
+        check = None
+        judged: list[ChatResult] = []
+        verifier = plan.verifier
+        if verifier is not None:
+            prices = {d.id: d.entry for d in plan.deployments}
+
+            async def check(result: ChatResult) -> None:
+                entry = prices.get(result.deployment)
+                cost = entry.cost(result.usage) if entry is not None else None
+                await verifier.check(request, result, cost, self.judge, judged)
+
+        result, walk = await self._walk(route, plan, try_one, discard, check)
         result.attempts = walk.started
         result.failed_attempts = list(walk.attempts)
         result.strategy = plan.strategy
         result.task = plan.task
         result.estimates = plan.estimates
+        if verifier is not None:
+            result.cascade = _cascade_note(plan, result.deployment, walk.unverified)
+            result.judged = judged
         return result
 
     async def embed(
@@ -408,6 +468,9 @@ class Executor:
         state = self.state
 
         tracing = self.tracing
+        verifier = plan.verifier
+        answers: dict[ChatStream, ChatResult] = {}
+        """A cascade's held streams -> their answers, for the verifier."""
 
         async def try_one(d: Deployment, t0: float) -> ChatStream:
             if tracing is None:
@@ -447,6 +510,8 @@ class Executor:
                 raise
             ttft = time.perf_counter() - t0
             state.first_token(d.id, ttft)
+            if verifier is not None:
+                return await hold(d, t0, span, stream, ttft)
 
             def done(s: ChatStream, error: TurnoutError | None) -> None:
                 klass = error_class(error) if error is not None else None
@@ -458,13 +523,68 @@ class Executor:
             stream.on_done = done
             return stream
 
+        async def hold(
+            d: Deployment, t0: float, span: Span | None, stream: ChatStream, ttft: float
+        ) -> ChatStream:
+            """A cascade step's stream read whole (a failure mid-way fails over: nothing has
+            reached the client), to be verified and then replayed."""
+            try:
+                events: list[StreamEvent] = [event async for event in stream]
+            finally:
+                await stream.aclose()
+            answer = stream.final()
+            answer.cost = d.entry.cost(answer.usage) if d.entry is not None else None
+            state.end(d.id, latency=time.perf_counter() - t0)
+            if span is not None and tracing is not None:
+                tracing.end_attempt(span, stream, None, ttft)
+            replay = ChatStream(
+                _replay(events),
+                id=stream.id,
+                provider=d.provider,
+                model=stream.model,
+                deployment=d.id,
+                started=started,
+                created=stream.created,
+            )
+            answers[replay] = answer
+            return replay
+
         async def discard(stream: ChatStream) -> None:
             await stream.aclose()
 
-        stream, walk = await self._walk(route, plan, try_one, discard)
+        check = None
+        judged: list[ChatResult] = []
+        if verifier is not None:
+
+            async def check(stream: ChatStream) -> None:
+                answer = answers[stream]
+                try:
+                    await verifier.check(request, answer, answer.cost, self.judge, judged)
+                except VerificationFailedError as err:
+                    err.answer = stream  # what the walk returns if nothing better comes
+                    raise
+
+        stream, walk = await self._walk(route, plan, try_one, discard, check)
         stream.attempts = walk.started
         stream.failed_attempts = list(walk.attempts)
         stream.strategy = plan.strategy
         stream.task = plan.task
         stream.estimates = plan.estimates
+        if verifier is not None:
+            stream.cascade = _cascade_note(plan, stream.deployment, walk.unverified)
+            stream.judged = judged
         return stream
+
+
+async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event
+
+
+def _cascade_note(plan: Plan, deployment: str, unverified: VerificationFailedError | None) -> str:
+    """x-turnout-cascade: which step of how many answered, and whether its answer passed."""
+    ids = [d.id for d in plan.deployments]
+    step = ids.index(deployment) + 1 if deployment in ids else len(ids)
+    if unverified is None:
+        return f"verified; step={step}/{len(ids)}"
+    return f"unverified; step={step}/{len(ids)}; {unverified.message}"

@@ -43,6 +43,7 @@ from .state import LiveState
 from .strategies import STRATEGIES, Candidate, Context
 
 if TYPE_CHECKING:
+    from .cascade import Verifier
     from .classifier import TaskClassifier
     from .learned import FeedbackOutcomes, LearnedRoute, OutcomeFiles
 
@@ -62,6 +63,8 @@ class Plan:
     """(deployment id, reason) for every candidate left out."""
     estimates: str | None = None
     """``learned``: each candidate's estimated chance of a good answer and cost."""
+    verifier: Verifier | None = None
+    """``cascade``: the route's checks; the executor stops at the first answer passing them."""
 
 
 def last_user_text(request: ChatRequest) -> str:
@@ -225,6 +228,12 @@ class Planner:
         """``needs`` defaults to what the chat request needs (an embeddings request says its
         own); ``embedding`` is the request's vector when ``aplan`` computed one."""
         name = strategy or self.strategy_name(route, request)
+        if name == "cascade" and route.verifier is None:
+            raise BadRequestError(
+                f"strategy 'cascade' needs a verifier on route '{route.name}' "
+                f"(routes[].cascade in the config); this route has none",
+                param="turnout.strategy",
+            )
         needs = needs or request_needs(request)
         able: list[Candidate] = []
         dropped: list[tuple[str, str]] = []
@@ -273,6 +282,8 @@ class Planner:
             ordered = STRATEGIES[name].order(eligible, ctx)
             estimates = ctx.estimates
         plan = Plan(name, [c.deployment for c in ordered], task, dropped, estimates)
+        if name == "cascade":
+            plan.verifier = route.verifier
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "route %s strategy %s task %s: kept %s; dropped %s; order %s%s",

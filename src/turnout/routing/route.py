@@ -17,11 +17,13 @@ from ..config import (
     LearnedConfig,
     Priority,
     RetryConfig,
+    RouteConfig,
     StrategyName,
     TimeoutsConfig,
 )
 from ..deployment import Deployment, resolve_deployment
 from ..errors import ConfigError, NotFoundError, TurnoutError
+from .cascade import Verifier
 from .strategies import Candidate
 
 __all__ = ["Route", "Router"]
@@ -47,6 +49,8 @@ class Route:
     hedge: HedgeConfig | None = None
     learned: LearnedConfig | None = None
     """``learned`` settings, outcome file paths made absolute (beside the config file)."""
+    verifier: Verifier | None = None
+    """``cascade``: the checks an answer must pass before the walk stops at it."""
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -83,6 +87,7 @@ class Router:
                 deployments.append(d)
                 candidates.append(Candidate(d, i, dc.weight, frozenset(dc.tasks)))
             _check_tasks(config, rc.name, rc.strategy, candidates, rc.tasks)
+            _check_cascade(config, rc)
             self._routes[rc.name] = Route(
                 rc.name,
                 tuple(deployments),
@@ -99,6 +104,11 @@ class Router:
                 context_fallback=rc.context_fallback,
                 hedge=rc.hedge,
                 learned=_learned(config, rc.learned),
+                verifier=(
+                    Verifier(rc.cascade, f"{config.source}: routes[{rc.name}].cascade")
+                    if rc.cascade is not None
+                    else None
+                ),
             )
         self._direct: dict[str, Route] = {}
 
@@ -172,6 +182,32 @@ def _learned(config: Config, learned: LearnedConfig | None) -> LearnedConfig | N
     beside = Path(config.source).parent if config.source != "<defaults>" else Path.cwd()
     paths = [str((beside / Path(p).expanduser()).resolve()) for p in learned.outcomes]
     return learned.model_copy(update={"outcomes": paths})
+
+
+def _check_cascade(config: Config, rc: RouteConfig) -> None:
+    """A cascade needs its verifier; a judge must be another route of this config, one that
+    does not itself ask a judge (no loops, no chains of judges)."""
+    where = f"{config.source}: routes[{rc.name}]"
+    if rc.strategy == "cascade" and rc.cascade is None:
+        raise ConfigError(
+            f"{where}.cascade: the cascade strategy needs a verifier "
+            f"(e.g. cascade: {{json: true}}; see docs/routing.md)"
+        )
+    judge = rc.cascade.judge if rc.cascade is not None else None
+    if judge is None:
+        return
+    routes = {r.name: r for r in config.routes}
+    target = routes.get(judge.route)
+    if target is None or target.name == rc.name:
+        raise ConfigError(
+            f"{where}.cascade.judge.route: '{judge.route}' is not another route of this "
+            f"config (routes: {', '.join(routes)})"
+        )
+    if target.cascade is not None and target.cascade.judge is not None:
+        raise ConfigError(
+            f"{where}.cascade.judge.route: '{judge.route}' asks a judge itself; a judge "
+            "route must not"
+        )
 
 
 def _check_tasks(

@@ -344,7 +344,18 @@ class Learned:
         return [d.candidate for d in ranked] + (_AUTO.order(rest, ctx) if rest else [])
 
 
+class Cascade:
+    """Cheapest first, as ``cost`` orders them: the executor stops at the first answer that
+    passes the route's verifier (``cascade.py``) and escalates to the next otherwise."""
+
+    name = "cascade"
+
+    def order(self, candidates: Sequence[Candidate], ctx: Context) -> list[Candidate]:
+        return _COST.order(candidates, ctx)
+
+
 _AUTO = Auto()
+_COST = Cost()
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
@@ -354,7 +365,7 @@ STRATEGIES: dict[str, Strategy] = {
         RoundRobin(),
         Weighted(),
         LeastBusy(),
-        Cost(),
+        _COST,
         Performance(),
         Quality(),
         Balanced(),
@@ -362,5 +373,6 @@ STRATEGIES: dict[str, Strategy] = {
         TaskAware(),
         _AUTO,
         Learned(),
+        Cascade(),
     )
 }

@@ -16,7 +16,14 @@ from collections.abc import AsyncGenerator, Sequence
 
 from starlette.requests import Request
 
-from ..accounting import Accounting, UsageRecord, attempt_records, record_error, record_result
+from ..accounting import (
+    Accounting,
+    UsageRecord,
+    attempt_records,
+    judge_records,
+    record_error,
+    record_result,
+)
 from ..accounting.records import ERROR_MESSAGE_LIMIT, prompt_text
 from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
 from ..gateway import Gateway
@@ -120,6 +127,8 @@ class Meter:
             headers["x-turnout-task"] = served.task
         if served.estimates:
             headers["x-turnout-estimates"] = served.estimates
+        if not isinstance(served, EmbeddingResult) and served.cascade:
+            headers["x-turnout-cascade"] = served.cascade
         if not isinstance(served, ChatStream) and served.cost is not None:
             headers["x-turnout-cost-usd"] = format_usd(served.cost)
         # The values echo text from the client (a task hint) and the upstream (the model it
@@ -142,9 +151,10 @@ class Meter:
         )
         record.request_id = self.request_id
         self._content(record, None)
+        others = []
         if isinstance(err, AllAttemptsFailedError):  # the record describes the last attempt
-            self._attempts(err.attempts[:-1], record)
-        await self._accounting.settle(self.caller.key, record)
+            others = self._others(err.attempts[:-1], (), record)
+        await self._accounting.settle(self.caller.key, record, others)
 
     async def served(self, result: ChatResult | EmbeddingResult) -> None:
         """A whole result: metrics, then the request log and the key's spend."""
@@ -156,9 +166,10 @@ class Meter:
             result, ts=self.ts, route=self.route, cost=result.cost, key_id=self.caller.key_id
         )
         record.request_id = self.request_id or record.request_id
+        judged = result.judged if isinstance(result, ChatResult) else ()
         self._content(record, result.text if isinstance(result, ChatResult) else None)
-        self._attempts(result.failed_attempts, record)
-        await self._accounting.settle(self.caller.key, record)
+        others = self._others(result.failed_attempts, judged, record)
+        await self._accounting.settle(self.caller.key, record, others)
 
     async def collect(self, stream: ChatStream) -> ChatResult:
         """A stream read whole (the management API streams upstream to time the first
@@ -212,8 +223,8 @@ class Meter:
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
         self._content(record, stream.text)
-        self._attempts(stream.failed_attempts, record)
-        self._accounting.settle_soon(self.caller.key, record)
+        others = self._others(stream.failed_attempts, stream.judged, record)
+        self._accounting.settle_soon(self.caller.key, record, others)
 
     def _content(self, record: UsageRecord, answer: str | None) -> None:
         """The error message, always, and the prompt and answer text when the config keeps
@@ -235,19 +246,29 @@ class Meter:
         empty."""
         return excerpt(self._redact(text), limit) or None
 
-    def _attempts(self, failed: Sequence[Attempt], record: UsageRecord) -> None:
+    def _others(
+        self, failed: Sequence[Attempt], judged: Sequence[ChatResult], record: UsageRecord
+    ) -> list[UsageRecord]:
         """A record per failed attempt before the final one (a deployment failed over from
-        shows in the statistics)."""
-        if failed and self._accounting is not None:
-            records = attempt_records(
-                failed,
-                ts=self.ts,
-                route=record.route,
-                stream=self.stream,
-                request_id=record.request_id,
-                key_id=self.caller.key_id,
-                strategy=record.strategy,
-            )
-            for attempt in records:
-                self._error_message(attempt)
-            self._accounting.log_attempts(records)
+        shows in the statistics; a cascade's rejected step with its cost), then one per
+        answer of a cascade's judge: settled with the request's own record."""
+        records = attempt_records(
+            failed,
+            ts=self.ts,
+            route=record.route,
+            stream=self.stream,
+            request_id=record.request_id,
+            key_id=self.caller.key_id,
+            strategy=record.strategy,
+        )
+        for attempt in records:
+            self._error_message(attempt)
+        records += judge_records(
+            judged,
+            ts=self.ts,
+            route=record.route,
+            request_id=record.request_id,
+            key_id=self.caller.key_id,
+            first=len(records) + 1,
+        )
+        return records
