@@ -5,8 +5,10 @@ route, and a SQLite request log. Each test is one thing a person does in the con
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,11 +58,17 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gateway's SQLite database (request log, feedback)."""
+    return tmp_path_factory.mktemp("console") / "console.db"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(console_db: Path) -> Iterator[str]:
     require_browser()
     good, bad = FakeOpenAI(), FailingOpenAI()
     good_server, bad_server = AiohttpThread(good.app).start(), AiohttpThread(bad.app).start()
-    db = tmp_path_factory.mktemp("console") / "console.db"
+    db = console_db
     config = Config.model_validate(
         {
             "providers": {
@@ -160,6 +168,33 @@ def test_playground_streams_the_embedded_model_with_live_figures(admin: Watched)
     assert field(answer, "text").inner_text().strip()
     screenshot(admin, "playground-answer")
     assert admin.errors == []
+
+
+def test_a_thumb_on_a_playground_answer_is_stored_as_feedback(
+    admin: Watched, console_db: Path
+) -> None:
+    page = admin.page
+    page.get_by_label("Model, route or provider:model").fill("up:model-a")
+    page.get_by_label("Message").fill("Rate me.")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator('[data-column="0"]')
+    field(answer, "status").filter(has_text="done").wait_for(timeout=30_000)
+    with page.expect_response("**/api/feedback") as posted:
+        answer.get_by_role("button", name="Thumbs down").click()
+    request_id = posted.value.request.post_data_json["request_id"]
+    field(answer, "feedback").filter(has_text="Feedback stored: score 0").wait_for()
+    with page.expect_response("**/api/feedback"):
+        answer.get_by_role("button", name="Thumbs up").click()  # a change of mind replaces it
+    field(answer, "feedback").filter(has_text="Feedback stored: score 1 for up:model-a").wait_for()
+    assert answer.get_by_role("button", name="Thumbs up").get_attribute("aria-pressed") == "true"
+    with sqlite3.connect(console_db) as db:
+        rows = db.execute(
+            "SELECT score, deployment, key_id FROM request_feedback WHERE request_id = ?",
+            (request_id,),
+        ).fetchall()
+    assert rows == [(1.0, "up:model-a", None)]  # the master key's score, once
+    screenshot(admin, "playground-feedback")
+    assert admin.errors == [] and admin.failed == []
 
 
 def test_compare_mode_fills_both_columns_and_the_summary(admin: Watched) -> None:

@@ -24,6 +24,8 @@ export interface RunOptions {
 export interface Run {
   model: string;
   status: "running" | "done" | "error";
+  /** The gateway's name for the request (`x-request-id`): what feedback refers to. */
+  requestId: string | null;
   text: string;
   provider: string | null;
   deployment: string | null;
@@ -63,6 +65,7 @@ export function newRun(model: string, now: number): Run {
   return {
     model,
     status: "running",
+    requestId: null,
     text: "",
     provider: null,
     deployment: null,
@@ -85,6 +88,7 @@ export function applyHeaders(run: Run, headers: Headers): Run {
   const attempts = headers.get("x-turnout-attempts");
   return {
     ...run,
+    requestId: headers.get("x-request-id"),
     provider: headers.get("x-turnout-provider"),
     deployment: headers.get("x-turnout-deployment"),
     strategy: headers.get("x-turnout-strategy"),
@@ -201,4 +205,19 @@ export async function runChat(
   }
   update(run);
   return run;
+}
+
+/** What POST /api/feedback answers (docs/api.md). */
+export interface FeedbackResult {
+  request_id: string;
+  score: number;
+  deployment: string | null;
+  comment: string | null;
+  label: string | null;
+  outcome: boolean;
+}
+
+/** A thumb on an answer, as the feedback endpoint takes it. */
+export function feedbackBody(requestId: string, up: boolean): Record<string, string> {
+  return { request_id: requestId, thumbs: up ? "up" : "down" };
 }

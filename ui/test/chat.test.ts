@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, applyHeaders, applyResult, figures, newRun, promptWithFiles, requestBody } from "../src/chat";
+import {
+  applyEvent,
+  applyHeaders,
+  applyResult,
+  feedbackBody,
+  figures,
+  newRun,
+  promptWithFiles,
+  requestBody,
+} from "../src/chat";
 
 const chunk = (obj: unknown) => ({ event: "message", data: JSON.stringify(obj) });
 
@@ -50,9 +59,11 @@ describe("a streamed run", () => {
         "x-turnout-deployment": "local:smollm2",
         "x-turnout-strategy": "priority",
         "x-turnout-attempts": "2",
+        "x-request-id": "req-1",
       }),
     );
     expect(run.provider).toBe("local");
+    expect(run.requestId).toBe("req-1");
     expect(run.attempts).toBe(2);
     run = applyEvent(run, chunk({ choices: [{ delta: { role: "assistant" } }] }), 1100);
     expect(run.firstToken).toBeNull(); // a role-only chunk is not a token
@@ -90,5 +101,12 @@ describe("a streamed run", () => {
     run = applyResult(run, { choices: [{ message: { content: "hi" } }], usage: { prompt_tokens: 3, completion_tokens: 1 } }, 500);
     expect(run).toMatchObject({ status: "done", text: "hi", cost: 0.5, completionTokens: 1 });
     expect(figures(run, 600).ttft).toBeNull();
+  });
+});
+
+describe("feedbackBody", () => {
+  it("names the request and the thumb as POST /api/feedback takes them", () => {
+    expect(feedbackBody("req-1", true)).toEqual({ request_id: "req-1", thumbs: "up" });
+    expect(feedbackBody("req-2", false)).toEqual({ request_id: "req-2", thumbs: "down" });
   });
 });

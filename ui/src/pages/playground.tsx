@@ -2,9 +2,17 @@
 // (compare mode), with each answer's live figures from the gateway's headers and stream.
 
 import { useState } from "preact/hooks";
-import { getJson, type ModelEntry, type OpenAIModel, type Session } from "../api";
+import { getJson, sendJson, type ModelEntry, type OpenAIModel, type Session } from "../api";
 import { allowedBy } from "../catalogue";
-import { figures, runChat, type Attachment, type Run, type RunOptions } from "../chat";
+import {
+  feedbackBody,
+  figures,
+  runChat,
+  type Attachment,
+  type FeedbackResult,
+  type Run,
+  type RunOptions,
+} from "../chat";
 import { count, rate, seconds, usd } from "../format";
 import { useLoad, useNow } from "../hooks";
 
@@ -62,6 +70,62 @@ function RunFigures({ run }: { run: Run }) {
   );
 }
 
+interface Thumb {
+  up: boolean;
+  state: "sending" | "stored" | "error";
+  message: string;
+}
+
+/** Thumbs up or down on a finished answer: POST /api/feedback with the request's id. A
+ * second click replaces the first score (the endpoint keeps one per key and request). */
+function Thumbs({ requestId }: { requestId: string }) {
+  const [thumb, setThumb] = useState<Thumb | null>(null);
+
+  async function send(up: boolean) {
+    setThumb({ up, state: "sending", message: "Sending…" });
+    try {
+      const r = await sendJson<FeedbackResult>("POST", "/api/feedback", feedbackBody(requestId, up));
+      const on = r.deployment ? ` for ${r.deployment}` : "";
+      setThumb({ up, state: "stored", message: `Feedback stored: score ${r.score}${on}` });
+    } catch (err) {
+      setThumb({ up, state: "error", message: `Feedback not stored: ${(err as Error).message}` });
+    }
+  }
+
+  const busy = thumb?.state === "sending";
+  return (
+    <div class="thumbs row" role="group" aria-label="Rate this answer">
+      <button
+        type="button"
+        aria-label="Thumbs up"
+        aria-pressed={thumb?.up === true && thumb.state === "stored"}
+        disabled={busy}
+        onClick={() => void send(true)}
+      >
+        👍
+      </button>
+      <button
+        type="button"
+        aria-label="Thumbs down"
+        aria-pressed={thumb?.up === false && thumb.state === "stored"}
+        disabled={busy}
+        onClick={() => void send(false)}
+      >
+        👎
+      </button>
+      {thumb && (
+        <span
+          data-field="feedback"
+          role={thumb.state === "error" ? "alert" : "status"}
+          class={thumb.state === "error" ? "error" : ""}
+        >
+          {thumb.message}
+        </span>
+      )}
+    </div>
+  );
+}
+
 function Answer({ run }: { run: Run }) {
   return (
     <article class="answer" aria-live="polite" aria-busy={run.status === "running"}>
@@ -72,6 +136,7 @@ function Answer({ run }: { run: Run }) {
         </p>
       )}
       <pre class="text" data-field="text">{run.text}</pre>
+      {run.status === "done" && run.requestId && <Thumbs key={run.requestId} requestId={run.requestId} />}
     </article>
   );
 }
