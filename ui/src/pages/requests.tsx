@@ -56,11 +56,14 @@ function Detail({ id, onClose }: { id: number; onClose: () => void }) {
       )}
       {r && (r.failed_attempts ?? []).length > 0 && (
         <>
-          <h3>Attempts that failed before</h3>
+          <h3>Other calls of this request</h3>
           <ol class="attempts">
             {(r.failed_attempts ?? []).map((a) => (
               <li data-attempt={a.attempt ?? undefined}>
-                {a.deployment}: {a.status} {a.error} after {seconds(a.latency)}
+                {a.deployment}
+                {a.strategy === "judge" ? " (cascade judge)" : ""}: {a.status} {a.error ?? "ok"} after{" "}
+                {seconds(a.latency)}
+                {a.cost !== null ? `, ${usd(a.cost)}` : ""}
                 {a.error_message ? `: ${a.error_message}` : ""}
               </li>
             ))}
