@@ -318,3 +318,15 @@ def test_the_strategy_can_be_chosen_per_request_where_a_verifier_is_set(
     )
     assert refused.status_code == 400
     assert "needs a verifier" in refused.json()["error"]["message"]
+
+
+def test_an_anthropic_stream_is_held_and_replayed_too(url: str, fake: FakeOpenAI) -> None:
+    import anthropic
+
+    fake.then(Reply(text="nope"), Reply(text='{"ok": true}'))
+    sdk = anthropic.Anthropic(base_url=url, api_key=MASTER_KEY, max_retries=0)
+    with sdk.messages.stream(model="json", max_tokens=32, messages=ASK) as stream:
+        text = "".join(stream.text_stream)
+        headers = stream.response.headers
+    assert text == '{"ok": true}'
+    assert headers["x-turnout-cascade"] == "verified; step=2/2"
