@@ -291,6 +291,16 @@ def test_every_step_and_judge_call_is_logged_and_billed(
             time.sleep(0.05)
         assert spent() == pytest.approx(CHEAP + DEAR + JUDGE)  # every call, rejected or not
 
+        metrics = http.get("/metrics").text
+        for (provider, model), usd in {
+            ("primary", "model-a"): CHEAP,
+            ("backup", "model-b"): DEAR,
+            ("backup", "model-j"): JUDGE,
+        }.items():
+            line = f'turnout_spend_usd_total{{model="{model}",provider="{provider}"}} '
+            (value,) = [ln[len(line) :] for ln in metrics.splitlines() if ln.startswith(line)]
+            assert float(value) == pytest.approx(usd)
+
 
 def test_routing_status_shows_the_cascade(url: str) -> None:
     routes = httpx.get(url + "/api/routing", headers=AUTH).json()["routes"]

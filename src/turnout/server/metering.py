@@ -25,7 +25,7 @@ from ..accounting import (
     record_result,
 )
 from ..accounting.records import ERROR_MESSAGE_LIMIT, prompt_text
-from ..errors import AllAttemptsFailedError, Attempt, TurnoutError
+from ..errors import AllAttemptsFailedError, Attempt, TurnoutError, VerificationFailedError
 from ..gateway import Gateway
 from ..logs import REQUEST_ID
 from ..metrics import Metrics
@@ -42,8 +42,19 @@ log = logging.getLogger("turnout.server")
 
 
 def _observe(metrics: Metrics, r: ChatResult | ChatStream | EmbeddingResult) -> None:
+    """The answer, and a cascade's other answered calls (rejected steps, the judge's): each
+    was served and paid for."""
     model = r.deployment.partition(":")[2] or r.model
     metrics.observe(r.provider, model, r.usage, r.cost, r.time_to_first_token, r.latency)
+    if isinstance(r, EmbeddingResult):
+        return
+    for a in r.failed_attempts:
+        err = a.error
+        if isinstance(err, VerificationFailedError):
+            provider, _, upstream = a.deployment.partition(":")
+            metrics.observe(provider, upstream, err.usage, err.cost, None, a.elapsed)
+    for judged in r.judged:
+        _observe(metrics, judged)
 
 
 class Meter:
