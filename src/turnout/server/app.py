@@ -39,7 +39,6 @@ from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
 from .openai_wire import OPENAI_CHAT
 from .reload import ConfigReloader, config_routes
-from .request_id import RequestIdMiddleware
 from .responses_api import responses_routes
 from .status import health, list_models, provider_keys, routing_status
 from .trace_context import TraceContextMiddleware
@@ -143,12 +142,12 @@ def routes(*, console: bool = True) -> list[Route]:
 
 
 class _Server(Starlette):
-    """Starlette with the request id outermost: its own middleware list sits inside the
-    ``ServerErrorMiddleware`` that renders the ``Exception`` handler's 500, which would then go
-    out without ``x-request-id``."""
+    """Starlette with ``TrackRequests`` (request id, shutdown tracking) outermost: its own
+    middleware list sits inside the ``ServerErrorMiddleware`` that renders the ``Exception``
+    handler's 500, which would then go out without ``x-request-id``."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return TrackRequests(super().build_middleware_stack(), self.state.lifecycle)
 
 
 def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starlette:
@@ -203,10 +202,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
             405: _not_found,
         },
         lifespan=lifespan,
-        middleware=[
-            Middleware(TrackRequests, lifecycle=lifecycle),
-            *([Middleware(TraceContextMiddleware)] if gateway.tracing is not None else []),
-        ],
+        middleware=[Middleware(TraceContextMiddleware)] if gateway.tracing is not None else [],
     )
     master = config.server.master_key
     app.state.gateway = gateway

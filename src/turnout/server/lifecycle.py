@@ -25,7 +25,9 @@ from typing import Any
 
 import orjson
 
+from ..logs import REQUEST_ID
 from .health import Readiness
+from .request_id import HEADER, request_id
 
 __all__ = ["Lifecycle", "TrackRequests"]
 
@@ -46,11 +48,21 @@ _ANTHROPIC_ERROR = {"type": "error", "error": {"type": "api_error", "message": _
 class _Exchange:
     """One HTTP request in flight, as far as its response has gone."""
 
-    __slots__ = ("anthropic", "cut", "finished", "sse", "started")
+    __slots__ = ("anthropic", "cut", "finished", "headers")
 
     def __init__(self, path: str) -> None:
         self.anthropic = path.startswith("/v1/messages")
-        self.started = self.sse = self.finished = self.cut = False
+        self.finished = self.cut = False
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        """The response's headers once it has started."""
+
+    @property
+    def sse(self) -> bool:
+        """The response is an event stream (read only when a cut needs it)."""
+        return any(
+            k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+            for k, v in self.headers or ()
+        )
 
 
 class Lifecycle:
@@ -125,9 +137,13 @@ class Lifecycle:
 
 
 class TrackRequests:
-    """ASGI middleware: registers each HTTP request with the ``Lifecycle`` and, when the
-    shutdown timeout cuts it, ends its response with an explicit error in the route's own
-    shape (OpenAI or Anthropic): a 503 before the first byte, an error event mid-stream."""
+    """The one ASGI wrapper every HTTP request passes, outermost: gives the request its id
+    (``REQUEST_ID`` while it is served, ``x-request-id`` on its response: see
+    ``request_id``), registers it with the ``Lifecycle`` and, when the shutdown timeout cuts
+    it, ends its response with an explicit error in the route's own shape (OpenAI or
+    Anthropic): a 503 before the first byte, an error event mid-stream. One wrapper of
+    ``send`` for both, doing no more per message than a dictionary look-up or two: a stream
+    sends a message per event."""
 
     def __init__(self, app: Any, lifecycle: Lifecycle) -> None:
         self.app = app
@@ -140,34 +156,37 @@ class TrackRequests:
         task = asyncio.current_task()
         assert task is not None
         exchange = _Exchange(scope["path"])
+        raw = request_id(scope["headers"])
+        header = (HEADER, raw)
 
         async def tracked(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                exchange.started = True
-                exchange.sse = any(
-                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
-                    for k, v in message.get("headers", ())
-                )
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                exchange.finished = True
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not message.get("more_body"):
+                    exchange.finished = True
+            elif kind == "http.response.start":
+                exchange.headers = message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        self.lifecycle.inflight[task] = exchange
+        inflight = self.lifecycle.inflight
+        inflight[task] = exchange
+        token = REQUEST_ID.set(raw.decode())
         try:
             await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
             if not exchange.cut:
                 raise
             task.uncancel()
-            await _end(exchange, send)
+            await _end(exchange, tracked)
         finally:
-            del self.lifecycle.inflight[task]
+            REQUEST_ID.reset(token)
+            del inflight[task]
 
 
 async def _end(exchange: _Exchange, send: Any) -> None:
     if exchange.finished:
         return
-    if not exchange.started:
+    if exchange.headers is None:
         body = orjson.dumps(_ANTHROPIC_ERROR if exchange.anthropic else _OPENAI_ERROR)
         headers = [
             (b"content-type", b"application/json"),
@@ -179,8 +198,9 @@ async def _end(exchange: _Exchange, send: Any) -> None:
         await send({"type": "http.response.body", "body": body})
         return
     tail = b""
-    if exchange.sse and exchange.anthropic:
+    sse = exchange.sse
+    if sse and exchange.anthropic:
         tail = b"event: error\ndata: " + orjson.dumps(_ANTHROPIC_ERROR) + b"\n\n"
-    elif exchange.sse:
+    elif sse:
         tail = b"data: " + orjson.dumps(_OPENAI_ERROR) + b"\n\n"
     await send({"type": "http.response.body", "body": tail, "more_body": False})
