@@ -158,7 +158,12 @@ class UpstreamCall:
             ) from None
 
     def loads(self, data: str | bytes) -> Any:
-        return loads(data, self.d)
+        """``loads`` for this call's deployment (written out: it runs once per stream
+        event)."""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise _malformed(data, self.d) from None
 
 
 def loads(data: str | bytes, d: Deployment) -> Any:
@@ -166,9 +171,13 @@ def loads(data: str | bytes, d: Deployment) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise UpstreamServerError(
-            f"malformed upstream JSON: {excerpt(data, 200)!r}", provider=d.provider, model=d.model
-        ) from None
+        raise _malformed(data, d) from None
+
+
+def _malformed(data: str | bytes, d: Deployment) -> UpstreamServerError:
+    return UpstreamServerError(
+        f"malformed upstream JSON: {excerpt(data, 200)!r}", provider=d.provider, model=d.model
+    )
 
 
 def redact(message: str, d: Deployment) -> str:

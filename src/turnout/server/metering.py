@@ -34,7 +34,7 @@ from ..streaming import ChatStream
 from ..types import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult
 from .auth import Caller
 from .dialect import StreamRender
-from .openai_wire import format_usd, header_text
+from .openai_wire import format_usd, header_texts
 
 __all__ = ["Meter"]
 
@@ -144,7 +144,7 @@ class Meter:
             headers["x-turnout-cost-usd"] = format_usd(served.cost)
         # The values echo text from the client (a task hint) and the upstream (the model it
         # reports): each goes through ``header_text``.
-        return {**{k: header_text(v) for k, v in headers.items()}, **self.headers}
+        return {**header_texts(headers), **self.headers}
 
     async def admit(self) -> None:
         key = self.caller.key

@@ -33,6 +33,7 @@ __all__ = [
     "error_body",
     "format_usd",
     "header_text",
+    "header_texts",
     "result_body",
 ]
 
@@ -54,6 +55,15 @@ def header_text(value: str) -> str:
     if value.isascii() and value.isprintable() and "%" not in value:
         return value
     return quote(value, safe=_HEADER_SAFE)
+
+
+def header_texts(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with every value through ``header_text``; all of them checked in one scan
+    first, since they are nearly always plain already (a response's seven headers)."""
+    joined = "".join(headers.values())
+    if joined.isascii() and joined.isprintable() and "%" not in joined:
+        return headers
+    return {k: header_text(v) for k, v in headers.items()}
 
 
 def result_body(result: ChatResult, public_model: str) -> bytes:
@@ -86,7 +96,8 @@ def result_body(result: ChatResult, public_model: str) -> bytes:
 
 
 class ChunkWriter:
-    """Turns stream events into ``data: {chunk}\\n\\n`` frames for one response."""
+    """Turns stream events into ``data: {chunk}\\n\\n`` frames for one response (the
+    dialect's ``StreamRender``: ``start``, ``event`` per event, ``end`` or ``error``)."""
 
     __slots__ = ("_head", "_include_usage", "_roles_sent")
 
@@ -136,6 +147,17 @@ class ChunkWriter:
             return b""  # usage goes once, at the end (see ``usage``)
         raise TypeError(f"unknown stream event {event!r}")
 
+    def start(self) -> bytes:
+        return b""
+
+    def end(self, stream: ChatStream) -> bytes:
+        cost = stream.cost
+        return self.usage(stream.usage, cost) + cost_comment(cost) + _DONE
+
+    def error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        # OpenAI SDKs raise on a chunk that carries "error".
+        return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
+
     def usage(self, usage: Usage, cost: float | None = None) -> bytes:
         """The final usage chunk (when the client asked for it), with ``cost_usd`` added
         when the price is known."""
@@ -183,27 +205,6 @@ def cost_comment(cost: float | None) -> bytes:
     return b": x-turnout-cost-usd=" + format_usd(cost).encode() + b"\n\n"
 
 
-class _ChunkStream:
-    __slots__ = ("_writer",)
-
-    def __init__(self, writer: ChunkWriter) -> None:
-        self._writer = writer
-
-    def start(self) -> bytes:
-        return b""
-
-    def event(self, event: StreamEvent) -> bytes:
-        return self._writer.event(event)
-
-    def end(self, stream: ChatStream) -> bytes:
-        cost = stream.cost
-        return self._writer.usage(stream.usage, cost) + cost_comment(cost) + _DONE
-
-    def error(self, err: TurnoutError, redact: Redactor) -> bytes:
-        # OpenAI SDKs raise on a chunk that carries "error".
-        return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
-
-
 class OpenAIErrors:
     """Errors in OpenAI's shape: the part every OpenAI surface (chat, embeddings) shares."""
 
@@ -230,9 +231,9 @@ class OpenAIChat(OpenAIErrors):
     def result(self, result: ChatResult, chat: ChatRequest) -> bytes:
         return result_body(result, chat.model)
 
-    def stream(self, stream: ChatStream, chat: ChatRequest) -> _ChunkStream:
+    def stream(self, stream: ChatStream, chat: ChatRequest) -> ChunkWriter:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        return _ChunkStream(ChunkWriter(stream.id, stream.created, chat.model, include_usage))
+        return ChunkWriter(stream.id, stream.created, chat.model, include_usage)
 
 
 OPENAI_CHAT = OpenAIChat()
