@@ -107,7 +107,9 @@ def routes(*, console: bool = True) -> list[Route]:
     embeddings = endpoint(
         embeddings_handler(OPENAI_EMBEDDINGS), "caller", dialect=OPENAI_EMBEDDINGS
     )
+    # The router tries routes in order: the busiest path first.
     return [
+        Route("/v1/chat/completions", openai_chat, methods=["POST"]),
         Route(
             "/v1/messages",
             endpoint(chat_handler(ANTHROPIC_MESSAGES), "caller", dialect=ANTHROPIC_MESSAGES),
@@ -118,7 +120,6 @@ def routes(*, console: bool = True) -> list[Route]:
             endpoint(count_tokens, "caller", dialect=ANTHROPIC_MESSAGES),
             methods=["POST"],
         ),
-        Route("/v1/chat/completions", openai_chat, methods=["POST"]),
         Route("/chat/completions", openai_chat, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/embeddings", embeddings, methods=["POST"]),

@@ -46,8 +46,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def caller_of(request: Request) -> Caller:
-    """The caller ``endpoint`` resolved for this request."""
-    caller: Caller = request.state.caller
+    """The caller ``endpoint`` resolved for this request (kept in the ASGI scope's ``auth``,
+    where Starlette's own ``AuthenticationMiddleware`` keeps its credentials)."""
+    caller: Caller = request.scope["auth"]
     return caller
 
 
@@ -64,7 +65,7 @@ def endpoint(
 
     async def run(request: Request) -> Response:
         try:
-            request.state.caller = await resolve_caller(request, need, surface)
+            request.scope["auth"] = await resolve_caller(request, need, surface)
             return await handler(request)
         except TurnoutError as err:
             request.app.state.metrics.observe_error(err)

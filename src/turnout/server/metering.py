@@ -178,8 +178,12 @@ class Meter:
         )
         record.request_id = self.request_id or record.request_id
         judged = result.judged if isinstance(result, ChatResult) else ()
-        self._content(record, result.text if isinstance(result, ChatResult) else None)
-        others = self._others(result.failed_attempts, judged, record)
+        self._content(record, result)
+        others = (
+            self._others(result.failed_attempts, judged, record)
+            if result.failed_attempts or judged
+            else []
+        )
         await self._accounting.settle(self.caller.key, record, others)
 
     async def collect(self, stream: ChatStream) -> ChatResult:
@@ -233,20 +237,28 @@ class Meter:
         record.request_id = self.request_id or record.request_id
         if error is None and stream.latency is None:
             record.status, record.error = 499, "ClientDisconnected"
-        self._content(record, stream.text)
-        others = self._others(stream.failed_attempts, stream.judged, record)
+        self._content(record, stream)
+        others = (
+            self._others(stream.failed_attempts, stream.judged, record)
+            if stream.failed_attempts or stream.judged
+            else []
+        )
         self._accounting.settle_soon(self.caller.key, record, others)
 
-    def _content(self, record: UsageRecord, answer: str | None) -> None:
-        """The error message, always, and the prompt and answer text when the config keeps
-        them: secrets redacted before cutting (a key cut in two would no longer be
+    def _content(
+        self, record: UsageRecord, answer: ChatResult | ChatStream | EmbeddingResult | None
+    ) -> None:
+        """The error message, always, and the prompt and ``answer``'s text when the config
+        keeps them: secrets redacted before cutting (a key cut in two would no longer be
         recognised)."""
-        self._error_message(record)
+        if record.error_message:
+            self._error_message(record)
         if not self._store:
             return
         if self._prompt is not None:
             record.prompt = self._clip(prompt_text(self._prompt), self._store)
-        record.answer = self._clip(answer or "", self._store)
+        text = answer.text if isinstance(answer, ChatResult | ChatStream) else None
+        record.answer = self._clip(text or "", self._store)
 
     def _error_message(self, record: UsageRecord) -> None:
         if record.error_message:
