@@ -4,6 +4,7 @@ path as a figure that a busy machine does not disturb (wall-clock and CPU-time f
 
     .venv/bin/python -m bench.instructions                  # 300 requests of each kind
     .venv/bin/python -m bench.instructions --requests 500
+    .venv/bin/python -m bench.instructions --no-request-log  # the request path alone
     PYTHONPATH=/path/to/other/checkout/src .venv/bin/python -m bench.instructions  # compare
 
 One Turnout worker runs under callgrind in front of the mock upstream (not under callgrind).
@@ -82,11 +83,18 @@ def _total(out_dir: Path) -> int:
     return total
 
 
-def measure(requests: int, warmup: int, log_dir: Path) -> dict[str, float]:
+def measure(
+    requests: int, warmup: int, log_dir: Path, request_log: bool = True
+) -> dict[str, float]:
     mock = start_mock(log_dir)
     port = free_port()
     cfg = log_dir / "turnout.yaml"
-    overlay = {"providers": {"mockpaced": {"base_url": f"http://127.0.0.1:{mock.port}/n64/v1"}}}
+    overlay: dict[str, object] = {
+        "providers": {"mockpaced": {"base_url": f"http://127.0.0.1:{mock.port}/n64/v1"}},
+        # Off, the figure leaves out the request log's batched writes, whose cost per
+        # request depends on how many requests each one-second batch holds.
+        "request_log": {"enabled": request_log},
+    }
     cfg.write_text(yaml.safe_dump(turnout_config(mock.port, overlay)))
     exe = Path(sys.executable).parent / "turnout"
     results: dict[str, float] = {}
@@ -133,12 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--no-request-log", action="store_true", help="request_log.enabled: false")
     args = parser.parse_args(argv)
     import turnout
 
     print(f"turnout from {Path(turnout.__file__).parent}")
     with tempfile.TemporaryDirectory(prefix="turnout-ir-") as tmp:
-        figures = measure(args.requests, args.warmup, Path(os.environ.get("KEEP") or tmp))
+        keep = Path(os.environ.get("KEEP") or tmp)
+        figures = measure(args.requests, args.warmup, keep, not args.no_request_log)
     for kind, per_request in figures.items():
         print(f"{kind:12} {per_request / 1e6:8.3f} M instructions per request")
     return 0
