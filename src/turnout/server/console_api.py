@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import time
 from dataclasses import replace
 from typing import Any, get_args
@@ -23,13 +22,13 @@ from ..accounting.log_queries import LogQuery, bucket_for, get_record, list_reco
 from ..accounting.stats import parse_window
 from ..config import STRATEGIES, Priority
 from ..errors import (
-    AuthenticationError,
     BadRequestError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from ..keyhealth import KeyMonitor, check_keys
 from .admin import accounting_of
-from .auth import presented_key
+from .auth import presented_key, resolve_caller
 from .ingress import Handler, endpoint
 
 __all__ = ["console_api_routes"]
@@ -43,32 +42,30 @@ async def session(request: Request) -> Response:
     """Who the presented key makes the caller: ``admin`` (the master key, or anyone when the
     server has no master key: ``open``), ``key`` (a gateway key: the playground only, with
     its own allowed models and spend) or ``none`` (no key presented to a server that needs
-    one: the console shows its sign-in). 401 for an unknown or revoked key."""
-    master: str | None = request.app.state.master_key
-    accounting: Accounting | None = request.app.state.accounting
-    token = presented_key(request)
+    one: the console shows its sign-in). 401 for an unknown or revoked key. Decided by the
+    same rule as every route (``auth.resolve_caller``): admin is whoever the admin API
+    would let in."""
     out: dict[str, Any] = {
         "role": "admin",
-        "open": master is None,
+        "open": request.app.state.master_key is None,
         "strategies": list(STRATEGIES),
         "priorities": list(get_args(Priority)),
         "key": None,
     }
-    if master is None:
-        return _json(out)
-    if token is None:
+    if not out["open"] and presented_key(request) is None:
         out["role"] = "none"
         return _json(out)
-    if hmac.compare_digest(token.encode(), master.encode()):
+    try:
+        await resolve_caller(request, "master", "the console")
         return _json(out)
-    key = await accounting.authenticate(token) if accounting is not None else None
-    if key is None:
-        raise AuthenticationError("invalid API key")
-    if key.revoked:
-        raise AuthenticationError("this API key has been revoked", code="key_revoked")
-    assert accounting is not None
+    except PermissionDeniedError:
+        pass  # a key, not the master key: what it may do as a caller
+    caller = await resolve_caller(request, "caller", "the console")
+    accounting: Accounting | None = request.app.state.accounting
+    # A server with a master key, a key that is not it: a known gateway key, or a 401 above.
+    assert caller.key is not None and accounting is not None
     out["role"] = "key"
-    out["key"] = key.public(await accounting.spend(key))
+    out["key"] = caller.key.public(await accounting.spend(caller.key))
     return _json(out)
 
 
