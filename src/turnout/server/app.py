@@ -34,7 +34,7 @@ from .dialect import ErrorDialect, error_response, json_response
 from .embeddings_wire import OPENAI_EMBEDDINGS
 from .feedback import feedback_routes, load_feedback_outcomes
 from .health import Readiness, health_routes
-from .ingress import chat_handler, embeddings_handler, endpoint, internal_error
+from .ingress import chat_handler, embeddings_handler, endpoint, internal_error, route_dialect
 from .lifecycle import Lifecycle, TrackRequests
 from .management import management_routes
 from .openai_wire import OPENAI_CHAT
@@ -48,9 +48,9 @@ __all__ = ["create_app"]
 log = logging.getLogger("turnout.server")
 
 
-def _dialect_of(path: str) -> ErrorDialect:
-    """The wire API a path belongs to, for what never reached a handler."""
-    return ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
+def _dialect_of(request: Request) -> ErrorDialect:
+    """The error shape for what never reached a handler (or escaped it)."""
+    return route_dialect(request.app.routes, request.url.path)
 
 
 def _allowed(request: Request) -> str:
@@ -70,7 +70,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     headers = {"Allow": _allowed(request)} if status == 405 else None
     kind = "not_found_error" if status == 404 else "invalid_request_error"
     path = request.url.path
-    dialect = _dialect_of(path)
+    dialect = _dialect_of(request)
     if dialect is ANTHROPIC_MESSAGES:
         message = f"{request.method} {path}: use POST /v1/messages or /v1/messages/count_tokens"
     else:
@@ -83,7 +83,7 @@ async def _on_turnout_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TurnoutError)  # raised outside ``endpoint``: none today
     request.app.state.metrics.observe_error(exc)
     redact: Redactor = request.app.state.gateway.redactor
-    return error_response(exc, _dialect_of(request.url.path), redact)
+    return error_response(exc, _dialect_of(request), redact)
 
 
 async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
@@ -97,7 +97,7 @@ async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return internal_error(_dialect_of(request.url.path))
+    return internal_error(_dialect_of(request))
 
 
 def routes(*, console: bool = True) -> list[Route]:
@@ -209,6 +209,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     app.state.gateway = gateway
     app.state.metrics = Metrics()
     app.state.metrics.add_connections(guard)
+    guard.dialect_for = lambda path: route_dialect(app.routes, path)
     if accounting is not None:
         app.state.metrics.add_accounting(accounting)
     app.state.accounting = accounting

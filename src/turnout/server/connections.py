@@ -14,10 +14,13 @@ import orjson
 
 from ..errors import RequestTimeoutError, ServerBusyError, TurnoutError
 from ..redaction import Redactor
-from . import anthropic_wire, openai_wire
+from . import openai_wire
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..config import ServerConfig
+    from .dialect import ErrorDialect
 
 __all__ = ["GUARD_STATE_KEY", "LINGER", "STAGES", "ConnectionGuard"]
 
@@ -61,6 +64,9 @@ class ConnectionGuard:
         self.refused = 0
         self.disconnects = dict.fromkeys(STAGES, 0)
         self._full = False
+        self.dialect_for: Callable[[str], ErrorDialect] = lambda path: openai_wire.OPENAI_CHAT
+        """The error shape of the route for a path: the app sets it (``ingress.route_dialect``
+        over its route table)."""
         message = f"the gateway holds its maximum of {max_connections} connections; retry shortly"
         busy = openai_wire.error_body(ServerBusyError(message), _GENERIC_ONLY)
         self._busy_body = orjson.dumps(busy)
@@ -98,14 +104,11 @@ class ConnectionGuard:
         return _raw_response(503, default_headers, self._busy_body, [(b"retry-after", b"1")])
 
     def timeout_response(self, path: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-        """A 408 in the error shape of the route the request was for."""
+        """A 408 in the error shape of the route the request was for (``dialect_for``)."""
         err: TurnoutError = RequestTimeoutError(
             f"the request body did not arrive within {self.body_timeout:g} s"
         )
-        if path.startswith("/v1/messages"):
-            body = orjson.dumps(anthropic_wire.error_body(err, _GENERIC_ONLY))
-        else:
-            body = orjson.dumps(openai_wire.error_body(err, _GENERIC_ONLY))
+        body = orjson.dumps(self.dialect_for(path).error_body(err, _GENERIC_ONLY))
         return _raw_response(408, default_headers, body, [])
 
 

@@ -6,12 +6,13 @@ needs of its caller is declared where the route is made (``endpoint``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
 
 from ..accounting.responses import ResponseStore
 from ..config import STRATEGIES
@@ -19,6 +20,7 @@ from ..errors import BadRequestError, DatabaseUnavailableError, RequestTooLargeE
 from ..gateway import Gateway
 from ..streaming import ChatStream
 from ..types import ChatRequest, EmbeddingRequest, RoutingHints
+from .anthropic_wire import ANTHROPIC_MESSAGES
 from .auth import Caller, Need, resolve_caller
 from .dialect import JSON, Dialect, ErrorDialect, error_response, json_response
 from .embeddings_wire import EmbeddingsDialect
@@ -36,6 +38,7 @@ __all__ = [
     "internal_error",
     "read_body",
     "responses_handler",
+    "route_dialect",
 ]
 
 log = logging.getLogger("turnout.server")
@@ -82,7 +85,19 @@ def endpoint(
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
+    run.dialect = dialect  # type: ignore[attr-defined]  # read by ``route_dialect``
     return run
+
+
+def route_dialect(routes: Sequence[BaseRoute], path: str) -> ErrorDialect:
+    """The error shape of a request for ``path``: the dialect of the route that serves it,
+    as ``endpoint`` declared it; for a path no route serves, the wire API its prefix belongs
+    to (an unknown path under ``/v1/messages`` answers as Anthropic's API would)."""
+    for route in routes:
+        if isinstance(route, Route) and route.path_regex.match(path):
+            dialect: ErrorDialect = getattr(route.endpoint, "dialect", OPENAI_CHAT)
+            return dialect
+    return ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
 
 
 async def read_body(request: Request, limit: int) -> bytes:
