@@ -59,8 +59,11 @@ def _race(url: str, folder: Path) -> None:
         )
     deadline = time.monotonic() + 120
     while not all((folder / f"ready{n}").exists() for n in range(2)):
-        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        assert time.monotonic() < deadline, "the migrating processes did not start"
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            for p in procs:  # one died before the start: the other waits for 'go' forever
+                p.kill()
+            outputs = [p.communicate(timeout=30)[1].decode()[-3000:] for p in procs]
+            raise AssertionError(f"the migrating processes did not both start: {outputs}")
         time.sleep(0.01)
     go.touch()
     for proc in procs:

@@ -134,8 +134,22 @@ class Database:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            import sqlite3
+            import time
+
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            # Switching a file to WAL (or reading its mode while another process does) can
+            # answer "database is locked" at once, busy timeout or not: seen when two
+            # processes open one new file together. Retry for up to the connect timeout.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
