@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from .gateways import MASTER_KEY, start_mock, turnout_config
-from .profile import REQUEST
+from .gateways import start_mock, turnout_config
+from .profile import REQUEST, chat_scope
 
 
 async def count(requests: int, warmup: int, stream: bool, out: str | None) -> float:
@@ -38,24 +38,7 @@ async def count(requests: int, warmup: int, stream: bool, out: str | None) -> fl
         config = turnout_config(mock.port, {"request_log": {"enabled": False}})
         gateway = Gateway(Config.model_validate(config))
         app = create_app(gateway)
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/chat/completions",
-            "raw_path": b"/v1/chat/completions",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"authorization", f"Bearer {MASTER_KEY}".encode()),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 2),
-        }
+        scope = chat_scope(body)
 
         sent = [False]
 

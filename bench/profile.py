@@ -47,6 +47,29 @@ REQUEST = {
 }
 
 
+def chat_scope(body: bytes) -> dict[str, Any]:
+    """The ASGI scope of ``POST /v1/chat/completions`` with ``body``, as the master key: for
+    calling the app in process without an HTTP server (here and in ``bench.calls``)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {MASTER_KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The cheapest ASGI app: read the body, answer a fixed 557 bytes."""
     if scope["type"] != "http":
@@ -105,24 +128,7 @@ async def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
         gateway = Gateway(config)
         out["2 Gateway.chat (library)"] = await _in_process(args.n, lambda: gateway.chat(REQUEST))
         app = create_app(gateway)
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/chat/completions",
-            "raw_path": b"/v1/chat/completions",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"authorization", f"Bearer {MASTER_KEY}".encode()),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 2),
-        }
+        scope = chat_scope(body)
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}

@@ -91,55 +91,42 @@ def tables() -> dict[str, Any]:
         Column("ttft_n", Integer, nullable=False),
         Column("spend", Float, nullable=False),
     )
-    out["request_stats"] = Table(
-        "request_stats",
-        meta,
-        Column("slot", Integer, primary_key=True, autoincrement=False),
-        Column("provider", String(100), primary_key=True),
-        Column("model", String(200), primary_key=True),
-        Column("error", String(80), primary_key=True),
-        Column("requests", Integer, nullable=False),
-        Column("output_tokens", BigInteger, nullable=False),
-        Column("ok_tokens", BigInteger, nullable=False),
-        Column("gen_time", Float, nullable=False),
-        Column("spend", Float, nullable=False),
-        Column("spend_n", Integer, nullable=False),
-    )
-    out["request_histogram"] = Table(
-        "request_histogram",
-        meta,
-        Column("slot", Integer, primary_key=True, autoincrement=False),
-        Column("provider", String(100), primary_key=True),
-        Column("model", String(200), primary_key=True),
-        Column("metric", SmallInteger, primary_key=True, autoincrement=False),
-        Column("bin", SmallInteger, primary_key=True, autoincrement=False),
-        Column("n", Integer, nullable=False),
-    )
-    out["request_stats_coarse"] = Table(
-        "request_stats_coarse",
-        meta,
-        Column("width", Integer, primary_key=True, autoincrement=False),
-        Column("slot", Integer, primary_key=True, autoincrement=False),
-        Column("provider", String(100), primary_key=True),
-        Column("model", String(200), primary_key=True),
-        Column("error", String(80), primary_key=True),
-        Column("requests", Integer, nullable=False),
-        Column("output_tokens", BigInteger, nullable=False),
-        Column("ok_tokens", BigInteger, nullable=False),
-        Column("gen_time", Float, nullable=False),
-        Column("spend", Float, nullable=False),
-        Column("spend_n", Integer, nullable=False),
-    )
+
+    def stats_columns() -> list[Any]:
+        """Per (slot, provider, model, error class): calls, tokens, generation time, spend."""
+        return [
+            Column("slot", Integer, primary_key=True, autoincrement=False),
+            Column("provider", String(100), primary_key=True),
+            Column("model", String(200), primary_key=True),
+            Column("error", String(80), primary_key=True),
+            Column("requests", Integer, nullable=False),
+            Column("output_tokens", BigInteger, nullable=False),
+            Column("ok_tokens", BigInteger, nullable=False),
+            Column("gen_time", Float, nullable=False),
+            Column("spend", Float, nullable=False),
+            Column("spend_n", Integer, nullable=False),
+        ]
+
+    def histogram_columns() -> list[Any]:
+        """Per (slot, provider, model, metric, bin): how many values fell in the bin."""
+        return [
+            Column("slot", Integer, primary_key=True, autoincrement=False),
+            Column("provider", String(100), primary_key=True),
+            Column("model", String(200), primary_key=True),
+            Column("metric", SmallInteger, primary_key=True, autoincrement=False),
+            Column("bin", SmallInteger, primary_key=True, autoincrement=False),
+            Column("n", Integer, nullable=False),
+        ]
+
+    def width() -> Any:
+        return Column("width", Integer, primary_key=True, autoincrement=False)
+
+    # Five-minute slots, and the same sums per hour and per day (``width`` says which).
+    out["request_stats"] = Table("request_stats", meta, *stats_columns())
+    out["request_histogram"] = Table("request_histogram", meta, *histogram_columns())
+    out["request_stats_coarse"] = Table("request_stats_coarse", meta, width(), *stats_columns())
     out["request_histogram_coarse"] = Table(
-        "request_histogram_coarse",
-        meta,
-        Column("width", Integer, primary_key=True, autoincrement=False),
-        Column("slot", Integer, primary_key=True, autoincrement=False),
-        Column("provider", String(100), primary_key=True),
-        Column("model", String(200), primary_key=True),
-        Column("metric", SmallInteger, primary_key=True, autoincrement=False),
-        Column("bin", SmallInteger, primary_key=True, autoincrement=False),
-        Column("n", Integer, nullable=False),
+        "request_histogram_coarse", meta, width(), *histogram_columns()
     )
     out["conversations"] = Table(
         "conversations",
