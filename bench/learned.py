@@ -639,6 +639,9 @@ def bench_overhead(data: Path, n: int) -> None:
                 }
                 for m in table.models
             ],
+            # Room for the 16 concurrent requests below: past ``task_queue`` a request goes
+            # unrouted (route order) at once, which would time the fallback, not the router.
+            "routing": {"task_queue": 32},
             "routes": [
                 {
                     "name": "learned",

@@ -33,7 +33,14 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["BUILDER_VERSION", "MiniLM", "cache_dir", "default_model_dir", "shared_model"]
+__all__ = [
+    "BUILDER_VERSION",
+    "MiniLM",
+    "cache_dir",
+    "default_model_dir",
+    "one_blas_thread",
+    "shared_model",
+]
 
 log = logging.getLogger("turnout.routing")
 
@@ -273,7 +280,25 @@ def shared_model(model_dir: str | None = None) -> MiniLM:
     embedded embedding model (``local:all-minilm-l6-v2``): loading takes seconds and the
     weights are tens of megabytes, so nobody loads a second copy. Its onnxruntime session and
     tokenizer are safe to call from several threads."""
+    one_blas_thread()
     return MiniLM(model_dir)
+
+
+@lru_cache(maxsize=1)
+def one_blas_thread() -> None:
+    """Keep numpy's BLAS (OpenBLAS in numpy's wheels) on the calling thread, for the whole
+    process. A kNN lookup is one matrix-vector product over the outcome store; OpenBLAS
+    splits it over a thread per core, and those threads then spin while they wait for more
+    work, holding the core the event loop needs: 5.1 ms of CPU per ``learned`` decision
+    against 3.0 ms on one thread, same wall time (``python -m bench.learned overhead``,
+    docs/routing.md). Done with threadpoolctl, which finds the BLAS numpy loaded, at run time
+    (the environment variables work only before numpy is imported); without it, nothing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.debug("threadpoolctl is not installed: numpy's BLAS keeps its threads")
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 class MiniLM:
