@@ -671,20 +671,39 @@ def bench_overhead(data: Path, n: int) -> None:
             assert plan.estimates and "p=" in plan.estimates
             return time.perf_counter() - t
 
-        for label, concurrency in (("one at a time", 1), ("16 concurrent", 16)):
+        async def bursts(concurrency: int) -> list[float]:
             times: list[float] = []
-            cpu = time.process_time()
             for start in range(0, len(prompts), concurrency):
                 batch = prompts[start : start + concurrency]
                 times += await asyncio.gather(*(one(p) for p in batch))
-            cpu = (time.process_time() - cpu) / len(prompts)
+            return times
+
+        async def open_loop(rate: float) -> list[float]:
+            """Requests arriving at ``rate`` a second (Poisson), whatever the ones before."""
+            rng = np.random.default_rng(3)
+            tasks = []
+            for p in prompts:
+                await asyncio.sleep(rng.exponential(1 / rate))
+                tasks.append(asyncio.ensure_future(one(p)))
+            return list(await asyncio.gather(*tasks))
+
+        runs: list[tuple[str, Callable[[], Any]]] = [
+            ("one at a time", lambda: bursts(1)),
+            ("100 req/s", lambda: open_loop(100)),
+            ("200 req/s", lambda: open_loop(200)),
+            ("16 at once", lambda: bursts(16)),
+        ]
+        for label, start in runs:
+            cpu0, wall = time.process_time(), time.perf_counter()
+            times = sorted(await start())
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall
             load = os.getloadavg()[0]
-            times.sort()
             print(
                 f"  {label:<14} p50 {1e3 * times[len(times) // 2]:.1f} ms, "
-                f"p95 {1e3 * times[int(0.95 * len(times))]:.1f} ms, CPU {1e3 * cpu:.1f} ms "
-                f"a request ({len(times)} requests; load average {load:.1f} on "
-                f"{os.cpu_count()} cores)"
+                f"p95 {1e3 * times[int(0.95 * len(times))]:.1f} ms, "
+                f"CPU {1e3 * cpu / len(times):.1f} ms a request, "
+                f"{100 * cpu / wall:.0f} % of a core "
+                f"({len(times)} requests; load average {load:.1f} on {os.cpu_count()} cores)"
             )
         # the parts: lookup and strategy alone, on vectors already computed
         t = time.perf_counter()
