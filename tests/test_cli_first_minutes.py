@@ -12,11 +12,13 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from turnout.cli import build_parser
+from turnout.commands import argtypes
 
 from .conftest import UPSTREAM_KEY
 from .fakes.openai_upstream import FakeOpenAI, Reply
@@ -115,6 +117,45 @@ def test_usage_errors_are_one_line_naming_the_flag(
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1, out.stderr
     assert needle in out.stderr and "--help" in out.stderr and "usage:" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (argtypes.positive, "many", "expected a whole number, got 'many'"),
+        (argtypes.positive, "0", "must be at least 1, got 0"),
+        (argtypes.positive_seconds, "soon", "expected seconds, got 'soon'"),
+        (argtypes.positive_seconds, "-0.50", "must be more than 0, got -0.50"),
+        (argtypes.positive_seconds, "nan", "must be more than 0, got nan"),
+        (argtypes.port, "http", "expected a port number, got 'http'"),
+        (argtypes.port, "70000", "expected 0 to 65535, got 70000"),
+        (argtypes.temperature, "hot", "expected a number from 0 to 2, got 'hot'"),
+        (argtypes.temperature, "2.50", "expected a number from 0 to 2, got 2.5"),
+    ],
+)
+def test_each_argument_type_says_what_it_expected(
+    parse: Callable[[str], object], text: str, message: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        parse(text)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "value"),
+    [
+        (argtypes.positive, "1", 1),
+        (argtypes.positive_seconds, "0.25", 0.25),
+        (argtypes.port, "0", 0),
+        (argtypes.port, "65535", 65535),
+        (argtypes.temperature, "0", 0.0),
+        (argtypes.temperature, "2", 2.0),
+    ],
+)
+def test_each_argument_type_takes_its_bounds(
+    parse: Callable[[str], object], text: str, value: object
+) -> None:
+    assert parse(text) == value
 
 
 def test_an_unknown_model_suggests_the_nearest_names(tmp_path: Path) -> None:
