@@ -5,10 +5,7 @@ real ``turnout serve`` process, and the file watch."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,7 +22,7 @@ from turnout.gateway import Gateway
 from turnout.server import create_app
 
 from .conftest import MASTER_KEY, UPSTREAM_KEY
-from .fakes.servers import UvicornThread, free_port
+from .fakes.servers import UvicornThread, turnout_serve
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 HI = [{"role": "user", "content": "hi"}]
@@ -190,26 +187,8 @@ def test_file_watch_reloads(config_file: Path, fake_url: str) -> None:
 
 
 def test_sighup_reloads_a_running_server(config_file: Path, fake_url: str, tmp_path: Path) -> None:
-    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "turnout.cli", "-c", str(config_file), "serve"]
-            + ["--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TURNOUT_SHUTDOWN_GRACE_PERIOD": "0"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with turnout_serve(config_file, log) as (proc, url):
         assert _served_by(url) == "primary:model-a"
         # --port came from the command line: a reload must not take it for a change.
         config_file.write_text(yaml.safe_dump(_config(fake_url, "backup:model-b")))
@@ -220,9 +199,6 @@ def test_sighup_reloads_a_running_server(config_file: Path, fake_url: str, tmp_p
         status = httpx.get(url + "/api/config/status", headers=AUTH).json()
         assert status["last_attempt"]["trigger"] == "sighup", status
         assert status["last_attempt"]["ok"] is True, status
-    finally:
-        proc.terminate()
-        proc.wait(30)
     assert "config reloaded (sighup): routes changed" in log.read_text()
 
 
@@ -231,19 +207,9 @@ def test_sighup_to_the_supervisor_reloads_every_worker(
 ) -> None:
     """With --workers 2, SIGHUP to the parent is passed to each worker (uvicorn would restart
     them): every worker then serves the new route, and none restarted."""
-    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "turnout.cli", "-c", str(config_file), "serve"]
-            + ["--port", str(port), "--workers", "2"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TURNOUT_SHUTDOWN_GRACE_PERIOD": "0"},
-        )
-    url = f"http://127.0.0.1:{port}"
     fresh = httpx.Limits(max_keepalive_connections=0)  # each request may reach either worker
-    try:
+    with turnout_serve(config_file, log, "--workers", "2", ready=None) as (proc, url):
         deadline = time.monotonic() + 90
         with httpx.Client(limits=fresh, timeout=5) as client:
             while log.read_text().count("Application startup complete") < 2:
@@ -261,9 +227,6 @@ def test_sighup_to_the_supervisor_reloads_every_worker(
                 assert r.headers["x-turnout-deployment"] == "backup:model-b"
             status = client.get(url + "/api/config/status", headers=AUTH).json()
             assert status["generation"] == 2
-    finally:
-        proc.terminate()
-        proc.wait(30)
     text = log.read_text()
     assert text.count("config reloaded (sighup): routes changed") == 2, text[-3000:]
     assert "Started server process" in text and text.count("Started server process") == 2

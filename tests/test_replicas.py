@@ -17,7 +17,7 @@ import yaml
 
 from .conftest import MASTER_KEY, REDIS_URL, UPSTREAM_KEY, pg_schema_url
 from .fakes.openai_upstream import FakeOpenAI
-from .fakes.servers import free_port, stop_process
+from .fakes.servers import free_port, stop_process, wait_ready
 
 HI = [{"role": "user", "content": "hi"}]
 COST = (11 * 1.0 + 7 * 2.0) / 1_000_000
@@ -56,27 +56,13 @@ def replicas(
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url, proc, log_path in zip(urls, procs, logs, strict=True):
-            _wait_up(url, proc, log_path)
+            wait_ready(url, proc, log_path, "/health", 90)
         yield urls
     finally:
         for proc in procs:
             proc.terminate()  # both shut down at once; stop_process then waits for each
         for proc in procs:
             stop_process(proc)
-
-
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90  # generous: start-up is slow on a loaded machine
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("gateway did not start")
 
 
 def _admin(url: str) -> httpx.Client:

@@ -3,10 +3,7 @@ in the request log, and ``log_format: json`` carrying it in every line of a real
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from turnout.gateway import Gateway
 from turnout.server import create_app
 
 from .conftest import MASTER_KEY, UPSTREAM_KEY, make_config
-from .fakes.servers import UvicornThread, free_port
+from .fakes.servers import UvicornThread, turnout_serve
 
 HI = [{"role": "user", "content": "hi"}]
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -92,26 +89,8 @@ def test_json_logs_carry_the_request_id(fake_url: str, tmp_path: Path) -> None:
     }
     path = tmp_path / "turnout.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "turnout.cli", "-c", str(path), "serve", "--access-log"]
-            + ["--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TURNOUT_SHUTDOWN_GRACE_PERIOD": "0"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                httpx.get(url + "/health/live", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with turnout_serve(path, log, "--access-log", ready="/health/live") as (_, url):
         headers = {"x-request-id": "json-log-check-7"}
         r = httpx.post(
             url + "/v1/chat/completions",
@@ -119,9 +98,6 @@ def test_json_logs_carry_the_request_id(fake_url: str, tmp_path: Path) -> None:
             headers=headers,
         )
         assert r.status_code == 404
-    finally:
-        proc.terminate()
-        proc.wait(30)
     lines = [orjson.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
     access = [x for x in lines if x["logger"] == "uvicorn.access"]

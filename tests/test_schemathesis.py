@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +28,7 @@ from schemathesis import GenerationMode
 from turnout.server.openapi import openapi_spec
 
 from .conftest import MASTER_KEY, UPSTREAM_KEY
-from .fakes.servers import free_port, stop_process
+from .fakes.servers import free_port, stop_process, wait_ready
 from .shared import spec_path
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -67,16 +66,9 @@ def gateway(fake_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90  # generous: start-up is slow on a loaded machine
-        while True:
-            assert proc.poll() is None, (folder / "serve.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "gateway did not start"
-            try:  # ready: listening, and the start-up migration done
-                if httpx.get(url + "/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        # Ready: listening, and the start-up migration done; generous, start-up is slow on a
+        # loaded machine.
+        wait_ready(url, proc, folder / "serve.log", wait=90)
         for stream in (False, True):  # the fake's first answers import what they need now
             body = {"model": "chain", "messages": [{"role": "user", "content": "hi"}]}
             reply = httpx.post(

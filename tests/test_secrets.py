@@ -32,7 +32,7 @@ from turnout.server import create_app
 from .conformance.vendors import AWS_KEY_ID, VENDORS, Vendor
 from .fakes.bedrock_upstream import FakeBedrock
 from .fakes.script import Fail, FakeUpstream, StreamError
-from .fakes.servers import AiohttpThread, UvicornThread, free_port
+from .fakes.servers import AiohttpThread, UvicornThread, free_port, wait_ready
 from .leaks import MARK, assert_no_secret, read_console, secrets_of
 
 FAKED = [v for v in VENDORS if v.make_fake is not None]
@@ -247,19 +247,6 @@ def test_an_echoed_secret_reaches_neither_client_nor_log(
 # --- the secrets test: a scripted session against `turnout serve` -----------------------------
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"gateway exited: {log.read_text()[-3000:]}"
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"gateway did not start: {log.read_text()[-3000:]}")
-
-
 class Session:
     """Every request of the session goes through ``call``, which keeps all it received."""
 
@@ -318,7 +305,7 @@ def test_no_secret_in_any_response_log_metric_or_request_log_row(
         )
     session = Session(f"http://127.0.0.1:{port}")
     try:
-        _wait_up(session.url, proc, log)
+        wait_ready(session.url, proc, log, "/health")
         # The one answer that shows a secret: the new key's, once, to its maker.
         made = session.call("POST", "/api/keys", keep=False, json={"name": "s", "rpm": 10_000})
         assert made.status_code == 201, made.text

@@ -1,4 +1,5 @@
-"""Run an aiohttp app or an ASGI app on a loopback port in a background thread."""
+"""Run an aiohttp app or an ASGI app on a loopback port in a background thread, or a real
+``turnout serve`` process; wait for a gateway to be ready, and stop one."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -46,6 +51,53 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def turnout_serve(
+    config: Path, log: Path, *args: str, ready: str | None = "/health/ready", wait: float = 60
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real ``turnout -c CONFIG serve`` process on a free port with ``args`` added, its output
+    in ``log`` and no shutdown grace; yields it and its URL once ``ready`` answers 200 (at
+    once with ``ready=None``, for a test that waits its own way), and stops it on the way out.
+    """
+    port = free_port()
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout.cli", "-c", str(config), "serve"]
+            + ["--port", str(port), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TURNOUT_SHUTDOWN_GRACE_PERIOD": "0"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if ready is not None:
+            wait_ready(url, proc, log, ready, wait)
+        yield proc, url
+    finally:
+        stop_process(proc)
+
+
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    path: str = "/health/ready",
+    wait: float = 60,
+) -> None:
+    """Return once the gateway at ``url`` answers 200 on ``path``; fail with the tail of its
+    ``log`` if its process exits or ``wait`` seconds pass first."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"gateway exited: {log.read_text()[-3000:]}"
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gateway did not start: {log.read_text()[-3000:]}")
 
 
 class AiohttpThread:
