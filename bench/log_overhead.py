@@ -24,90 +24,36 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .gateways import MASTER_KEY, free_port, start_mock, turnout_config
-from .profile import REQUEST
-
-
-def _scope(body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", f"Bearer {MASTER_KEY}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
+from .gateways import free_port, start_mock
+from .profile import alternating_blocks, apps_in_process, print_off_on
 
 
 async def _app_cpu(mock_port: int, db_dir: Path, n: int, blocks: int) -> dict[str, list[float]]:
-    from turnout.config import Config
-    from turnout.gateway import Gateway
-    from turnout.server import create_app
+    overlays = {
+        "off": {"database_url": "none"},
+        "on": {"database_url": f"sqlite:///{db_dir / 'log.db'}"},
+    }
 
-    body = orjson.dumps(REQUEST)
+    async def flush(label: str, app: Any) -> None:
+        if label == "on":
+            assert await app.state.accounting.request_log.flush(30)
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"app answered {message['status']}")
-
-    apps = {}
-    for label, overlay in (
-        ("off", {"database_url": "none"}),
-        ("on", {"database_url": f"sqlite:///{db_dir / 'log.db'}"}),
-    ):
-        config = Config.model_validate({**turnout_config(mock_port), **overlay})
-        app = create_app(Gateway(config))
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        apps[label] = (app, lifespan)
-    on_app = apps["on"][0]
-    await on_app.state.accounting.migrated.wait()
-    out: dict[str, list[float]] = {"off": [], "on": []}
-    walls: dict[str, list[float]] = {"off": [], "on": []}
-    for _ in range(blocks):
-        for label, (app, _) in apps.items():
-            for _ in range(100):
-                await app(_scope(body), receive, send)
-            start = time.process_time()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                await app(_scope(body), receive, send)
-                walls[label].append(time.perf_counter() - t0)
-            if label == "on":
-                assert await app.state.accounting.request_log.flush(30)
-            out[label].append((time.process_time() - start) / n * 1e6)
-    log = on_app.state.accounting.request_log
-    print(f"  request log: {log.written} written, {log.dropped} dropped")
-    for _app, lifespan in apps.values():
-        await lifespan.__aexit__(None, None, None)
+    async with apps_in_process(mock_port, overlays) as apps:
+        await apps["on"].state.accounting.migrated.wait()
+        out, walls = await alternating_blocks(apps, n, blocks, warmup=100, settle=flush)
+        log = apps["on"].state.accounting.request_log
+        print(f"  request log: {log.written} written, {log.dropped} dropped")
     for label, values in walls.items():
         q = statistics.quantiles(values, n=100)
         out[f"wall_{label}"] = [q[49] * 1e6, q[98] * 1e6, max(values) * 1e6]
     return out
 
 
-def _record_path_us(n: int) -> float:
-    """Wall time of what the request path does for the log: build the record, queue it."""
-    from turnout.accounting import Database, RequestLog, record_result
-    from turnout.config import RequestLogConfig
+def _result() -> Any:
+    """The answer whose record the request log is given: a short non-streamed chat."""
     from turnout.types import ChatResult, Choice, Usage
 
-    result = ChatResult(
+    return ChatResult(
         id="chatcmpl-x",
         model="mock-model",
         provider="mock",
@@ -117,6 +63,14 @@ def _record_path_us(n: int) -> float:
         deployment="mock:mock-model",
         latency=0.01,
     )
+
+
+def _record_path_us(n: int) -> float:
+    """Wall time of what the request path does for the log: build the record, queue it."""
+    from turnout.accounting import Database, RequestLog, record_result
+    from turnout.config import RequestLogConfig
+
+    result = _result()
 
     async def run() -> float:
         log = RequestLog(Database("sqlite:///:memory:"), RequestLogConfig(queue_size=n + 1))
@@ -131,21 +85,11 @@ def _record_path_us(n: int) -> float:
 async def _memory_db_down() -> list[tuple[int, int, int, float]]:
     from turnout.accounting import Database, RequestLog, record_result
     from turnout.config import RequestLogConfig
-    from turnout.types import ChatResult, Choice, Usage
 
     dead = Database(f"postgresql+psycopg://turnout@127.0.0.1:{free_port()}/none")
     log = RequestLog(dead, RequestLogConfig())  # the defaults: queue 10,000, batch 500
     log.start()
-    result = ChatResult(
-        id="chatcmpl-x",
-        model="mock-model",
-        provider="mock",
-        choices=[Choice(content="hi", finish_reason="stop")],
-        usage=Usage(11, 7),
-        created=0,
-        deployment="mock:mock-model",
-        latency=0.01,
-    )
+    result = _result()
     rows = []
     await asyncio.sleep(1.0)  # the writer's first attempt imports the driver: not the queue's
     tracemalloc.start()
@@ -175,14 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu = asyncio.run(_app_cpu(mock.port, Path(tmp), args.n, args.blocks))
         finally:
             mock.stop()
-    off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
-    # Each "on" block runs right after an "off" block: their difference cancels slow drifts
-    # in machine load, which the two medians do not.
-    paired = statistics.median(b - a for a, b in zip(cpu["off"], cpu["on"], strict=True))
-    print("CPU per request, ASGI app in process (median of blocks; all threads):")
-    print(f"  request log off : {off:7.1f} us   blocks: {[round(v) for v in cpu['off']]}")
-    print(f"  request log on  : {on:7.1f} us   blocks: {[round(v) for v in cpu['on']]}")
-    print(f"  difference      : {paired:+7.1f} us ({paired / off * 100:+.1f} %), median of pairs")
+    print_off_on(cpu, "request log off", "request log on", "difference")
     for label in ("off", "on"):
         p50, p99, top = cpu[f"wall_{label}"]
         print(

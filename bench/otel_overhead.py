@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .gateways import start_mock, turnout_config
-from .log_overhead import _scope
-from .profile import REQUEST
+from .gateways import start_mock
+from .profile import alternating_blocks, apps_in_process, print_off_on
 
 
 class _Receiver:
@@ -56,39 +51,14 @@ class _Receiver:
 
 
 async def _cpu(mock_port: int, endpoint: str, n: int, blocks: int) -> dict[str, list[float]]:
-    from turnout.config import Config
-    from turnout.gateway import Gateway
-    from turnout.server import create_app
-
-    body = orjson.dumps(REQUEST)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"app answered {message['status']}")
-
-    apps = {}
-    for label, otel in (("off", {}), ("on", {"enabled": True, "endpoint": endpoint})):
-        overlay = {"database_url": "none", "otel": otel}
-        config = Config.model_validate({**turnout_config(mock_port), **overlay})
-        app = create_app(Gateway(config))
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        apps[label] = (app, lifespan)
-    out: dict[str, list[float]] = {"off": [], "on": []}
-    for _ in range(blocks):
-        for label, (app, _) in apps.items():
-            for _ in range(50):
-                await app(_scope(body), receive, send)
-            start = time.process_time()
-            for _ in range(n):
-                await app(_scope(body), receive, send)
-            out[label].append((time.process_time() - start) / n * 1e6)
-    for _app, lifespan in apps.values():
-        await lifespan.__aexit__(None, None, None)  # the "on" app exports what it holds
-    return out
+    overlays = {
+        "off": {"database_url": "none", "otel": {}},
+        "on": {"database_url": "none", "otel": {"enabled": True, "endpoint": endpoint}},
+    }
+    # Leaving the "on" app's lifespan exports what it holds.
+    async with apps_in_process(mock_port, overlays) as apps:
+        cpu, _ = await alternating_blocks(apps, n, blocks, warmup=50)
+    return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,12 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             mock.stop()
             receiver.stop()
-    off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
-    paired = statistics.median(b - a for a, b in zip(cpu["off"], cpu["on"], strict=True))
-    print("CPU per request, ASGI app in process (median of blocks; all threads):")
-    print(f"  otel off : {off:7.1f} us   blocks: {[round(v) for v in cpu['off']]}")
-    print(f"  otel on  : {on:7.1f} us   blocks: {[round(v) for v in cpu['on']]}")
-    print(f"  on - off : {paired:+7.1f} us ({paired / off * 100:+.1f} %), median of pairs")
+    print_off_on(cpu, "otel off", "otel on", "on - off")
     print(f"  OTLP export requests received: {receiver.requests}")
     return 0
 

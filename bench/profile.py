@@ -10,6 +10,10 @@
 5. ``turnout serve`` end to end at a fixed open-loop rate.
 
 The gaps between them are what each layer costs.
+
+Calling the app in process is shared with the benches that compare a feature off and on
+(``bench.log_overhead``, ``bench.otel_overhead``): ``chat_scope``, ``chat_io``,
+``apps_in_process``, ``alternating_blocks`` and ``print_off_on``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,7 @@ from .gateways import (
     start_mock,
     start_turnout,
     tree_cpu_seconds,
+    turnout_config,
 )
 
 _BODY = b"x" * 557
@@ -68,6 +76,93 @@ def chat_scope(body: bytes) -> dict[str, Any]:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 2),
     }
+
+
+def chat_io(body: bytes) -> tuple[Any, Any]:
+    """The ASGI ``receive`` (``body`` in one message) and ``send`` (which raises on any status
+    but 200) of a chat request called in process."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"app answered {message['status']}")
+
+    return receive, send
+
+
+@asynccontextmanager
+async def apps_in_process(
+    mock_port: int, overlays: Mapping[str, dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    """One ASGI app per label, built from the benchmark config with that label's overlay, its
+    lifespan entered; the lifespans are left in the same order on the way out."""
+    from turnout.config import Config
+    from turnout.gateway import Gateway
+    from turnout.server import create_app
+
+    apps: dict[str, Any] = {}
+    lifespans = []
+    for label, overlay in overlays.items():
+        config = Config.model_validate({**turnout_config(mock_port), **overlay})
+        app = create_app(Gateway(config))
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        apps[label] = app
+        lifespans.append(lifespan)
+    try:
+        yield apps
+    finally:
+        for lifespan in lifespans:
+            await lifespan.__aexit__(None, None, None)
+
+
+async def alternating_blocks(
+    apps: Mapping[str, Any],
+    n: int,
+    blocks: int,
+    warmup: int,
+    settle: Callable[[str, Any], Awaitable[None]] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Chat requests to each app in turn, ``blocks`` times over, so that machine load hits them
+    alike: ``warmup`` calls, then ``n`` timed ones. Returns each block's CPU time per request
+    (us, the whole process) and each request's wall time (s), by label. ``settle(label, app)``
+    runs before a block's clock stops (work the block left to a background thread)."""
+    body = orjson.dumps(REQUEST)
+    receive, send = chat_io(body)
+    cpu: dict[str, list[float]] = {label: [] for label in apps}
+    walls: dict[str, list[float]] = {label: [] for label in apps}
+    for _ in range(blocks):
+        for label, app in apps.items():
+            for _ in range(warmup):
+                await app(chat_scope(body), receive, send)
+            start = time.process_time()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await app(chat_scope(body), receive, send)
+                walls[label].append(time.perf_counter() - t0)
+            if settle is not None:
+                await settle(label, app)
+            cpu[label].append((time.process_time() - start) / n * 1e6)
+    return cpu, walls
+
+
+def print_off_on(cpu: Mapping[str, list[float]], off: str, on: str, difference: str) -> None:
+    """Print the median CPU per request of the ``off`` and ``on`` blocks under those names, and
+    the median of the paired differences."""
+    median_off, median_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    # Each "on" block runs right after an "off" block: their difference cancels slow drifts
+    # in machine load, which the two medians do not.
+    paired = statistics.median(b - a for a, b in zip(cpu["off"], cpu["on"], strict=True))
+    width = max(len(off), len(on), len(difference))
+    print("CPU per request, ASGI app in process (median of blocks; all threads):")
+    print(f"  {off:{width}} : {median_off:7.1f} us   blocks: {[round(v) for v in cpu['off']]}")
+    print(f"  {on:{width}} : {median_on:7.1f} us   blocks: {[round(v) for v in cpu['on']]}")
+    print(
+        f"  {difference:{width}} : {paired:+7.1f} us ({paired / median_off * 100:+.1f} %), "
+        "median of pairs"
+    )
 
 
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -106,8 +201,6 @@ async def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
     from turnout.gateway import Gateway
     from turnout.server import create_app
 
-    from .gateways import turnout_config
-
     mock = start_mock(log_dir)
     procs = [mock]
     out: dict[str, float] = {}
@@ -129,14 +222,7 @@ async def _run(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
         out["2 Gateway.chat (library)"] = await _in_process(args.n, lambda: gateway.chat(REQUEST))
         app = create_app(gateway)
         scope = chat_scope(body)
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] != 200:
-                raise RuntimeError(f"app answered {message['status']}")
-
+        receive, send = chat_io(body)
         out["3 ASGI app (Starlette + handler + library)"] = await _in_process(
             args.n, lambda: app(dict(scope), receive, send)
         )
