@@ -6,14 +6,26 @@ server with the ``openai`` SDK as the client."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
+from turnout.adapters.bedrock_embed import embed_bodies
+from turnout.adapters.local_embed import LocalEmbedder
+from turnout.adapters.native_embeddings import (
+    cohere_embed_request,
+    gemini_embed_request,
+    ollama_embed_request,
+)
+from turnout.catalogue import Catalogue
 from turnout.config import Config
+from turnout.deployment import resolve_deployment
 from turnout.errors import BadRequestError
 from turnout.gateway import Gateway
+from turnout.types import EmbeddingRequest
 
 from .fakes.cohere_upstream import FakeCohere
 from .fakes.gemini_upstream import FakeGemini
@@ -147,6 +159,51 @@ async def test_token_arrays_and_upstream_errors(fakes: Any, reset: None) -> None
         fakes["cohere"][0].then(Fail(400, "invalid input_type"))
         with pytest.raises(BadRequestError, match="invalid input_type"):
             await gw.embed(model="co:embed-v4.0", input="x")
+
+
+def _local_embed(request: EmbeddingRequest, d: Any) -> Any:
+    embedder = LocalEmbedder()
+    try:
+        return asyncio.run(embedder.embed(request, d))
+    finally:
+        embedder.close()
+
+
+@pytest.mark.parametrize(
+    ("model", "build"),
+    [
+        ("gem:gemini-embedding-001", gemini_embed_request),
+        ("co:embed-v4.0", cohere_embed_request),
+        ("box:nomic-embed-text", ollama_embed_request),
+        ("bedrock:amazon.titan-embed-text-v2:0", embed_bodies),
+        ("bedrock:cohere.embed-english-v3", embed_bodies),
+        ("local:all-minilm-l6-v2", _local_embed),
+    ],
+)
+def test_every_text_only_embedder_refuses_token_arrays_alike(
+    model: str, build: Callable[[EmbeddingRequest, Any], Any]
+) -> None:
+    """Token ids are one tokenizer's own: every embedder but OpenAI's wire refuses them with
+    the same 400, before any call (the embedded model is not even loaded)."""
+    config = Config.model_validate(
+        {
+            "providers": {
+                "gem": {"host": "gemini", "api_key": KEY},
+                "co": {"host": "cohere", "api_key": KEY},
+                "box": {"host": "ollama"},
+                "bedrock": {
+                    "settings": {"access_key_id": "AKIDTEST0001", "secret_access_key": "s"}
+                },
+            }
+        }
+    )
+    d = resolve_deployment(model, config, Catalogue.default(), None)
+    with pytest.raises(BadRequestError) as raised:
+        build(EmbeddingRequest(model=model, input=[[1, 2, 3]]), d)
+    assert raised.value.message == (
+        f"'{model}' takes text input, not token arrays (token ids are a tokenizer's own)"
+    )
+    assert raised.value.param == "input"
 
 
 def test_through_the_server_with_the_openai_sdk(fakes: Any, reset: None, serve: Any) -> None:

@@ -15,7 +15,7 @@ import orjson
 
 from ..config import TimeoutsConfig
 from ..deployment import Deployment
-from ..errors import ConfigError, TurnoutError, UnsupportedParameterError
+from ..errors import BadRequestError, ConfigError, TurnoutError, UnsupportedParameterError
 from ..http import HttpPool
 from ..types import EmbeddingRequest, EmbeddingResult
 from .edge import UpstreamCall, excerpt
@@ -29,6 +29,7 @@ __all__ = [
     "key_hint",
     "model_ids",
     "no_embeddings",
+    "text_inputs",
 ]
 
 
@@ -151,6 +152,18 @@ def no_embeddings(d: Deployment, wire_api: str) -> UnsupportedParameterError:
         param="model",
         code="embeddings_not_supported",
     )
+
+
+def text_inputs(request: EmbeddingRequest, d: Deployment) -> list[str]:
+    """The texts of an embeddings request to a model that takes text only: token arrays are a
+    tokenizer's own ids, so they are a 400."""
+    texts = request.texts
+    if texts is None:
+        raise BadRequestError(
+            f"'{d.id}' takes text input, not token arrays (token ids are a tokenizer's own)",
+            param="input",
+        )
+    return texts
 
 
 class HttpAdapter:

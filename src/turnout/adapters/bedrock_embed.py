@@ -15,7 +15,7 @@ import orjson
 from ..deployment import Deployment
 from ..errors import BadRequestError, UpstreamServerError
 from ..types import EmbeddingRequest, Usage
-from .base import no_embeddings
+from .base import no_embeddings, text_inputs
 from .bedrock_aws import authorise
 
 __all__ = ["TOKEN_HEADER", "embed_bodies", "family", "invoke_request", "read_vectors"]
@@ -37,12 +37,7 @@ def family(d: Deployment) -> str:
 
 def embed_bodies(request: EmbeddingRequest, d: Deployment) -> list[dict[str, Any]]:
     """One body per call: a Titan call per text, one Cohere call for all."""
-    texts = request.texts
-    if texts is None:
-        raise BadRequestError(
-            f"'{d.id}' takes text input, not token arrays (token ids are a tokenizer's own)",
-            param="input",
-        )
+    texts = text_inputs(request, d)
     extra = request.model_extra or {}
     if family(d) == "titan":
         bodies = []

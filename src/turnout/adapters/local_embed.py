@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..deployment import Deployment
 from ..errors import BadRequestError, MissingDependencyError
 from ..types import EmbeddingRequest, EmbeddingResult, Usage
-from .base import no_embeddings
+from .base import no_embeddings, text_inputs
 
 if TYPE_CHECKING:
     from ..routing.embedding import MiniLM
@@ -33,12 +33,7 @@ MAX_TOKENS = 256
 def _check(request: EmbeddingRequest, d: Deployment) -> list[str]:
     if d.model not in EMBEDDING_MODELS:
         raise no_embeddings(d, "embedded model's")
-    texts = request.texts
-    if texts is None:
-        raise BadRequestError(
-            f"'{d.id}' takes text input, not token arrays (token ids are a tokenizer's own)",
-            param="input",
-        )
+    texts = text_inputs(request, d)
     if request.dimensions is not None and request.dimensions != DIMENSIONS:
         raise BadRequestError(
             f"'{d.id}' gives {DIMENSIONS}-dimensional vectors; it cannot give "

@@ -13,9 +13,9 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from ..deployment import Deployment
-from ..errors import BadRequestError, UpstreamServerError
+from ..errors import UpstreamServerError
 from ..types import EmbeddingRequest, EmbeddingResult, Usage
-from .base import auth_headers
+from .base import auth_headers, text_inputs
 
 __all__ = [
     "cohere_embed_request",
@@ -27,16 +27,6 @@ __all__ = [
 ]
 
 Request = tuple[str, dict[str, str], bytes]
-
-
-def _texts(request: EmbeddingRequest, d: Deployment) -> list[str]:
-    texts = request.texts
-    if texts is None:
-        raise BadRequestError(
-            f"'{d.id}' takes text input, not token arrays (token ids are a tokenizer's own)",
-            param="input",
-        )
-    return texts
 
 
 def _headers(d: Deployment) -> dict[str, str]:
@@ -82,7 +72,7 @@ def gemini_embed_request(request: EmbeddingRequest, d: Deployment) -> Request:
         url += "?" + urlencode(d.query)
     extra = request.model_extra or {}
     requests = []
-    for text in _texts(request, d):
+    for text in text_inputs(request, d):
         item: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": text}]}}
         if request.dimensions is not None:
             item["outputDimensionality"] = request.dimensions
@@ -119,7 +109,7 @@ def cohere_embed_request(request: EmbeddingRequest, d: Deployment) -> Request:
     extra = request.model_extra or {}
     body: dict[str, Any] = {
         "model": d.model,
-        "texts": _texts(request, d),
+        "texts": text_inputs(request, d),
         "input_type": str(extra.get("input_type") or "search_document"),
         "embedding_types": ["float"],
     }
@@ -142,7 +132,7 @@ def cohere_embed_result(obj: Any, d: Deployment, count: int) -> EmbeddingResult:
 
 
 def ollama_embed_request(request: EmbeddingRequest, d: Deployment) -> Request:
-    body: dict[str, Any] = {"model": d.model, "input": _texts(request, d)}
+    body: dict[str, Any] = {"model": d.model, "input": text_inputs(request, d)}
     if request.dimensions is not None:
         body["dimensions"] = request.dimensions
     return d.base_url + "/api/embed", _headers(d), orjson.dumps(body)
