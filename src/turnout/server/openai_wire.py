@@ -206,7 +206,8 @@ def cost_comment(cost: float | None) -> bytes:
 
 
 class OpenAIErrors:
-    """Errors in OpenAI's shape: the part every OpenAI surface (chat, embeddings) shares."""
+    """Errors in OpenAI's shape: the part every OpenAI surface (chat, embeddings, responses)
+    shares."""
 
     def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
         return error_body(err, redact)

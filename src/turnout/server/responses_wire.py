@@ -26,7 +26,7 @@ from ..types import (
     Usage,
     UsageUpdate,
 )
-from .openai_wire import cost_comment, error_body, plain_error
+from .openai_wire import OpenAIErrors, cost_comment, error_body
 from .responses_request import (
     ResponsesRequest,
     input_items,
@@ -357,8 +357,8 @@ class ResponseStreamWriter:
         return out + self._frame("response.failed", {"response": failed})
 
 
-class OpenAIResponses:
-    """``POST /v1/responses``."""
+class OpenAIResponses(OpenAIErrors):
+    """``POST /v1/responses``; its errors in OpenAI's shape, as chat's."""
 
     name = "openai_responses"
 
@@ -374,17 +374,6 @@ class OpenAIResponses:
 
     def stream(self, call: ResponsesCall, chat: ChatRequest) -> ResponseStreamWriter:
         return ResponseStreamWriter(call, chat.model)
-
-    def error_body(self, err: TurnoutError, redact: Redactor) -> dict[str, Any]:
-        return error_body(err, redact)
-
-    def error_status(self, err: TurnoutError) -> int:
-        return err.status_code
-
-    def plain_error(
-        self, status: int, kind: str, message: str, code: str | None = None
-    ) -> dict[str, Any]:
-        return plain_error(status, kind, message, code)
 
 
 OPENAI_RESPONSES = OpenAIResponses()
