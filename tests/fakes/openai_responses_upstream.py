@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .openai_upstream import error_body
+from .openai_upstream import error_body, models_listing
 from .script import Cut, Fail, FakeUpstream, Hang, Reply, Stall, StreamError, drop
 
 __all__ = ["FakeOpenAIResponses", "response_events", "response_object"]
@@ -157,11 +157,7 @@ class FakeOpenAIResponses(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
         self.app.router.add_post("/v1/responses", self.handle)
-        self.app.router.add_get("/v1/models", self._models)
-
-    async def _models(self, request: web.Request) -> web.Response:
-        model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
-        return web.json_response({"object": "list", "data": [model]})
+        self.app.router.add_get("/v1/models", models_listing)
 
     async def render(
         self, step: Any, request: web.Request, body: dict[str, Any]

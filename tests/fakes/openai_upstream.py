@@ -130,15 +130,17 @@ def error_body(fail: Fail) -> dict[str, Any]:
     return {"error": {"message": fail.message, "type": fail.type, "param": None, "code": fail.code}}
 
 
+async def models_listing(request: web.Request) -> web.Response:
+    """``GET /v1/models``: one model, as OpenAI lists them (both OpenAI fakes serve it)."""
+    model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
+    return web.json_response({"object": "list", "data": [model]})
+
+
 class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
         self.app.router.add_post("/{tail:.*}", self.handle)
-        self.app.router.add_get("/v1/models", self._models)
-
-    async def _models(self, request: web.Request) -> web.Response:
-        model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
-        return web.json_response({"object": "list", "data": [model]})
+        self.app.router.add_get("/v1/models", models_listing)
 
     async def render(
         self, step: Any, request: web.Request, body: dict[str, Any]
