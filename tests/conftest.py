@@ -4,7 +4,7 @@ import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +16,9 @@ from turnout.server import create_app
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.servers import AiohttpThread, UvicornThread, free_port
 from .shared import spec_path
+
+if TYPE_CHECKING:
+    import anthropic
 
 UPSTREAM_KEY = "sk-upstream-secret-abcd1234"
 MASTER_KEY = "sk-turnout-master-key-0001"
@@ -143,6 +146,30 @@ def serve() -> Iterator[Callable[[Config], str]]:
     yield start
     for server in started:
         server.stop()
+
+
+def anthropic_clients(
+    default_key: str,
+) -> tuple[Callable[..., anthropic.Anthropic], Callable[[], Iterator[None]]]:
+    """A test module's ``client(url, api_key=default_key)``, an ``anthropic`` SDK client with
+    no retries, and the autouse fixture that closes the clients a test made (they keep pooled
+    sockets, which would leak past the test). A module binds both:
+    ``client, _close_clients = anthropic_clients(KEY)``."""
+    made: list[anthropic.Anthropic] = []
+
+    def client(url: str, api_key: str = default_key) -> anthropic.Anthropic:
+        import anthropic
+
+        made.append(anthropic.Anthropic(base_url=url, api_key=api_key, max_retries=0))
+        return made[-1]
+
+    @pytest.fixture(autouse=True)
+    def close() -> Iterator[None]:
+        yield
+        while made:
+            made.pop().close()
+
+    return client, close
 
 
 @lru_cache(maxsize=1)

@@ -4,14 +4,13 @@ bodies and events validate against the Anthropic spec."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anthropic
 import httpx
 import httpx2  # the anthropic SDK's HTTP client (a dependency of anthropic>=2.12)
 import pytest
 
 from .anthropic_spec import spec_errors
+from .conftest import anthropic_clients
 from .fakes.anthropic_upstream import (
     FakeAnthropic,
     Message,
@@ -25,20 +24,7 @@ HI = [{"role": "user", "content": "hi"}]
 ARGS = '{"city": "Paris", "days": [1, 2, 3], "note": "a \\"quoted\\" word"}'
 
 
-_made: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    """SDK clients keep pooled sockets: close them, or they leak past the test."""
-    yield
-    while _made:
-        _made.pop().close()
-
-
-def client(url: str, api_key: str = "sk-ant-test") -> anthropic.Anthropic:
-    _made.append(anthropic.Anthropic(base_url=url, api_key=api_key, max_retries=0))
-    return _made[-1]
+client, _close_clients = anthropic_clients("sk-ant-test")
 
 
 def test_sdk_parses_a_whole_message(anthropic_fake: FakeAnthropic, anthropic_url: str) -> None:

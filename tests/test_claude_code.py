@@ -8,7 +8,6 @@ writes in usage and cost, and Anthropic-shaped 4xx for bad input."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -19,7 +18,14 @@ from turnout.catalogue import Catalogue
 from turnout.config import ProviderConfig
 from turnout.types import Usage
 
-from .conftest import MASTER_KEY, UPSTREAM_KEY, make_config, needs_local, openai_validator
+from .conftest import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    anthropic_clients,
+    make_config,
+    needs_local,
+    openai_validator,
+)
 from .fakes.anthropic_upstream import COUNT_FIELDS, FakeAnthropic, Message, fake_count
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.script import Fail, Reply
@@ -159,19 +165,7 @@ def gateway_url(serve, fake_url: str, anthropic_url: str) -> str:
     return serve(config)
 
 
-_made: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _made:
-        _made.pop().close()
-
-
-def client(url: str) -> anthropic.Anthropic:
-    _made.append(anthropic.Anthropic(base_url=url, api_key=MASTER_KEY, max_retries=0))
-    return _made[-1]
+client, _close_clients = anthropic_clients(MASTER_KEY)
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -17,7 +16,7 @@ import pytest
 from turnout.config import Config, ProviderConfig
 
 from .anthropic_spec import spec_errors
-from .conftest import MASTER_KEY, UPSTREAM_KEY, make_config, needs_local
+from .conftest import MASTER_KEY, UPSTREAM_KEY, anthropic_clients, make_config, needs_local
 from .fakes.anthropic_upstream import FakeAnthropic
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.script import Cut, Fail, Reply, StreamError
@@ -44,20 +43,7 @@ def gateway_url(serve, fake_url: str, anthropic_url: str) -> str:
     return serve(config)
 
 
-_made: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    """SDK clients keep pooled sockets: close them, or they leak past the test."""
-    yield
-    while _made:
-        _made.pop().close()
-
-
-def client(url: str, api_key: str = MASTER_KEY) -> anthropic.Anthropic:
-    _made.append(anthropic.Anthropic(base_url=url, api_key=api_key, max_retries=0))
-    return _made[-1]
+client, _close_clients = anthropic_clients(MASTER_KEY)
 
 
 def test_json_answered_by_an_openai_compatible_backend(gateway_url: str, fake: FakeOpenAI) -> None:
