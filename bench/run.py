@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,24 +125,35 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-async def _embeddings(
-    direct: Target, targets: list[Target], rounds: int, warmup: int
+async def _each_gateway(
+    measure: Callable[[Target, list[Target], int, int], Awaitable[dict[str, Any]]],
+    direct: Target,
+    targets: list[Target],
+    path: str,
+    rounds: int,
+    warmup: int,
 ) -> dict[str, Any]:
-    """Added latency of ``POST /v1/embeddings`` (one input, a 768-float answer), each gateway
-    interleaved with the direct call; a gateway that cannot serve it is reported, not fatal."""
+    """``measure`` against ``direct`` for each gateway in turn, asked at ``path``; a gateway
+    that cannot serve it is reported, not fatal."""
     out: dict[str, Any] = {}
-    to_mock = replace(direct, path="/v1/embeddings")
     for t in targets:
         try:
-            figures = await added_latency(
-                to_mock, [replace(t, path="/v1/embeddings")], rounds, warmup
-            )
+            figures = await measure(direct, [replace(t, path=path)], rounds, warmup)
         except (RuntimeError, OSError) as exc:
             out[t.name] = {"error": str(exc)}
             continue
         out.setdefault("direct", figures["direct"])
         out[t.name] = figures[t.name]
     return out
+
+
+async def _embeddings(
+    direct: Target, targets: list[Target], rounds: int, warmup: int
+) -> dict[str, Any]:
+    """Added latency of ``POST /v1/embeddings`` (one input, a 768-float answer), each gateway
+    interleaved with the direct call."""
+    to_mock = replace(direct, path="/v1/embeddings")
+    return await _each_gateway(added_latency, to_mock, targets, "/v1/embeddings", rounds, warmup)
 
 
 async def _responses_stream(
@@ -149,18 +161,8 @@ async def _responses_stream(
 ) -> dict[str, Any]:
     """Added time to first token of a streamed ``POST /v1/responses`` (the gateway turns the
     mock's chat stream into typed Responses events, and stores the response as ``store``
-    defaults to), against the mock's own chat stream; a gateway that cannot serve it is
-    reported, not fatal."""
-    out: dict[str, Any] = {}
-    for t in targets:
-        try:
-            figures = await added_ttft(direct, [replace(t, path="/v1/responses")], rounds, warmup)
-        except (RuntimeError, OSError) as exc:
-            out[t.name] = {"error": str(exc)}
-            continue
-        out.setdefault("direct", figures["direct"])
-        out[t.name] = figures[t.name]
-    return out
+    defaults to), against the mock's own chat stream."""
+    return await _each_gateway(added_ttft, direct, targets, "/v1/responses", rounds, warmup)
 
 
 async def _run(args: argparse.Namespace, results: dict[str, Any], log_dir: Path) -> None:
