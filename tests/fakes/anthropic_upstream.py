@@ -229,15 +229,7 @@ class FakeAnthropic(FakeUpstream):
     async def _count(self, request: web.Request) -> web.Response:
         raw = await request.read()
         body = orjson.loads(raw) if raw else {}
-        self.calls.append(
-            {
-                "path": request.path,
-                "query": dict(request.query),
-                "headers": dict(request.headers),
-                "body": body,
-                "raw": raw,
-            }
-        )
+        self.record(request, raw, body)
         refused = _check(request, body, ("model", "messages"))
         if refused is not None:
             return refused

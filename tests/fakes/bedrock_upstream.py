@@ -384,16 +384,8 @@ class FakeBedrock(FakeUpstream):
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
             body = None
-        self.calls.append(
-            {
-                "path": request.path,
-                "raw_path": request.raw_path,
-                "model": request.match_info.get("model_id"),
-                "query": dict(request.query),
-                "headers": dict(request.headers),
-                "body": body,
-                "raw": raw,
-            }
+        self.record(
+            request, raw, body, raw_path=request.raw_path, model=request.match_info.get("model_id")
         )
         return body
 

@@ -98,7 +98,7 @@ class Raw:
 
 
 class FakeUpstream:
-    """What every fake shares: ``app``, ``script``, ``calls``, ``reset`` and ``then``.
+    """What every fake shares: ``app``, ``script``, ``calls`` (``record``), ``reset`` and ``then``.
 
     Subclasses add their routes to ``app`` (``handle`` records and dispatches) and implement
     ``render`` for the steps above in their wire format.
@@ -117,9 +117,9 @@ class FakeUpstream:
         self.script.extend(steps)
         return self
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        body = orjson.loads(raw) if raw and raw[:1] in (b"{", b"[") else {}
+    def record(self, request: web.Request, raw: bytes, body: Any, **extra: Any) -> None:
+        """One call as ``calls`` holds it: path, query, headers, parsed body and raw bytes, and
+        what else a fake notes."""
         self.calls.append(
             {
                 "path": request.path,
@@ -127,8 +127,14 @@ class FakeUpstream:
                 "headers": dict(request.headers),
                 "body": body,
                 "raw": raw,
+                **extra,
             }
         )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw and raw[:1] in (b"{", b"[") else {}
+        self.record(request, raw, body)
         step = self.script.popleft() if self.script else Reply()
         if isinstance(step, Reset):
             assert request.transport is not None
