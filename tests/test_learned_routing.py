@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ CHAT = [
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Embedded stores are cached under $XDG_CACHE_HOME: keep them in the test's folder."""
+    """Embedded stores are cached under $XDG_CACHE_HOME: keep them in the test's folder
+    (whatever TURNOUT_CACHE_DIR the shell that runs the tests sets)."""
+    monkeypatch.delenv("TURNOUT_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
@@ -280,28 +283,60 @@ async def test_the_decision_is_in_the_response_headers_and_a_changed_store_reloa
 
 
 @needs_model
-def test_a_store_is_embedded_once_and_read_from_the_cache_after(tmp_path: Path) -> None:
+def test_a_store_is_embedded_once_and_read_from_the_cache_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The planner's loader keeps a store's vectors in the one vector cache of the model
+    (``MiniLM.embed_many(cache=True)``): a restart reads them back, a damaged file is embedded
+    again, and a directory that cannot be written costs only the embedding, with a warning."""
+    from functools import partial
+
     from turnout.routing.classifier import TaskClassifier
     from turnout.routing.learned import OutcomeFiles
-    from turnout.routing.outcomes import cache_dir, cached
 
+    cache = tmp_path / "cache" / "turnout"
+    monkeypatch.setenv("TURNOUT_CACHE_DIR", str(cache))
     store = write_store(tmp_path / "o.jsonl", store_rows())
     clf = TaskClassifier()
-    embedded: list[int] = []
+    model = clf._load()
+    embedded: list[str] = []
+    real = model.embed
 
-    def embed(texts: list[str]) -> Any:
-        embedded.append(len(texts))
-        return clf.embed_texts(texts)
+    def counted(text: str, max_tokens: int | None = None) -> Any:
+        embedded.append(text)
+        return real(text, max_tokens)
 
+    monkeypatch.setattr(model, "embed", counted)
+    embed = partial(clf.embed_texts, cache=True)  # as Planner.load_outcomes does
+    prompts = len(CODE) + len(CHAT)
     try:
-        first = OutcomeFiles().load(str(store), cached(embed, clf.embedding_id))
-        second = OutcomeFiles().load(str(store), cached(embed, clf.embedding_id))  # a restart
+        first = OutcomeFiles().load(str(store), embed)
+        assert len(embedded) == prompts
+        (file,) = (cache / "vectors").glob("*.npy")
+        second = OutcomeFiles().load(str(store), embed)  # a restart: read from the cache
+        assert len(embedded) == prompts
+        assert (first.vectors == second.vectors).all() and first.models == second.models
+
+        file.write_bytes(file.read_bytes()[:-1])  # damaged: embedded again, the same vectors
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="turnout.routing"):
+            third = OutcomeFiles().load(str(store), embed)
+        assert len(embedded) == 2 * prompts and (third.vectors == first.vectors).all()
+        assert any("damaged" in r.getMessage() for r in caplog.records)
+        fourth = OutcomeFiles().load(str(store), embed)  # the rewritten file is good
+        assert len(embedded) == 2 * prompts and (fourth.vectors == first.vectors).all()
+
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory")
+        monkeypatch.setenv("TURNOUT_CACHE_DIR", str(blocker / "turnout"))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="turnout.routing"):
+            fifth = OutcomeFiles().load(str(store), embed)
+        assert len(embedded) == 3 * prompts and (fifth.vectors == first.vectors).all()
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("embeddings not cached" in m and "TURNOUT_CACHE_DIR" in m for m in messages)
     finally:
         clf.close()
-    assert embedded == [len(CODE) + len(CHAT)]  # once: the second load read the cache
-    folder = cache_dir()
-    assert folder is not None and len(list(folder.glob("*.npy"))) == 1
-    assert (first.vectors == second.vectors).all() and first.models == second.models
 
 
 @needs_model

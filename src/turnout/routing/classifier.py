@@ -210,18 +210,15 @@ class TaskClassifier:
         result: tuple[np.ndarray, str | None] = await self._on_worker(work)
         return result
 
-    @property
-    def embedding_id(self) -> str:
-        """What determines a vector besides the text (cache keys): model and cut."""
-        return f"minilm:{self._model_dir or 'default'}:{self._max_tokens}:head-tail"
-
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors of many texts (an outcome store), as ``embed_sync`` reads each."""
+    def embed_texts(self, texts: list[str], *, cache: bool = False) -> np.ndarray:
+        """Unit vectors of many texts (an outcome store), as ``embed_sync`` reads each.
+        ``cache``: kept on disk by the model, the cut and the texts (``MiniLM.embed_many``),
+        so that a store is embedded once, not at every start or reload."""
         import numpy as np
 
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        return self._load().embed_many(texts, self._max_tokens)
+        return self._load().embed_many(texts, self._max_tokens, cache=cache)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the classifier's worker thread (work that uses the model)."""

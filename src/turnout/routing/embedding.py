@@ -102,7 +102,7 @@ def _built_model(weights: Path, config: Path, ort: Any) -> tuple[bytes, str]:
         return body, digest
     started = time.perf_counter()
     body = _build(weights, config)
-    cached = file is not None and _write_atomically(file, body)
+    cached = file is not None and _write_atomically(file, body, "embedding model", "built")
     log.info(
         "embedding model built from %s in %.1f s%s",
         weights.parent,
@@ -132,10 +132,10 @@ def _read_cached(file: Path | None, what: str) -> bytes | None:
     return body
 
 
-def _write_atomically(file: Path, data: bytes) -> bool:
+def _write_atomically(file: Path, data: bytes, what: str, made: str) -> bool:
     """``data`` and its SHA-256 into ``file`` through a temporary file beside it, so that a
-    reader (another replica starting) sees the whole file or none. False, with a warning,
-    when it cannot."""
+    reader (another replica starting) sees the whole file or none. False, with a warning
+    (``what`` is ``made`` at every start), when it cannot."""
     data += hashlib.sha256(data).digest()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +149,12 @@ def _write_atomically(file: Path, data: bytes) -> bool:
             raise
     except OSError as exc:
         log.warning(
-            "embedding model not cached in %s (%s): it is built at every start; set "
-            "TURNOUT_CACHE_DIR to a writable directory",
+            "%s not cached in %s (%s): %s at every start; set TURNOUT_CACHE_DIR to a "
+            "writable directory",
+            what,
             file.parent,
             exc,
+            made,
         )
         return False
     return True
@@ -360,8 +362,9 @@ class MiniLM:
         self, texts: list[str], max_tokens: int | None = None, *, cache: bool = False
     ) -> np.ndarray:
         """The unit vectors of ``texts``, one row each. ``cache``: kept on disk beside the
-        built model, by a digest of the model, the cut and the texts, so that a fixed set
-        (the classifier's examples) is embedded once rather than at every start."""
+        built model (``vectors/``), by a digest of the model, the cut and the texts, so that a
+        fixed set (the classifier's examples, an outcome store) is embedded once rather than
+        at every start; a damaged file is embedded again, never used."""
         np = self._np
         folder = cache_dir() if cache else None
         file = None
@@ -375,7 +378,7 @@ class MiniLM:
                 return np.frombuffer(data, dtype=np.float32).reshape(len(texts), -1).copy()
         vectors = np.stack([self.embed(t, max_tokens) for t in texts]).astype(np.float32)
         if file is not None:
-            _write_atomically(file, vectors.tobytes())
+            _write_atomically(file, vectors.tobytes(), "embeddings", "embedded")
         return vectors
 
 

@@ -15,7 +15,6 @@ Lookup is an exact matrix product (numpy): see docs/routing.md for its cost by s
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import warnings
@@ -38,12 +37,8 @@ __all__ = [
     "OutcomeIndex",
     "estimate_from_neighbours",
     "estimate_models",
-    "cache_dir",
-    "cached",
     "read_outcomes",
 ]
-
-log = logging.getLogger("turnout.routing")
 
 _FIELDS = {"prompt", "model", "score", "cost", "latency", "task"}
 
@@ -198,53 +193,6 @@ def estimate_models(
         if key is not None and counted[0, j] >= knn.min_neighbours:
             out[key] = Estimate(float(p[0, j]), int(counted[0, j]))
     return out
-
-
-def cache_dir() -> Path | None:
-    """Where embedded outcome stores are kept: ``outcomes`` in the embedding model's cache
-    (``embedding.cache_dir``: ``$TURNOUT_CACHE_DIR``, else ``$XDG_CACHE_HOME/turnout``, else
-    ``~/.cache/turnout``); None when ``TURNOUT_CACHE_DIR`` is ``off``."""
-    from .embedding import cache_dir as root
-
-    base = root()
-    return base / "outcomes" if base is not None else None
-
-
-def cached(
-    embed: Callable[[list[str]], np.ndarray], identity: str
-) -> Callable[[list[str]], np.ndarray]:
-    """``embed`` with its results kept on disk, by a digest of the embedding's ``identity``
-    and the texts: a store is embedded once, not at every start (thousands of prompts take
-    minutes). A cache that cannot be read or written is skipped."""
-
-    def run(texts: list[str]) -> np.ndarray:
-        import hashlib
-
-        import numpy as np
-
-        folder = cache_dir()
-        if folder is None:
-            return embed(texts)
-        digest = hashlib.sha256("\0".join([identity, *texts]).encode()).hexdigest()[:32]
-        file = folder / f"{digest}.npy"
-        try:
-            vectors = np.load(file)
-            if vectors.shape[0] == len(texts):
-                return vectors
-        except (OSError, ValueError):
-            pass
-        vectors = embed(texts)
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            partial = file.with_suffix(f".{os.getpid()}.tmp")
-            with partial.open("wb") as fh:
-                np.save(fh, vectors)
-            partial.replace(file)
-        except OSError as exc:
-            log.warning("outcome store embeddings not cached in %s: %s", file.parent, exc)
-        return vectors
-
-    return run
 
 
 class OutcomeIndex:

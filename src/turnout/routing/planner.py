@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..config import RoutingConfig
@@ -137,17 +138,18 @@ class Planner:
         """Build each ``learned`` route's index from its outcome files (unchanged files are
         reused from ``outcome_files``), on the classifier's worker thread."""
         from .learned import LearnedRoute, OutcomeFiles
-        from .outcomes import OutcomeIndex, cached
+        from .outcomes import OutcomeIndex
 
         files = self.outcome_files = self.outcome_files or OutcomeFiles()
         clf = self.classifier
+        embed = partial(clf.embed_texts, cache=True)  # embedded once, then read from disk
         for route in routes:
             settings = route.learned
             if settings is None:
                 continue
             index = None
             for path in settings.outcomes:
-                part = await clf.run(files.load, path, cached(clf.embed_texts, clf.embedding_id))
+                part = await clf.run(files.load, path, embed)
                 index = part if index is None else index.merged(part)
             if index is None:  # feedback only
                 index = OutcomeIndex.empty()
