@@ -39,7 +39,7 @@ def _cos(a: list[float], b: list[float]) -> float:
     )
 
 
-def _embed_config(fake_url: str, **extra: Any) -> Config:
+def _embed_config(fake_url: str, *more: dict[str, Any], **extra: Any) -> Config:
     return make_config(
         fake_url,
         **extra,
@@ -53,6 +53,7 @@ def _embed_config(fake_url: str, **extra: Any) -> Config:
                 "name": "mixed",
                 "deployments": ["primary:chat-only", "backup:text-embedding-3-small"],
             },
+            *more,
         ],
         models=[
             {
@@ -295,3 +296,62 @@ def test_library_embeds_through_the_same_routes(fake_url: str, fake: FakeOpenAI)
         result = gateway.embed_sync(model="embed", input="hello")
     assert len(result.vectors) == 1 and len(result.vectors[0]) == 8
     assert result.cost == pytest.approx(1 * 0.02 / 1e6)
+
+
+@needs_minilm
+def test_a_task_route_embeds_each_input_once(
+    serve: Any, fake_url: str, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An input to embed is not classified (docs/api.md): a ``task`` route embeds nothing for
+    routing, so the embedded model runs once per input, counted on the real model; a caller
+    who names the task still routes by it, and then the model does not run at all."""
+    from turnout.routing.embedding import shared_model
+
+    by_task = {
+        "name": "by-task",
+        "strategy": "task",
+        "deployments": [
+            {"model": "local:all-minilm-l6-v2", "tasks": ["code_generation"]},
+            {"model": "primary:text-embedding-3-small", "tasks": ["general_chat"]},
+        ],
+    }
+    url = serve(_embed_config(fake_url, by_task))
+    inputs = ["Write a Python function that merges two sorted lists.", "Hello, how are you?"]
+    model = shared_model(None)
+    real = model.embed_counted
+    embedded: list[str] = []
+
+    def counted(text: str, *args: Any, **kwargs: Any) -> Any:
+        if text in inputs:  # not the classifier's example prompts, embedded at its start
+            embedded.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(model, "embed_counted", counted)
+    sdk = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    raw = sdk.embeddings.with_raw_response.create(model="by-task", input=inputs)
+    assert embedded == inputs  # each input once: nothing embedded to route it
+    assert raw.headers["x-turnout-deployment"] == "local:all-minilm-l6-v2"
+    assert "x-turnout-task" not in raw.headers  # unclassified: the route's order
+    assert len(raw.parse().data) == 2
+
+    raw = sdk.embeddings.with_raw_response.create(
+        model="by-task", input=inputs, extra_body={"turnout": {"task": "general_chat"}}
+    )
+    assert raw.headers["x-turnout-deployment"] == "primary:text-embedding-3-small"
+    assert raw.headers["x-turnout-task"] == "general_chat"
+    assert embedded == inputs and len(fake.calls) == 1
+
+
+@needs_minilm
+def test_threads_asking_for_the_model_at_once_share_one_copy() -> None:
+    """A server's start loads the classifier's model on its thread while a first embeddings
+    request asks for it on another: both get the one copy (an unguarded cache let each load
+    its own, and the embedded model then ran on another copy than the classifier's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from turnout.routing.embedding import default_model_dir, shared_model
+
+    directory = str(default_model_dir())  # another key than the default's: loaded afresh
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(shared_model, [directory, directory])
+    assert first is second

@@ -86,14 +86,18 @@ def parse_embedding_request(obj: EmbeddingRequest | Mapping[str, Any]) -> Embedd
 
 
 def _embedding_plan_request(req: EmbeddingRequest) -> tuple[ChatRequest, Needs]:
-    """What the planner reads of an embeddings request: its routing hints, its caller, its
-    first text (for a task strategy), and that it needs the ``embeddings`` capability. No
-    prompt size: each input is embedded on its own, so a context window bounds one input, and
-    the model decides (OpenAI's answer 400, the embedded model cuts at 256 tokens)."""
-    texts = req.texts
+    """What the planner reads of an embeddings request: its routing hints (a ``task`` hint
+    included), its caller, and that it needs the ``embeddings`` capability. No text: an
+    input to embed is not classified nor looked up in an outcome store (``task``, ``auto``
+    and ``learned`` go unclassified unless the caller names the task), so nothing is
+    embedded for routing: the task labels and outcome stores describe what a prompt asks a
+    chat model, and a route that sent each input to another embedding model by its topic
+    would mix vector spaces in one index (docs/api.md#post-v1embeddings). No prompt size:
+    each input is embedded on its own, so a context window bounds one input, and the model
+    decides (OpenAI's answer 400, the embedded model cuts at 256 tokens)."""
     chat = ChatRequest(
         model=req.model,
-        messages=[UserMessage(role="user", content=texts[0] if texts else "")],
+        messages=[UserMessage(role="user", content="")],
         user=req.user,
         turnout=req.turnout,
     )

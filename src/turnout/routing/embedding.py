@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -276,12 +277,22 @@ def _build_graph(weights: dict[str, Any], cfg: dict[str, Any], onnx: Any, np: An
     return model
 
 
-@lru_cache(maxsize=4)
+_loading = threading.Lock()
+
+
 def shared_model(model_dir: str | None = None) -> MiniLM:
     """One loaded model per process and directory, shared by the task classifier and the
     embedded embedding model (``local:all-minilm-l6-v2``): loading takes seconds and the
-    weights are tens of megabytes, so nobody loads a second copy. Its onnxruntime session and
-    tokenizer are safe to call from several threads."""
+    weights are tens of megabytes, so nobody loads a second copy. Their threads may ask at
+    the same moment (a server's start preloads the classifier while a first embeddings
+    request arrives): the second waits for the copy the first is loading. Its onnxruntime
+    session and tokenizer are safe to call from several threads."""
+    with _loading:
+        return _load_shared(model_dir)
+
+
+@lru_cache(maxsize=4)
+def _load_shared(model_dir: str | None) -> MiniLM:
     one_blas_thread()
     return MiniLM(model_dir)
 

@@ -332,7 +332,11 @@ class Learned:
     def order(self, candidates: Sequence[Candidate], ctx: Context) -> list[Candidate]:
         lr = ctx.learned
         if lr is None or ctx.embedding is None:
-            ctx.estimates = "none (no outcome store loaded for this route)"
+            ctx.estimates = (
+                "none (no outcome store loaded for this route)"
+                if lr is None
+                else "none (the request was not embedded)"  # no text, an embeddings input
+            )
             return _AUTO.order(candidates, ctx)
         ranked = lr.decide(candidates, ctx.embedding, ctx.needs)
         if len(ranked) < 2:
