@@ -1,7 +1,8 @@
 """The ``cascade`` strategy on scripted fake upstreams: the cheapest deployment first, its answer
 verified (valid JSON, a schema, a regular expression, a length, a judge route's yes or no), the
-next one when it fails; streams held until verified; every step's cost and latency in the
-request log and billed to the key."""
+next one when it fails, the last one returned unchecked; streams held until verified; every
+step's cost and latency in the request log, billed to the key and in ``x-turnout-cost-usd``;
+judges that go round in a loop refused at load."""
 
 from __future__ import annotations
 
@@ -25,21 +26,24 @@ ASK = [{"role": "user", "content": "Give me a JSON object with a field ok."}]
 PRICES = [
     {"id": "primary:model-a", "input_price": 10.0, "output_price": 40.0},  # cheap
     {"id": "backup:model-b", "input_price": 200.0, "output_price": 800.0},  # dear
+    {"id": "backup:model-c", "input_price": 400.0, "output_price": 1600.0},  # dearest
     {"id": "backup:model-j", "input_price": 100.0, "output_price": 100.0},  # the judge
 ]
 # Every fake reply: 11 prompt and 7 completion tokens. (Key spend is shown to 6 decimals.)
 CHEAP = (11 * 10.0 + 7 * 40.0) / 1e6
 DEAR = (11 * 200.0 + 7 * 800.0) / 1e6
 JUDGE = (11 * 100.0 + 7 * 100.0) / 1e6
+DEAREST = (11 * 400.0 + 7 * 1600.0) / 1e6
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
-def cascade_route(name: str = "json", **settings: Any) -> dict[str, Any]:
-    # Listed dearest first: the cascade orders by price, not by the route's order.
+def cascade_route(name: str = "json", *, steps: int = 3, **settings: Any) -> dict[str, Any]:
+    # Listed out of price order: the cascade orders by price (a, b, c), not by the route's.
+    deployments = ["backup:model-b", "primary:model-a", "backup:model-c"][:steps]
     return {
         "name": name,
         "strategy": "cascade",
-        "deployments": ["backup:model-b", "primary:model-a"],
+        "deployments": deployments,
         "cascade": settings or {"json": True},
     }
 
@@ -77,7 +81,7 @@ async def test_escalates_on_invalid_json_and_stops_on_valid_json(
         result = await ask(gw, stream)
         assert [c["body"]["model"] for c in fake.calls] == ["model-a", "model-b"]
         assert result.text == '{"ok": true}' and result.deployment == "backup:model-b"
-        assert result.cascade == "verified; step=2/2" and result.attempts == 2
+        assert result.cascade == "verified; step=2/3" and result.attempts == 2
         (rejected,) = result.failed_attempts
         assert rejected.deployment == "primary:model-a"
         assert isinstance(rejected.error, VerificationFailedError)
@@ -90,34 +94,79 @@ async def test_escalates_on_invalid_json_and_stops_on_valid_json(
         result = await ask(gw, stream)
         assert [c["body"]["model"] for c in fake.calls] == ["model-a"]  # no escalation
         assert result.deployment == "primary:model-a" and result.text == ' {"ok": true}\n'
-        assert result.cascade == "verified; step=1/2"
+        assert result.cascade == "verified; step=1/3"
         assert result.failed_attempts == [] and result.cost == pytest.approx(CHEAP)
+        assert result.request_cost == pytest.approx(CHEAP)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_the_last_answer_is_returned_unverified_when_every_step_fails(
+async def test_the_last_step_is_returned_unchecked(
     fake: FakeOpenAI, fake_url: str, stream: bool
 ) -> None:
-    fake.then(Reply(text="no json here"), Reply(text="nor here"))
+    fake.then(Reply(text="no json here"), Reply(text="nor here"), Reply(text="still none"))
     async with Gateway(config(fake_url)) as gw:
         result = await ask(gw, stream)
-    assert result.text == "nor here" and result.deployment == "backup:model-b"
-    assert result.cascade is not None
-    assert result.cascade.startswith("unverified; step=2/2; not valid JSON")
-    (rejected,) = result.failed_attempts  # the returned answer is not also a failed attempt
-    assert rejected.deployment == "primary:model-a"
+    assert result.text == "still none" and result.deployment == "backup:model-c"
+    assert result.cascade == "unverified; step=3/3; last step, not checked"
+    rejected = result.failed_attempts  # the returned answer is not a failed attempt
+    assert [a.deployment for a in rejected] == ["primary:model-a", "backup:model-b"]
+    assert all(isinstance(a.error, VerificationFailedError) for a in rejected)
+    assert result.request_cost == pytest.approx(CHEAP + DEAR + DEAREST)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_no_judge_is_asked_about_the_last_step(
+    fake: FakeOpenAI, fake_url: str, stream: bool
+) -> None:
+    """The last answer is returned whatever a judge says: asking would only cost a call."""
+    route = cascade_route("judged", steps=2, judge={"route": "judge"})
+    fake.then(Reply(text="Paris."), Reply(text="No"), Reply(text="Lyon."), Reply(text="yes"))
+    async with Gateway(config(fake_url, route)) as gw:
+        result = await ask(gw, stream, "judged")
+    assert [c["body"]["model"] for c in fake.calls] == ["model-a", "model-j", "model-b"]
+    assert result.text == "Lyon." and result.deployment == "backup:model-b"
+    assert result.cascade == "unverified; step=2/2; last step, not checked"
+    assert [j.deployment for j in result.judged] == ["backup:model-j"]  # the first step's
+    assert result.request_cost == pytest.approx(CHEAP + JUDGE + DEAR)
+
+    # A cascade that is down to one deployment checks nothing.
+    fake.reset()
+    fake.then(Reply(text="Lyon."))
+    alone = cascade_route("judged", steps=1, judge={"route": "judge"})
+    async with Gateway(config(fake_url, alone)) as gw:
+        result = await ask(gw, stream, "judged")
+    assert [c["body"]["model"] for c in fake.calls] == ["model-b"]
+    assert result.cascade == "unverified; step=1/1; last step, not checked"
+
+
+async def test_a_retry_round_to_come_is_a_step_after(fake: FakeOpenAI, fake_url: str) -> None:
+    """The last deployment is not the last step while one before it waits to be retried:
+    its answer is checked, and the retried one, now last, is not."""
+    fake.then(Fail(503), Reply(text="nope"), Reply(text="retried"))
+    async with Gateway(config(fake_url, cascade_route(steps=2), retry={"retries": 1})) as gw:
+        result = await gw.chat(model="json", messages=ASK)
+    assert [c["body"]["model"] for c in fake.calls] == ["model-a", "model-b", "model-a"]
+    assert result.text == "retried" and result.deployment == "primary:model-a"
+    assert result.cascade == "unverified; step=1/2; last step, not checked"
+    assert [type(a.error).__name__ for a in result.failed_attempts] == [
+        "OverloadedError",
+        "VerificationFailedError",
+    ]
 
 
 async def test_an_upstream_failure_after_a_rejected_answer_returns_that_answer(
     fake: FakeOpenAI, fake_url: str
 ) -> None:
-    fake.then(Reply(text="almost json"), Fail(500, "boom"))
+    fake.then(Reply(text="almost json"), Fail(500, "boom"), Fail(500, "boom"))
     async with Gateway(config(fake_url, retry={"retries": 0})) as gw:
         result = await gw.chat(model="json", messages=ASK)
     assert result.text == "almost json" and result.deployment == "primary:model-a"
-    assert result.cascade is not None and result.cascade.startswith("unverified; step=1/2")
-    (failed,) = result.failed_attempts
-    assert failed.deployment == "backup:model-b" and failed.error.status_code == 502
+    assert result.cascade is not None
+    assert result.cascade.startswith("unverified; step=1/3; not valid JSON")
+    failed = result.failed_attempts
+    assert [a.deployment for a in failed] == ["backup:model-b", "backup:model-c"]
+    assert {a.error.status_code for a in failed} == {502}
+    assert result.request_cost == pytest.approx(CHEAP)  # failed calls answered nothing
 
 
 async def test_a_held_stream_that_breaks_mid_way_fails_over(
@@ -127,7 +176,7 @@ async def test_a_held_stream_that_breaks_mid_way_fails_over(
     fake.then(Cut(keep=2), Reply(text='{"ok": 1}'))
     async with Gateway(config(fake_url)) as gw:
         result = await ask(gw, True)
-    assert result.text == '{"ok": 1}' and result.cascade == "verified; step=2/2"
+    assert result.text == '{"ok": 1}' and result.cascade == "verified; step=2/3"
     (broken,) = result.failed_attempts
     assert broken.deployment == "primary:model-a"
     assert type(broken.error).__name__ == "UpstreamConnectionError"
@@ -141,10 +190,11 @@ async def test_judge_route_says_no_then_yes(fake: FakeOpenAI, fake_url: str) -> 
     assert [c["body"]["model"] for c in fake.calls] == ["model-a", "model-j", "model-b", "model-j"]
     question = fake.calls[1]["body"]["messages"][0]["content"]
     assert "Paris." in question and "a JSON object with a field ok" in question
-    assert result.text == "Lyon." and result.cascade == "verified; step=2/2"
+    assert result.text == "Lyon." and result.cascade == "verified; step=2/3"
     assert result.failed_attempts[0].error.message == "judge judge said: No"
     assert [j.deployment for j in result.judged] == ["backup:model-j"] * 2
     assert sum(j.cost for j in result.judged) == pytest.approx(2 * JUDGE)
+    assert result.request_cost == pytest.approx(CHEAP + DEAR + 2 * JUDGE)
 
 
 async def test_a_judge_that_fails_is_no_pass(fake: FakeOpenAI, fake_url: str) -> None:
@@ -257,19 +307,28 @@ def test_every_step_and_judge_call_is_logged_and_billed(
         sdk = openai.OpenAI(base_url=url + "/v1", api_key=key["key"], max_retries=0)
         if stream:
             with sdk.chat.completions.with_streaming_response.create(
-                model="judged", messages=ASK, stream=True
+                model="judged", messages=ASK, stream=True, stream_options={"include_usage": True}
             ) as raw:
                 headers = raw.headers
-                text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+                chunks = list(raw.parse())
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+            assert usage is not None and usage.model_extra is not None
+            cost = usage.model_extra["cost_usd"]  # a stream's cost is known at its end
         else:
             raw = sdk.chat.completions.with_raw_response.create(model="judged", messages=ASK)
             headers, text = raw.headers, raw.parse().choices[0].message.content
+            cost = float(headers["x-turnout-cost-usd"])
         assert text == '{"ok": true}'
-        assert headers["x-turnout-cascade"] == "verified; step=2/2"
+        assert headers["x-turnout-cascade"] == "verified; step=2/3"
         assert headers["x-turnout-strategy"] == "cascade"
         assert headers["x-turnout-deployment"] == "backup:model-b"
+        # The whole request's cost: the rejected step, the judge call and the answer.
+        assert cost == pytest.approx(CHEAP + DEAR + JUDGE)
 
         detail = _logged(http, headers["x-request-id"], 3)
+        logged = detail["cost"] + sum(a["cost"] for a in detail["failed_attempts"])
+        assert logged == pytest.approx(cost)  # what the request log sums
         assert detail["deployment"] == "backup:model-b" and detail["cost"] == pytest.approx(DEAR)
         assert detail["stream"] is stream
         step, judge = detail["failed_attempts"]
@@ -339,4 +398,86 @@ def test_an_anthropic_stream_is_held_and_replayed_too(url: str, fake: FakeOpenAI
         text = "".join(stream.text_stream)
         headers = stream.response.headers
     assert text == '{"ok": true}'
-    assert headers["x-turnout-cascade"] == "verified; step=2/2"
+    assert headers["x-turnout-cascade"] == "verified; step=2/3"
+
+
+# --- judges in turn ----------------------------------------------------------------------------
+
+
+def test_judges_that_go_round_in_a_loop_are_refused_at_load(fake_url: str) -> None:
+    loop = [
+        cascade_route("a", judge={"route": "b"}),
+        cascade_route("b", judge={"route": "c"}),
+        cascade_route("c", judge={"route": "a"}),
+        cascade_route("d", judge={"route": "a"}),  # leads into the loop, is not in it
+    ]
+    with pytest.raises(ConfigError) as info:
+        Gateway(config(fake_url, *loop))
+    message = info.value.message
+    assert "routes[a].cascade.judge.route: the judges go round in a loop" in message
+    assert "a -> judge b -> judge c -> judge a" in message
+    with pytest.raises(ConfigError) as info:  # found from a route that leads into it
+        Gateway(config(fake_url, *loop[::-1]))
+    assert "routes[d].cascade.judge.route" in info.value.message
+    assert "a -> judge b -> judge c -> judge a" in info.value.message
+
+
+def test_a_judge_may_be_a_cascade_judged_in_turn(
+    serve: Any, fake: FakeOpenAI, fake_url: str, tmp_path: Path
+) -> None:
+    """A chain without a loop is allowed: the judge route is a cascade whose first step is
+    judged by a third route. Every call of the chain is a record of the request, billed to
+    the key, and in its ``x-turnout-cost-usd``."""
+    judged = cascade_route("judged", steps=2, json=True, judge={"route": "strict"})
+    strict = {
+        "name": "strict",
+        "strategy": "cascade",
+        "deployments": ["backup:model-c", "backup:model-j"],
+        "cascade": {"regex": "^(yes|no)", "judge": {"route": "judge"}},
+    }
+    url = serve(
+        config(
+            fake_url,
+            judged,
+            strict,
+            server={"master_key": MASTER_KEY, "preload_local": False},
+            database_url=f"sqlite:///{tmp_path / 'log.db'}",
+            request_log={"flush_interval": 0.02},
+        )
+    )
+    fake.then(
+        Reply(text='{"ok": 1}'),  # judged, step 1 (model-a): JSON, so strict is asked
+        Reply(text="yes"),  # strict, step 1 (model-j): matches, so judge is asked
+        Reply(text="no"),  # judge: strict's step 1 is rejected
+        Reply(text="no"),  # strict, step 2 (model-c), its last: unchecked; judged's step 1 fails
+        Reply(text='{"ok": 2}'),  # judged, step 2 (model-b), its last: unchecked
+    )
+    whole = CHEAP + JUDGE + JUDGE + DEAREST + DEAR
+    with httpx.Client(base_url=url, headers=AUTH, timeout=15) as http:
+        key = http.post("/api/keys", json={"name": "chain"}).json()
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key=key["key"], max_retries=0)
+        raw = sdk.chat.completions.with_raw_response.create(model="judged", messages=ASK)
+        assert raw.parse().choices[0].message.content == '{"ok": 2}'
+        calls = [c["body"]["model"] for c in fake.calls]
+        assert calls == ["model-a", "model-j", "model-j", "model-c", "model-b"]
+        assert float(raw.headers["x-turnout-cost-usd"]) == pytest.approx(whole)
+
+        detail = _logged(http, raw.headers["x-request-id"], 5)
+        others = detail["failed_attempts"]
+        assert [(a["deployment"], a["strategy"], a["status"]) for a in others] == [
+            ("primary:model-a", "cascade", 422),  # judged's step 1, rejected by strict
+            ("backup:model-j", "judge", 422),  # strict's step 1, rejected by judge
+            ("backup:model-j", "judge", 200),  # judge's verdict on it
+            ("backup:model-c", "judge", 200),  # strict's verdict
+        ]
+        assert [a["attempt"] for a in others] == [1, 2, 3, 4]
+        assert detail["cost"] + sum(a["cost"] for a in others) == pytest.approx(whole)
+
+        deadline = time.monotonic() + 15
+        spent = 0.0
+        while time.monotonic() < deadline:
+            spent = http.get(f"/api/keys/{key['id']}").json()["spend"]["total"]
+            if spent >= whole - 1e-9:
+                break
+            time.sleep(0.05)
+        assert spent == pytest.approx(whole)

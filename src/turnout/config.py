@@ -243,7 +243,7 @@ class JudgeConfig(_Strict):
 class CascadeConfig(_Strict):
     """``cascade`` routing (docs/routing.md): the cheapest deployment first, its answer
     checked by every verifier set here (in this order, the judge last); the next deployment
-    when a check fails. The last deployment's answer is returned even if it fails."""
+    when a check fails. The last deployment's answer is returned unchecked."""
 
     json_valid: bool = Field(default=False, alias="json")
     """The answer (text, surrounding whitespace ignored) parses as JSON."""

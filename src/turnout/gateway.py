@@ -34,6 +34,7 @@ from .types import (
     EmbeddingResult,
     StreamEvent,
     UserMessage,
+    whole_cost,
 )
 
 if TYPE_CHECKING:
@@ -362,12 +363,13 @@ class Gateway:
         }
 
     def cost(self, result: ChatResult | ChatStream) -> float | None:
-        """USD for a finished request from the catalogue's prices; None when unknown.
-        (``result.cost`` already holds it for what ``chat`` and ``stream`` return.)"""
-        if result.cost is not None:
-            return result.cost
-        entry = self.catalogue.get(result.deployment)
-        return entry.cost(result.usage) if entry else None
+        """USD for a finished request from the catalogue's prices, every call it paid for (a
+        cascade's rejected steps and judge too: ``request_cost``); None when unknown."""
+        own = result.cost
+        if own is None:
+            entry = self.catalogue.get(result.deployment)
+            own = entry.cost(result.usage) if entry else None
+        return whole_cost(own, result.failed_attempts, result.judged)
 
     def models(self, include_unusable: bool = False) -> list[tuple[str, ModelEntry | None]]:
         """What can be asked for by name: routes, then catalogue entries; only what this

@@ -24,6 +24,7 @@ from .types import (
     ToolCallDelta,
     Usage,
     UsageUpdate,
+    whole_cost,
 )
 
 if TYPE_CHECKING:
@@ -209,8 +210,14 @@ class ChatStream:
 
     @property
     def cost(self) -> float | None:
-        """USD for the usage seen so far (the whole request's once the stream has ended)."""
+        """USD for the usage seen so far (the whole answer's once the stream has ended)."""
         return self.entry.cost(self.usage) if self.entry is not None else None
+
+    @property
+    def request_cost(self) -> float | None:
+        """What the whole request cost once the stream has ended: ``cost`` plus, on a
+        cascade, every rejected step's and judge call's (``types.whole_cost``)."""
+        return whole_cost(self.cost, self.failed_attempts, self.judged)
 
     def _finish(self, error: TurnoutError | None) -> None:
         self._done = True

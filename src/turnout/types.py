@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config import Priority, StrategyName
+from .errors import VerificationFailedError
 
 __all__ = [
     "AssistantMessage",
@@ -39,6 +40,7 @@ __all__ = [
     "Usage",
     "UsageUpdate",
     "UserMessage",
+    "whole_cost",
 ]
 
 
@@ -375,6 +377,25 @@ class ChatResult:
     def text(self) -> str:
         return self.choices[0].content or "" if self.choices else ""
 
+    @property
+    def request_cost(self) -> float | None:
+        """What the whole request cost (``whole_cost``): ``cost`` plus, on a cascade, every
+        rejected step's and every judge call's."""
+        return whole_cost(self.cost, self.failed_attempts, self.judged)
+
+
+def whole_cost(cost: float | None, failed_attempts: list[Any], judged: list[Any]) -> float | None:
+    """USD for every call a request paid for: the answer's ``cost``, each cascade step whose
+    answer was rejected (``VerificationFailedError.cost``; other failed attempts answered
+    nothing and cost nothing) and each judge call (with its own steps and judges, when the
+    judge is a cascade). What the key is billed and the request log's records of the request
+    sum to (an unknown price counts as 0 there too); None when no call has a known price."""
+    parts = [cost]
+    parts += [a.error.cost for a in failed_attempts if isinstance(a.error, VerificationFailedError)]
+    parts += [j.request_cost for j in judged]
+    known = [p for p in parts if p is not None]
+    return sum(known) if known else None
+
 
 @dataclass(slots=True)
 class EmbeddingResult:
@@ -395,6 +416,12 @@ class EmbeddingResult:
     task: str | None = None
     estimates: str | None = None
     cost: float | None = None
+
+    @property
+    def request_cost(self) -> float | None:
+        """What the whole request cost: the one call's ``cost`` (embeddings have no
+        cascade)."""
+        return self.cost
 
 
 # --- stream events -------------------------------------------------------------------------

@@ -145,13 +145,15 @@ def attempt_records(
     request_id: str | None,
     key_id: str | None = None,
     strategy: str | None = None,
+    first: int = 1,
 ) -> list[UsageRecord]:
     """The records of a request's failed attempts (those before the one its own record
     describes), so that a deployment that failed and was failed over from shows in the
     statistics. No tokens, no cost: a failed attempt is not billed, except a cascade step
-    whose answer failed verification (it was an answer: its tokens and cost are kept)."""
+    whose answer failed verification (it was an answer: its tokens and cost are kept).
+    Numbered as attempts of the request from ``first`` on."""
     out = []
-    for n, a in enumerate(attempts, 1):
+    for n, a in enumerate(attempts, first):
         provider, _, model = a.deployment.partition(":")
         record = UsageRecord(
             ts=ts,
@@ -188,12 +190,34 @@ def judge_records(
     key_id: str | None = None,
     first: int = 1,
 ) -> list[UsageRecord]:
-    """The records of a cascade judge's answers (strategy ``judge``), numbered as attempts
-    of the request from ``first`` on: each call is billed with the request."""
-    out = []
-    for n, result in enumerate(judged, first):
+    """The records of a cascade judge's calls (strategy ``judge``), numbered as attempts
+    of the request from ``first`` on: each call is billed with the request. A judge call's
+    own failed attempts come before its answer, and when the judge route is a cascade, its
+    rejected steps and its own judge's calls too: the records of a request sum to its
+    ``request_cost``."""
+    out: list[UsageRecord] = []
+    for result in judged:
+        out += attempt_records(
+            result.failed_attempts,
+            ts=ts,
+            route=route,
+            stream=False,
+            request_id=request_id,
+            key_id=key_id,
+            strategy="judge",
+            first=first + len(out),
+        )
+        out += judge_records(
+            result.judged,
+            ts=ts,
+            route=route,
+            request_id=request_id,
+            key_id=key_id,
+            first=first + len(out),
+        )
         record = record_result(result, ts=ts, route=route, cost=result.cost, key_id=key_id)
-        record.strategy, record.request_id, record.attempt = "judge", request_id, n
+        record.strategy, record.request_id = "judge", request_id
+        record.attempt = first + len(out)
         out.append(record)
     return out
 

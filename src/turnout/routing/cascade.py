@@ -1,8 +1,9 @@
 """The verifier of the ``cascade`` strategy: is a step's answer good enough to stop at?
 
 The planner orders a cascade's deployments cheapest first and hands the route's settings to
-the executor in the plan; the executor calls ``Verifier.check`` on each answer and moves on
-to the next deployment when it raises ``VerificationFailedError``. The checks run in a fixed
+the executor in the plan; the executor calls ``Verifier.check`` on each answer but the last
+step's (returned whatever a check says) and moves on to the next deployment when it raises
+``VerificationFailedError``. The checks run in a fixed
 order, cheapest first: valid JSON, a JSON Schema, a regular expression, a minimum length, then
 the judge (another route of the gateway asked for a yes or no, billed with the request).
 """

@@ -16,7 +16,9 @@ every attempt.
 A ``cascade`` plan carries a verifier: each answer is checked before the walk stops at it; one
 that fails is an attempt like any failure (``VerificationFailedError``, with the answer's cost)
 and the walk moves on. A cascade does not hedge, and holds each stream whole until it is
-verified, then replays it. When no later step answers, the last answer that failed is returned
+verified, then replays it. An answer after which nothing would be tried (the last step's) is
+returned unchecked: it would be returned whether it passed or not, so a judge call on it would
+only cost money. When no later step answers, the last answer that failed is returned
 (``cascade`` on the result says so).
 """
 
@@ -66,6 +68,9 @@ log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
 R = TypeVar("R", ChatResult, EmbeddingResult)
+
+UNCHECKED = "last step, not checked"
+"""x-turnout-cascade's reason for an answer nothing would have followed."""
 
 
 def fitted(request: ChatRequest, d: Deployment, adapter: object) -> ChatRequest:
@@ -124,11 +129,13 @@ class _Walk:
         "again",
         "asked_wait",
         "attempts",
+        "final_round",
         "held",
         "queue",
         "route",
         "skipped",
         "started",
+        "unchecked",
         "unverified",
         "used",
     )
@@ -140,6 +147,10 @@ class _Walk:
         comes."""
         self.unverified: VerificationFailedError | None = None
         """Set when ``held`` is what the walk returned."""
+        self.unchecked = False
+        """A cascade returned an answer it did not check: nothing would have followed it."""
+        self.final_round = False
+        """No retry round follows this one."""
         self.skipped = plan.dropped
         self.queue: deque[Deployment] = deque(plan.deployments)
         self.again: list[Deployment] = []
@@ -147,6 +158,11 @@ class _Walk:
         self.used: dict[tuple[str, str], int] = {}
         self.asked_wait = 0.0
         self.started = 0
+
+    def last_chance(self) -> bool:
+        """Whether nothing would be tried after the attempt just made: no deployment left in
+        this round, and no retry round to come for one that asked to be retried."""
+        return not self.queue and (not self.again or self.final_round)
 
     def failed(self, d: Deployment, err: TurnoutError, elapsed: float) -> None:
         """Record a failed attempt and decide what follows it; raises when nothing should."""
@@ -263,6 +279,7 @@ class Executor:
         rounds = max(policy.retries, *policy.on.values()) if policy.on else policy.retries
         try:
             for round_ in range(rounds + 1):
+                walk.final_round = round_ == rounds
                 if route.hedge is not None and check is None:
                     won = await self._hedged_round(walk, try_one, discard)
                 else:
@@ -295,7 +312,12 @@ class Executor:
             try:
                 answer = await self._attempt(d, try_one)
                 if check is not None:
-                    await check(answer)
+                    if walk.last_chance():
+                        # Returned whether it passes or not: checking it (a judge call) would
+                        # only cost money.
+                        walk.unchecked = True
+                    else:
+                        await check(answer)
                 return (answer,)
             except TurnoutError as err:
                 walk.failed(d, err, time.perf_counter() - t0)
@@ -430,7 +452,7 @@ class Executor:
         result.task = plan.task
         result.estimates = plan.estimates
         if verifier is not None:
-            result.cascade = _cascade_note(plan, result.deployment, walk.unverified)
+            result.cascade = _cascade_note(plan, result.deployment, walk)
             result.judged = judged
         return result
 
@@ -571,7 +593,7 @@ class Executor:
         stream.task = plan.task
         stream.estimates = plan.estimates
         if verifier is not None:
-            stream.cascade = _cascade_note(plan, stream.deployment, walk.unverified)
+            stream.cascade = _cascade_note(plan, stream.deployment, walk)
             stream.judged = judged
         return stream
 
@@ -581,10 +603,13 @@ async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
         yield event
 
 
-def _cascade_note(plan: Plan, deployment: str, unverified: VerificationFailedError | None) -> str:
-    """x-turnout-cascade: which step of how many answered, and whether its answer passed."""
+def _cascade_note(plan: Plan, deployment: str, walk: _Walk) -> str:
+    """x-turnout-cascade: which step of how many answered, and whether its answer passed
+    (or went unchecked, as the last step's does)."""
     ids = [d.id for d in plan.deployments]
     step = ids.index(deployment) + 1 if deployment in ids else len(ids)
-    if unverified is None:
+    if walk.unchecked:
+        return f"unverified; step={step}/{len(ids)}; {UNCHECKED}"
+    if walk.unverified is None:
         return f"verified; step={step}/{len(ids)}"
-    return f"unverified; step={step}/{len(ids)}; {unverified.message}"
+    return f"unverified; step={step}/{len(ids)}; {walk.unverified.message}"

@@ -185,29 +185,36 @@ def _learned(config: Config, learned: LearnedConfig | None) -> LearnedConfig | N
 
 
 def _check_cascade(config: Config, rc: RouteConfig) -> None:
-    """A cascade needs its verifier; a judge must be another route of this config, one that
-    does not itself ask a judge (no loops, no chains of judges)."""
+    """A cascade needs its verifier; a judge must be another route of this config, and
+    following judges from route to route must never come back to a route already on the way
+    (a loop would judge each answer by asking the judge, whose answer is judged by asking...:
+    without end, each call billed). A judge route may itself be a cascade with a judge."""
     where = f"{config.source}: routes[{rc.name}]"
     if rc.strategy == "cascade" and rc.cascade is None:
         raise ConfigError(
             f"{where}.cascade: the cascade strategy needs a verifier "
             f"(e.g. cascade: {{json: true}}; see docs/routing.md)"
         )
-    judge = rc.cascade.judge if rc.cascade is not None else None
-    if judge is None:
-        return
     routes = {r.name: r for r in config.routes}
-    target = routes.get(judge.route)
-    if target is None or target.name == rc.name:
-        raise ConfigError(
-            f"{where}.cascade.judge.route: '{judge.route}' is not another route of this "
-            f"config (routes: {', '.join(routes)})"
-        )
-    if target.cascade is not None and target.cascade.judge is not None:
-        raise ConfigError(
-            f"{where}.cascade.judge.route: '{judge.route}' asks a judge itself; a judge "
-            "route must not"
-        )
+    chain = [rc.name]
+    current = rc
+    while (judge := current.cascade.judge if current.cascade is not None else None) is not None:
+        target = routes.get(judge.route)
+        if target is None or target.name == current.name:
+            place = where if current is rc else f"{config.source}: routes[{current.name}]"
+            raise ConfigError(
+                f"{place}.cascade.judge.route: '{judge.route}' is not another route of this "
+                f"config (routes: {', '.join(routes)})"
+            )
+        if target.name in chain:
+            loop = chain[chain.index(target.name) :] + [target.name]
+            raise ConfigError(
+                f"{where}.cascade.judge.route: the judges go round in a loop: "
+                f"{' -> judge '.join(loop)} (a judge route must not lead back to a cascade "
+                "it judges)"
+            )
+        chain.append(target.name)
+        current = target
 
 
 def _check_tasks(

@@ -307,7 +307,7 @@ class _EventStream:
         return self._writer.event(event)
 
     def end(self, stream: ChatStream) -> bytes:
-        return cost_comment(stream.cost) + self._writer.finish(stream.usage)
+        return cost_comment(stream.request_cost) + self._writer.finish(stream.usage)
 
     def error(self, err: TurnoutError, redact: Redactor) -> bytes:
         return error_frame(err, redact)  # in-band, as Anthropic reports a failure mid-stream

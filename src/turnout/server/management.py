@@ -135,7 +135,7 @@ def summary(result: ChatResult, total: float) -> dict[str, Any]:
         "text": result.text,
         "finish_reason": result.choices[0].finish_reason if result.choices else None,
         "usage": result.usage.to_openai(),
-        "cost_usd": result.cost,
+        "cost_usd": result.request_cost,
         "attempts": result.attempts,
         "timings": {
             "ttft_s": round(ttft, 6) if ttft is not None else None,

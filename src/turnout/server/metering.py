@@ -140,8 +140,9 @@ class Meter:
             headers["x-turnout-estimates"] = served.estimates
         if not isinstance(served, EmbeddingResult) and served.cascade:
             headers["x-turnout-cascade"] = served.cascade
-        if not isinstance(served, ChatStream) and served.cost is not None:
-            headers["x-turnout-cost-usd"] = format_usd(served.cost)
+        cost = served.request_cost if not isinstance(served, ChatStream) else None
+        if cost is not None:  # the whole request's: a cascade's rejected steps and judge too
+            headers["x-turnout-cost-usd"] = format_usd(cost)
         # The values echo text from the client (a task hint) and the upstream (the model it
         # reports): each goes through ``header_text``.
         return {**header_texts(headers), **self.headers}
@@ -284,8 +285,6 @@ class Meter:
             key_id=self.caller.key_id,
             strategy=record.strategy,
         )
-        for attempt in records:
-            self._error_message(attempt)
         records += judge_records(
             judged,
             ts=self.ts,
@@ -294,4 +293,6 @@ class Meter:
             key_id=self.caller.key_id,
             first=len(records) + 1,
         )
+        for other in records:
+            self._error_message(other)
         return records

@@ -151,7 +151,7 @@ class ChunkWriter:
         return b""
 
     def end(self, stream: ChatStream) -> bytes:
-        cost = stream.cost
+        cost = stream.request_cost
         return self.usage(stream.usage, cost) + cost_comment(cost) + _DONE
 
     def error(self, err: TurnoutError, redact: Redactor) -> bytes:

@@ -184,7 +184,7 @@ def result_object(result: ChatResult, call: ResponsesCall, model: str) -> dict[s
             )
         )
     status, incomplete = _status(choice.finish_reason if choice else None)
-    usage = usage_object(result.usage, result.cost)
+    usage = usage_object(result.usage, result.request_cost)
     return response_object(
         call, model, status=status, output=output, usage=usage, incomplete=incomplete
     )
@@ -340,7 +340,7 @@ class ResponseStreamWriter:
     def end(self, stream: ChatStream) -> bytes:
         out = self._close()
         status, incomplete = _status(self._finish)
-        cost = stream.cost
+        cost = stream.request_cost
         self.final = self._snapshot(
             status, usage=usage_object(stream.usage, cost), incomplete=incomplete
         )
