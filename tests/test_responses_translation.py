@@ -197,7 +197,7 @@ def test_the_stream_writer_keeps_late_pieces_of_interleaved_calls() -> None:
         Finish("tool_calls"),
     ]:
         frames += writer.event(event)
-    frames += writer.end(SimpleNamespace(cost=None, usage=Usage(3, 4)))  # type: ignore[arg-type]
+    frames += writer.end(SimpleNamespace(request_cost=None, usage=Usage(3, 4)))  # type: ignore[arg-type]
     assert writer.final is not None
     calls = [(i["call_id"], i["arguments"]) for i in writer.final["output"]]
     assert calls == [("call_a", '{"a": 1}'), ("call_b", '{"b": 2}')]
