@@ -111,6 +111,11 @@ class DatabaseUnavailableError(TurnoutError):
     status_code = 503
     default_code = "database_unavailable"
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        """Seconds after which to try again, when the gateway knows (``Retry-After``)."""
+
 
 class ServerBusyError(TurnoutError):
     """Refused at the door: the server process already holds ``server.max_connections``."""

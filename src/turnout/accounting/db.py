@@ -9,6 +9,7 @@ query layer over both databases; psycopg 3 is the PostgreSQL driver (the ``postg
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigError, DatabaseUnavailableError, MissingDependencyError
 
-__all__ = ["Database", "DatabaseUnavailable", "database_url"]
+__all__ = ["MIGRATION_WAIT", "Database", "DatabaseUnavailable", "database_url", "until_migrated"]
 
 log = logging.getLogger("turnout.db")
 
@@ -52,6 +53,21 @@ def database_url(config: Config) -> str | None:
         f"{config.source}: database_url: scheme '{scheme}' is not supported "
         "(use postgresql:// or sqlite:///)"
     )
+
+
+MIGRATION_WAIT = 5.0
+"""Seconds a request that needs the tables waits for the start-up migration to finish."""
+
+
+async def until_migrated(migrated: asyncio.Event, timeout: float = MIGRATION_WAIT) -> bool:
+    """Wait, at most ``timeout`` seconds, for this process's start-up migration (``migrated``
+    is set once it is done); whether it is. A caller that gets False tries the database
+    anyway (another process may have migrated it) and, when that fails, answers 503."""
+    if migrated.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(migrated.wait(), timeout)
+    return migrated.is_set()
 
 
 def _safe(url: str) -> str:

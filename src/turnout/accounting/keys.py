@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .db import Database, DatabaseUnavailable
+from .db import Database, DatabaseUnavailable, until_migrated
 
 __all__ = ["BudgetSpec", "GatewayKey", "KeyRing", "KeySpec", "hash_secret", "new_key"]
 
@@ -29,6 +29,7 @@ log = logging.getLogger("turnout.keys")
 SECRET_PREFIX = "sk-tn-"
 _NEGATIVE_TTL = 2.0
 _NEGATIVE_MAX = 10_000
+_DB_DOWN_PAUSE = 5.0
 
 
 def hash_secret(secret: str) -> str:
@@ -198,15 +199,24 @@ class KeyRing:
     and one dict lookup. Loaded at start-up and refreshed when keys change (by this process,
     by a Redis notice from another replica, or by polling the database). An unknown secret is
     looked up in the database once (new keys work at once everywhere) and then remembered as
-    unknown for two seconds, so a flood of bad keys cannot flood the database."""
+    unknown for two seconds, so a flood of bad keys cannot flood the database.
 
-    def __init__(self, db: Database | None) -> None:
+    A lookup the database cannot answer is never a refusal: a valid key would be refused. It
+    waits (bounded) for the start-up migration, whose tables it reads, and otherwise raises
+    ``DatabaseUnavailable`` (503 with ``Retry-After``). After a failure the database is left
+    alone (503 at once) for five seconds, or until the keys load again, or (a failure before
+    the migration was done: likely a missing table) until the migration is done."""
+
+    def __init__(self, db: Database | None, migrated: asyncio.Event | None = None) -> None:
         self._db = db
+        self._migrated = migrated
+        """Set once the database's start-up migration is done (None: nothing to wait for)."""
         self._by_hash: dict[str, GatewayKey] = {}
         self._by_id: dict[str, GatewayKey] = {}
         self._hash_of: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
         self._db_down_until = 0.0
+        self._down_while_migrating = False
         self.version = 0.0
         self.loaded = False
 
@@ -242,6 +252,7 @@ class KeyRing:
         for row in rows:
             self.put_row(row)
         self.loaded = True
+        self._db_down_until = 0.0  # it answers again
 
     async def reload(self, key_id: str) -> GatewayKey | None:
         if self._db is None:
@@ -250,28 +261,63 @@ class KeyRing:
         return self.put_row(rows[0]) if rows else None
 
     async def find(self, secret: str) -> GatewayKey | None:
+        """The key of ``secret``, None when there is none; ``DatabaseUnavailable`` when the
+        database must be asked and cannot answer (not migrated yet, or down)."""
         digest = hash_secret(secret)
         key = self._by_hash.get(digest)
-        if key is not None or self._db is None:
-            return key
-        now = time.monotonic()
-        if self._unknown.get(digest, 0.0) > now or self._db_down_until > now:
+        if key is not None or self._db is None or not secret.startswith(SECRET_PREFIX):
+            return key  # every gateway key has the prefix: no other secret is worth a query
+        if self._unknown.get(digest, 0.0) > time.monotonic():
             return None
+        if self._migrated is not None and not self._migrated.is_set():
+            # The tables may not exist yet: wait (bounded), rather than refuse a valid key.
+            log.debug("a gateway key lookup waits for the start-up migration")
+            await until_migrated(self._migrated)
+        paused = self._paused()
+        if paused is not None:
+            raise paused
         try:
             rows = await asyncio.to_thread(self._db.keys, secret_hash=digest)
         except DatabaseUnavailable as exc:
             # Do not make every request with an unknown key wait on a dead database.
-            log.warning("cannot look up a gateway key (skipped for 5 s): %s", exc)
-            self._db_down_until = now + 5.0
-            rows = []
+            log.warning(
+                "cannot look up a gateway key (lookups answer 503 for %g s): %s",
+                _DB_DOWN_PAUSE,
+                exc,
+            )
+            self._db_down_until = time.monotonic() + _DB_DOWN_PAUSE
+            self._down_while_migrating = self._migrating()
+            paused = self._paused()
+            assert paused is not None
+            raise paused from exc
         if rows:
             return self.put_row(rows[0])
+        now = time.monotonic()
         if len(self._unknown) >= _NEGATIVE_MAX:
             self._unknown = {h: t for h, t in self._unknown.items() if t > now}
             if len(self._unknown) >= _NEGATIVE_MAX:
                 self._unknown.clear()
         self._unknown[digest] = now + _NEGATIVE_TTL
         return None
+
+    def _migrating(self) -> bool:
+        return self._migrated is not None and not self._migrated.is_set()
+
+    def _paused(self) -> DatabaseUnavailable | None:
+        """The 503 of a lookup while the database is left alone after a failure (a failure
+        before the migration was done, likely a missing table, ends with the migration). Its
+        message names no URL or driver error: a client reads it, the log has them."""
+        left = self._db_down_until - time.monotonic()
+        if left <= 0 or (self._down_while_migrating and not self._migrating()):
+            return None
+        if self._migrating():
+            why, left = "is being migrated at start-up", 1.0
+        else:
+            why = "is unavailable"
+        return DatabaseUnavailable(
+            f"gateway keys cannot be checked now: the key database {why}; retry shortly",
+            retry_after=left,
+        )
 
     async def poll(self) -> bool:
         """Reload everything when the database says a key changed; True if it did."""

@@ -11,17 +11,14 @@ conversation the moment it has the answer, so the row must be there by then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
-from .db import Database
+from .db import Database, until_migrated
 
 __all__ = ["ResponseStore", "StoredResponse"]
-
-_MIGRATION_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +35,7 @@ class ResponseStore:
 
     async def _ready(self) -> None:
         """Wait a moment for this server's migration (another process may have done it)."""
-        if not self._migrated.is_set():
-            with contextlib.suppress(TimeoutError):  # then try anyway: a failure is a 503
-                await asyncio.wait_for(self._migrated.wait(), _MIGRATION_WAIT)
+        await until_migrated(self._migrated)  # then try anyway: a failure is a 503
 
     def _t(self) -> Any:
         return self.db.tables()["responses"]

@@ -25,7 +25,7 @@ from ..errors import (
     TurnoutError,
 )
 from .alerts import BudgetAlerts
-from .db import Database, DatabaseUnavailable, database_url
+from .db import Database, DatabaseUnavailable, database_url, until_migrated
 from .keys import GatewayKey, KeyRing, KeySpec, new_key
 from .limits import Limits, LocalLimits, Verdict, check
 from .log_queries import model_stats
@@ -48,7 +48,6 @@ class Accounting:
         self.request_log: RequestLog | None = None
         if self.db is not None and config.request_log.enabled:
             self.request_log = RequestLog(self.db, config.request_log, migrate=False)
-        self.keys = KeyRing(self.db)
         self.redis: Any = None
         self.limits: Limits
         if config.redis_url:
@@ -61,6 +60,8 @@ class Accounting:
         self._local = self.limits if self.redis is None else LocalLimits()
         self.alerts = BudgetAlerts(config.alerts)
         self.migrated = asyncio.Event()
+        """Set once the database's start-up migration is done (``_maintain``)."""
+        self.keys = KeyRing(self.db, self.migrated)
         self.responses = ResponseStore(self.db, self.migrated) if self.db is not None else None
         """Stored responses of ``/v1/responses`` (None without a database)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -302,10 +303,7 @@ class Accounting:
 
     async def model_stats(self, window: float) -> list[dict[str, Any]]:
         db = self._need_db()
-        # Before the schema is migrated there is no table to read (a fresh start); past 5 s
-        # try anyway (another replica may have migrated it; if not, the query is a 503).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.migrated.wait(), 5)
+        await until_migrated(self.migrated)  # then try anyway: a failure is a 503
         return await asyncio.to_thread(model_stats, db, time.time() - window)
 
 

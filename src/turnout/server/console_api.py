@@ -6,7 +6,6 @@ log (listing with filters and cursor paging, one record), a bucketed time series
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import replace
 from typing import Any, get_args
@@ -17,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..accounting import Accounting
-from ..accounting.db import Database
+from ..accounting.db import Database, until_migrated
 from ..accounting.log_queries import LogQuery, bucket_for, get_record, list_records, series
 from ..accounting.stats import parse_window
 from ..config import STRATEGIES, Priority
@@ -75,8 +74,7 @@ async def _log_db(request: Request) -> Database:
     another replica may have migrated the schema; if not, it fails as a 503."""
     accounting = accounting_of(request)
     assert accounting.db is not None
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(accounting.migrated.wait(), 5)
+    await until_migrated(accounting.migrated)
     return accounting.db
 
 
