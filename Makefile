@@ -92,4 +92,4 @@ bench-otel: $(VENV)/.test-ready
 	$(BIN)/python -m bench.otel_overhead $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules src/turnout/console/static
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache ui/node_modules src/turnout/console/static

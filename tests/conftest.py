@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,6 +21,25 @@ from .shared import spec_path
 
 if TYPE_CHECKING:
     import anthropic
+
+# What the embedded models build (the 23 MB ONNX MiniLM, embeddings of fixed sets) is cached in
+# the checkout, never in the user's home: .cache/turnout (gitignored), kept between runs of this
+# checkout (a build takes seconds). A TURNOUT_CACHE_DIR the user set wins. Subprocesses inherit
+# it; those that drop the user's TURNOUT_* settings keep it (``without_turnout_settings``).
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "turnout"
+USER_CACHE_DIR = os.environ.get("TURNOUT_CACHE_DIR", "").strip() or None
+"""The cache directory the user set before the suite started, if any."""
+os.environ["TURNOUT_CACHE_DIR"] = USER_CACHE_DIR or str(CACHE_DIR)
+os.environ.setdefault("MPLCONFIGDIR", str(CACHE_DIR.parent / "matplotlib"))  # bench charts
+
+
+def without_turnout_settings() -> dict[str, str]:
+    """This process's environment without the user's Turnout settings (``TURNOUT_*``), for a
+    subprocess that must see none, except the suite's cache directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    env["TURNOUT_CACHE_DIR"] = os.environ["TURNOUT_CACHE_DIR"]
+    return env
+
 
 UPSTREAM_KEY = "sk-upstream-secret-abcd1234"
 MASTER_KEY = "sk-turnout-master-key-0001"

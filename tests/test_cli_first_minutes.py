@@ -6,7 +6,6 @@ once, the request log, and the server's start-up banner."""
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import stat
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from turnout.cli import build_parser
 from turnout.commands import argtypes
 
-from .conftest import UPSTREAM_KEY
+from .conftest import UPSTREAM_KEY, without_turnout_settings
 from .fakes.openai_upstream import FakeOpenAI, Reply
 
 
@@ -30,7 +29,7 @@ def run(
     env: dict[str, str] | None = None,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    base = without_turnout_settings()
     base.pop("GROQ_API_KEY", None)
     return subprocess.run(
         [sys.executable, "-m", "turnout.cli", *args],
@@ -283,7 +282,7 @@ def test_no_store_keeps_nothing(config: Path, fake: FakeOpenAI) -> None:
 
 def _spawn(config: Path) -> object:
     pexpect = pytest.importorskip("pexpect")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    env = without_turnout_settings()
     env.update(TURNOUT_USER_CONFIG=str(config.parent / "user.yaml"),
                XDG_STATE_HOME=str(config.parent / "state"))  # fmt: skip
     return pexpect.spawn(
@@ -499,7 +498,7 @@ def test_serve_prints_a_banner_and_warns_for_missing_keys(config: Path) -> None:
     from .fakes.servers import free_port
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    env = without_turnout_settings()
     env.pop("GROQ_API_KEY", None)
     env.update(TURNOUT_PRELOAD_LOCAL="false", TURNOUT_USER_CONFIG=str(config.parent / "u.yaml"))
     log = config.parent / "serve.log"

@@ -39,7 +39,7 @@ from turnout.config import Config, load_config
 from turnout.errors import MissingDependencyError
 from turnout.gateway import Gateway
 
-from .conftest import HAS_LOCAL, MASTER_KEY
+from .conftest import HAS_LOCAL, MASTER_KEY, without_turnout_settings
 from .fakes.anthropic_upstream import FakeAnthropic
 from .fakes.openai_upstream import FakeOpenAI
 from .fakes.servers import AiohttpThread, UvicornThread
@@ -295,7 +295,7 @@ def _localise(text: str, world: DocsWorld) -> str:
 
 
 def _env(world: DocsWorld) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    env = without_turnout_settings()
     return {
         **env,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",

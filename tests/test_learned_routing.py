@@ -340,9 +340,12 @@ def test_a_store_is_embedded_once_and_read_from_the_cache_after(
 
 
 @needs_model
-def test_the_quantized_model_is_built_once_and_read_from_disk_after(tmp_path: Path) -> None:
+def test_the_quantized_model_is_built_once_and_read_from_disk_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from turnout.routing.embedding import MiniLM
 
+    monkeypatch.setenv("TURNOUT_CACHE_DIR", str(tmp_path / "cache" / "turnout"))
     first = MiniLM()
     cached_files = list((tmp_path / "cache" / "turnout" / "minilm").glob("*.onnx"))
     assert len(cached_files) == 1
