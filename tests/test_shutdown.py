@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,23 +161,55 @@ async def test_sigterm_lets_50_streams_finish_and_logs_them(
     assert "shutdown timeout" not in out
 
 
+def _openai_cut(lines: list[str], whole: httpx.Response) -> None:
+    data = [orjson.loads(x[6:]) for x in lines if x.startswith("data: ")]
+    assert data[-1]["error"]["code"] == "shutting_down", data[-1]
+    assert "shutdown_timeout" in data[-1]["error"]["message"]
+    assert whole.status_code == 503
+    assert whole.json()["error"]["code"] == "shutting_down"
+    assert whole.json()["error"]["type"] == "server_error"
+
+
+def _anthropic_cut(lines: list[str], whole: httpx.Response) -> None:
+    # The stream's last event is Anthropic's in-band error; the whole answer its error body.
+    events = [x for x in lines if x]
+    assert events[-2] == "event: error" and events[-1].startswith("data: "), events[-4:]
+    last = orjson.loads(events[-1][6:])
+    assert last["type"] == "error" and last["error"]["type"] == "api_error", last
+    assert "shutdown_timeout" in last["error"]["message"]
+    assert whole.status_code == 503
+    assert whole.json()["type"] == "error" and whole.json()["error"]["type"] == "api_error"
+    assert "shutdown_timeout" in whole.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "check"),
+    [("/v1/chat/completions", _openai_cut), ("/v1/messages", _anthropic_cut)],
+    ids=["openai", "anthropic"],
+)
 async def test_past_the_shutdown_timeout_requests_end_with_an_error(
-    tmp_path: Path, slow_fake: tuple[FakeOpenAI, str]
+    tmp_path: Path,
+    slow_fake: tuple[FakeOpenAI, str],
+    path: str,
+    check: Callable[[list[str], httpx.Response], None],
 ) -> None:
+    """Each in its route's own shape (the route table's dialect, as every other error)."""
     fake, fake_url = slow_fake
     endless = Reply(text=" ".join(["word"] * 200), chunk_delay=0.1)  # 20 s
     fake.then(endless, Reply(delay=20))
     gw = _start(tmp_path, fake_url, 1, shutdown_grace_period=0.2, shutdown_timeout=1.5)
     try:
         async with httpx.AsyncClient(timeout=30) as client:
-            body = {"model": "chain", "messages": [{"role": "user", "content": "hi"}]}
+            body = {
+                "model": "chain",
+                "max_tokens": 500,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
             lines: list[str] = []
 
             async def stream() -> None:
                 payload = {**body, "stream": True}
-                async with client.stream(
-                    "POST", gw.url + "/v1/chat/completions", json=payload
-                ) as r:
+                async with client.stream("POST", gw.url + path, json=payload) as r:
                     assert r.status_code == 200
                     async for line in r.aiter_lines():
                         lines.append(line)
@@ -185,7 +217,7 @@ async def test_past_the_shutdown_timeout_requests_end_with_an_error(
             streaming = asyncio.create_task(stream())
             while not lines:
                 await asyncio.sleep(0.05)
-            whole = asyncio.create_task(client.post(gw.url + "/v1/chat/completions", json=body))
+            whole = asyncio.create_task(client.post(gw.url + path, json=body))
             while len(fake.calls) < 2:
                 await asyncio.sleep(0.05)
             started = time.monotonic()
@@ -193,12 +225,28 @@ async def test_past_the_shutdown_timeout_requests_end_with_an_error(
             await streaming
             resp = await whole
             assert time.monotonic() - started < 10
-        data = [orjson.loads(x[6:]) for x in lines if x.startswith("data: ")]
-        assert data[-1]["error"]["code"] == "shutting_down", data[-1]
-        assert "shutdown_timeout" in data[-1]["error"]["message"]
-        assert resp.status_code == 503
-        assert resp.json()["error"]["code"] == "shutting_down"
+        check(lines, resp)
         assert gw.proc.wait(30) in (0, -signal.SIGTERM)
     finally:
         _stop(gw)
     assert "ending 2 request(s) still in flight" in gw.log.read_text()
+
+
+def test_a_cut_takes_its_shape_from_the_route_table(fake_url: str) -> None:
+    """The shutdown cut looks its shape up where the errors that never reach a handler do:
+    the route serving the path (not a prefix rule)."""
+    from turnout.gateway import Gateway as Library
+    from turnout.server import create_app
+    from turnout.server.anthropic_wire import ANTHROPIC_MESSAGES
+    from turnout.server.embeddings_wire import OPENAI_EMBEDDINGS
+    from turnout.server.openai_wire import OPENAI_CHAT
+    from turnout.server.responses_wire import OPENAI_RESPONSES
+
+    from .conftest import make_config
+
+    dialect_for = create_app(Library(make_config(fake_url))).state.lifecycle.dialect_for
+    assert dialect_for("/v1/messages") is ANTHROPIC_MESSAGES
+    assert dialect_for("/v1/messages/count_tokens") is ANTHROPIC_MESSAGES
+    assert dialect_for("/v1/chat/completions") is OPENAI_CHAT
+    assert dialect_for("/v1/embeddings") is OPENAI_EMBEDDINGS
+    assert dialect_for("/v1/responses") is OPENAI_RESPONSES

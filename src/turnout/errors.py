@@ -5,6 +5,7 @@
     ├── MissingDependencyError            an optional extra is not installed (names it)
     ├── DatabaseUnavailableError     503  the request log / key database cannot be reached
     ├── ServerBusyError              503  this server process holds its maximum of connections
+    ├── ShuttingDownError            503  still running past server.shutdown_timeout: ended
     ├── MissingCredentialsError      503  no deployment left with a provider key configured
     ├── BadRequestError              400  the request itself is wrong: never retried
     │   ├── UnsupportedParameterError 400 one deployment cannot honour a field: next may
@@ -57,6 +58,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestTooLargeError",
     "ServerBusyError",
+    "ShuttingDownError",
     "TurnoutError",
     "UnsupportedParameterError",
     "UpstreamConnectionError",
@@ -122,6 +124,16 @@ class ServerBusyError(TurnoutError):
 
     status_code = 503
     default_code = "too_many_connections"
+
+
+class ShuttingDownError(TurnoutError):
+    """A request still running when ``server.shutdown_timeout`` passed after SIGTERM: its
+    response ends with this error (a 503, or an error event in the stream it had begun)
+    rather than a silent cut."""
+
+    status_code = 503
+    type = "server_error"
+    default_code = "shutting_down"
 
 
 class MissingCredentialsError(TurnoutError):

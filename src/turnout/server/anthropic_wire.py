@@ -338,5 +338,8 @@ class AnthropicMessages:
     ) -> dict[str, Any]:
         return plain_error(status, kind, message, code)
 
+    def stream_error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        return error_frame(err, redact)
+
 
 ANTHROPIC_MESSAGES = AnthropicMessages()

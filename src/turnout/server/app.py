@@ -209,7 +209,7 @@ def create_app(gateway: Gateway, accounting: Accounting | None = None) -> Starle
     app.state.gateway = gateway
     app.state.metrics = Metrics()
     app.state.metrics.add_connections(guard)
-    guard.dialect_for = lambda path: route_dialect(app.routes, path)
+    guard.dialect_for = lifecycle.dialect_for = lambda path: route_dialect(app.routes, path)
     if accounting is not None:
         app.state.metrics.add_accounting(accounting)
     app.state.accounting = accounting

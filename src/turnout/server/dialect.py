@@ -63,6 +63,11 @@ class ErrorDialect(Protocol):
         """An error that is no ``TurnoutError`` (an unknown path, an internal fault)."""
         ...
 
+    def stream_error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        """``err`` as the last frame of an event stream this surface had begun, where its
+        stream writer is out of reach (a request cut at shutdown: ``lifecycle``)."""
+        ...
+
 
 class Dialect(ErrorDialect, Protocol):
     """A chat surface: parse into a ``ChatRequest``, render a result and a stream."""

@@ -25,8 +25,12 @@ from typing import Any
 
 import orjson
 
+from ..errors import ShuttingDownError
 from ..logs import REQUEST_ID
+from ..redaction import Redactor
+from .dialect import ErrorDialect
 from .health import Readiness
+from .openai_wire import OPENAI_CHAT
 from .request_id import HEADER, request_id
 
 __all__ = ["Lifecycle", "TrackRequests"]
@@ -34,24 +38,17 @@ __all__ = ["Lifecycle", "TrackRequests"]
 log = logging.getLogger("turnout.server")
 
 _MESSAGE = "the gateway is shutting down and this request ran past server.shutdown_timeout"
-_OPENAI_ERROR = {
-    "error": {
-        "message": _MESSAGE,
-        "type": "server_error",
-        "param": None,
-        "code": "shutting_down",
-    }
-}
-_ANTHROPIC_ERROR = {"type": "error", "error": {"type": "api_error", "message": _MESSAGE}}
+_NOTHING_TO_REDACT = Redactor()  # the message is the gateway's own words
 
 
 class _Exchange:
     """One HTTP request in flight, as far as its response has gone."""
 
-    __slots__ = ("anthropic", "cut", "finished", "headers")
+    __slots__ = ("cut", "finished", "headers", "path")
 
     def __init__(self, path: str) -> None:
-        self.anthropic = path.startswith("/v1/messages")
+        self.path = path
+        """What decides the error's shape if the request is cut (looked up then, not now)."""
         self.finished = self.cut = False
         self.headers: list[tuple[bytes, bytes]] | None = None
         """The response's headers once it has started."""
@@ -75,6 +72,9 @@ class Lifecycle:
         self.draining = False
         self.inflight: dict[asyncio.Task[Any], _Exchange] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.dialect_for: Callable[[str], ErrorDialect] = lambda path: OPENAI_CHAT
+        """The error shape of the route for a path: the app sets it (``ingress.route_dialect``
+        over its route table, as for the errors that never reach a handler)."""
 
     def install(self) -> None:
         """Take SIGTERM (and SIGINT, without the grace period: someone at a terminal) over
@@ -140,8 +140,8 @@ class TrackRequests:
     """The one ASGI wrapper every HTTP request passes, outermost: gives the request its id
     (``REQUEST_ID`` while it is served, ``x-request-id`` on its response: see
     ``request_id``), registers it with the ``Lifecycle`` and, when the shutdown timeout cuts
-    it, ends its response with an explicit error in the route's own shape (OpenAI or
-    Anthropic): a 503 before the first byte, an error event mid-stream. One wrapper of
+    it, ends its response with an explicit error in the route's own shape (its dialect in the
+    route table): a 503 before the first byte, an error event mid-stream. One wrapper of
     ``send`` for both, doing no more per message than a dictionary look-up or two: a stream
     sends a message per event."""
 
@@ -177,30 +177,27 @@ class TrackRequests:
             if not exchange.cut:
                 raise
             task.uncancel()
-            await _end(exchange, tracked)
+            await _end(exchange, self.lifecycle.dialect_for(exchange.path), tracked)
         finally:
             REQUEST_ID.reset(token)
             del inflight[task]
 
 
-async def _end(exchange: _Exchange, send: Any) -> None:
+async def _end(exchange: _Exchange, dialect: ErrorDialect, send: Any) -> None:
     if exchange.finished:
         return
+    err = ShuttingDownError(_MESSAGE)
     if exchange.headers is None:
-        body = orjson.dumps(_ANTHROPIC_ERROR if exchange.anthropic else _OPENAI_ERROR)
+        body = orjson.dumps(dialect.error_body(err, _NOTHING_TO_REDACT))
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", b"1"),
             (b"connection", b"close"),
         ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        status = dialect.error_status(err)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
-    tail = b""
-    sse = exchange.sse
-    if sse and exchange.anthropic:
-        tail = b"event: error\ndata: " + orjson.dumps(_ANTHROPIC_ERROR) + b"\n\n"
-    elif sse:
-        tail = b"data: " + orjson.dumps(_OPENAI_ERROR) + b"\n\n"
+    tail = dialect.stream_error(err, _NOTHING_TO_REDACT) if exchange.sse else b""
     await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -155,8 +155,7 @@ class ChunkWriter:
         return self.usage(stream.usage, cost) + cost_comment(cost) + _DONE
 
     def error(self, err: TurnoutError, redact: Redactor) -> bytes:
-        # OpenAI SDKs raise on a chunk that carries "error".
-        return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
+        return error_frame(err, redact)
 
     def usage(self, usage: Usage, cost: float | None = None) -> bytes:
         """The final usage chunk (when the client asked for it), with ``cost_usd`` added
@@ -193,6 +192,11 @@ def error_body(err: TurnoutError, redact: Redactor) -> dict[str, Any]:
     return {"error": redact.value(error)}
 
 
+def error_frame(err: TurnoutError, redact: Redactor) -> bytes:
+    """A mid-stream failure: a chunk that carries ``error`` (OpenAI SDKs raise on it)."""
+    return b"data: " + orjson.dumps(error_body(err, redact)) + b"\n\n"
+
+
 def plain_error(status: int, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
@@ -219,6 +223,9 @@ class OpenAIErrors:
         self, status: int, kind: str, message: str, code: str | None = None
     ) -> dict[str, Any]:
         return plain_error(status, kind, message, code)
+
+    def stream_error(self, err: TurnoutError, redact: Redactor) -> bytes:
+        return error_frame(err, redact)
 
 
 class OpenAIChat(OpenAIErrors):
