@@ -137,3 +137,43 @@ def test_cli_models_provider_blaxel_bad_key(
     err = capsys.readouterr().err
     assert "Invalid or expired token" in err
     assert bad not in err
+
+
+def test_cli_models_live_follows_the_host_rows_live_listing(
+    server: tuple[FakeBlaxel, AiohttpThread],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command knows no host: a row's ``live_listing`` picks the reader. Another host
+    whose row names ``blaxel_control`` gets the control API's table; the ``blaxel`` row
+    without it gets the names of its model listing."""
+    from dataclasses import replace
+
+    from turnout.hosts import HOSTS
+    from turnout.keyhealth import LIVE_LISTINGS
+
+    for host in HOSTS.values():  # every reader a row names exists
+        if host.live_listing is not None:
+            module, name = LIVE_LISTINGS[host.live_listing]
+            assert callable(getattr(__import__(module, fromlist=[name]), name))
+    blaxel = HOSTS["blaxel"]
+    monkeypatch.setitem(HOSTS, "mirror", replace(blaxel, name="mirror"))  # type: ignore[index]
+    config = tmp_path / "turnout.yaml"
+    config.write_text(
+        yaml.safe_dump({"providers": {"acme": {**provider(server[1].url), "host": "mirror"}}})
+    )
+    assert main(["-c", str(config), "models", "--provider", "acme", "--live"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS"]
+    assert any("acme:sandbox-openai" in line and "not callable" in line for line in lines)
+
+    monkeypatch.setitem(HOSTS, "blaxel", replace(blaxel, live_listing=None))  # type: ignore[index]
+    config.write_text(yaml.safe_dump({"providers": {"blaxel": provider(server[1].url)}}))
+    assert main(["-c", str(config), "models", "--provider", "blaxel", "--live"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "NAME",
+        "blaxel:gpt-4o-mini",
+        "blaxel:sandbox-openai",
+        "blaxel:claude-haiku",
+    ]

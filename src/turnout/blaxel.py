@@ -25,6 +25,7 @@ __all__ = [
     "BlaxelClient",
     "BlaxelModel",
     "client_for",
+    "live_table",
     "control_url",
     "sandbox_error",
 ]
@@ -38,15 +39,36 @@ def control_url(d: Deployment) -> str:
     return (d.settings.get("control_url") or DEFAULT_CONTROL_URL).rstrip("/")
 
 
-def client_for(d: Deployment, http: HttpPool | None = None) -> BlaxelClient:
+def client_for(d: Deployment, http: HttpPool | None = None, timeout: float = 10.0) -> BlaxelClient:
     """A control-API client with the provider's key and workspace."""
     return BlaxelClient(
         d.api_key or "",
         d.settings.get("workspace"),
         base_url=control_url(d),
         http=http,
+        timeout=timeout,
         provider=d.provider,
     )
+
+
+async def live_table(d: Deployment, http: HttpPool, timeout: float) -> list[tuple[str, ...]]:
+    """The deployed models as ``turnout models --provider NAME --live`` shows them (the host
+    row's ``live_listing`` reader ``blaxel_control``): header first, sandbox models marked
+    (they answer 403 to inference calls)."""
+    models = await client_for(d, http, timeout).models()
+    table: list[tuple[str, ...]] = [("NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS")]
+    table += [
+        (
+            f"{d.provider}:{m.name}",
+            m.type,
+            m.upstream,
+            "yes (not callable)" if m.sandbox else "no",
+            "yes" if m.enabled else "no",
+            m.status,
+        )
+        for m in models
+    ]
+    return table
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,11 @@ class Host:
     """Where the host lists its models when not where its wire API usually does (key health
     and ``turnout models --provider`` read it); may hold ``{placeholders}`` like
     ``base_url``."""
+    live_listing: str | None = None
+    """How ``turnout models --provider NAME --live`` reads what the host serves when the
+    model listing (``models_url``: names only) says too little: the name of a reader in
+    ``keyhealth.LIVE_LISTINGS`` (``blaxel_control``: each model's runtime, upstream model,
+    sandbox flag and status from Blaxel's control API). None: the listing's names."""
     cache_control: bool = False
     """Whether the host reads Anthropic-style ``cache_control`` breakpoints on content parts
     and tools (OpenRouter does, for the Claude models it serves); other OpenAI-compatible
@@ -124,8 +129,9 @@ _OPENAI_COMPATIBLE: tuple[Host, ...] = (
         auth_header="X-Blaxel-Authorization",
         headers={"X-Blaxel-Workspace": "{workspace}"},
         # run.blaxel.ai serves one model per URL: the control API lists them all (and
-        # `turnout models --provider` asks it for the sandbox flags too).
+        # `turnout models --provider NAME --live` asks it for the sandbox flags too).
         models_url="{control_url}/models",
+        live_listing="blaxel_control",
         settings_defaults={
             "run_url": "https://run.blaxel.ai",
             "control_url": "https://api.blaxel.ai/v0",

@@ -44,8 +44,10 @@ __all__ = [
     "KeyMonitor",
     "KeyStatus",
     "Probe",
+    "LIVE_LISTINGS",
     "accounts",
     "check_keys",
+    "live_listing",
     "model_ids",
     "probe_for",
     "upstream_models",
@@ -131,6 +133,25 @@ def probe_for(d: Deployment) -> Probe | None:
 
 
 # --- running a check -----------------------------------------------------------------------
+
+
+LiveListing = Callable[[Deployment, HttpPool, float], Awaitable[list[tuple[str, ...]]]]
+
+LIVE_LISTINGS: dict[str, tuple[str, str]] = {"blaxel_control": ("turnout.blaxel", "live_table")}
+"""The readers a host row's ``live_listing`` names: (module, function), imported on use."""
+
+
+async def live_listing(d: Deployment, http: HttpPool, timeout: float) -> list[tuple[str, ...]]:
+    """What the provider says it serves, as a table (header first) for ``turnout models
+    --provider NAME --live``: the reader its host row names, else the listing's names."""
+    if d.host.live_listing is not None:
+        from importlib import import_module
+
+        module, name = LIVE_LISTINGS[d.host.live_listing]
+        reader: LiveListing = getattr(import_module(module), name)
+        return await reader(d, http, timeout)
+    names = await upstream_models(d, http, timeout)
+    return [("NAME",), *((f"{d.provider}:{n}",) for n in names)]
 
 
 async def upstream_models(d: Deployment, http: HttpPool, timeout: float = 10.0) -> list[str]:

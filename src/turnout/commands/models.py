@@ -20,36 +20,19 @@ def _price(value: float | None) -> str:
 
 
 async def _live(config: Config, provider: str) -> int:
-    """What one provider serves, asked of the provider itself: Blaxel's control API (with
-    sandbox flags), else the model listing key health uses."""
-    from ..blaxel import client_for
+    """What one provider serves, asked of the provider itself (``keyhealth.live_listing``:
+    its model listing, or the richer reader its host row names)."""
     from ..catalogue import Catalogue
     from ..deployment import resolve_deployment
     from ..http import HttpPool
-    from ..keyhealth import upstream_models
+    from ..keyhealth import live_listing
 
     d = resolve_deployment(f"{provider}:-", config, Catalogue.default(config.models))
     http = HttpPool()
     try:
-        if d.host.name != "blaxel":
-            names = await upstream_models(d, http, config.key_health.timeout)
-            print(render_table([("NAME",), *((f"{provider}:{n}",) for n in names)]))
-            return 0
-        models = await client_for(d, http).models()
+        table = await live_listing(d, http, config.key_health.timeout)
     finally:
         await http.aclose()
-    table: list[tuple[str, ...]] = [("NAME", "TYPE", "SERVES", "SANDBOX", "ENABLED", "STATUS")]
-    table += [
-        (
-            f"{provider}:{m.name}",
-            m.type,
-            m.upstream,
-            "yes (not callable)" if m.sandbox else "no",
-            "yes" if m.enabled else "no",
-            m.status,
-        )
-        for m in models
-    ]
     print(render_table(table, width=terminal_width()))
     return 0
 
@@ -170,7 +153,8 @@ def add_models_command(
     models.add_argument(
         "--live",
         action="store_true",
-        help="ask --provider itself what it serves (its model listing; Blaxel: control API)",
+        help="ask --provider itself what it serves (its model listing, with what its host "
+        "reports beyond names, such as sandbox flags)",
     )
     models.add_argument("--by", help=argparse.SUPPRESS)  # deprecated spelling of --provider
     models.add_argument(
