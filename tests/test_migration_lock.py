@@ -4,6 +4,7 @@ several threads of one process (servers of one test process, each migrating its 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -110,3 +111,53 @@ def test_threads_of_one_process_migrate_their_own_files(tmp_path: Path) -> None:
     assert failures == []
     for url in urls:
         _usable(url)
+
+
+# A second process opening the file: the gateway's engine, its first connection switching the
+# file to WAL; the retry says so on stderr (debug).
+_OPEN = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+logging.getLogger("turnout.db").setLevel(logging.DEBUG)
+from turnout.accounting.db import Database
+db = Database(sys.argv[1])
+db.ping()
+with db.engine().connect() as conn:
+    print(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+"""
+
+
+def test_the_switch_to_wal_waits_while_another_process_writes_the_new_file(
+    tmp_path: Path,
+) -> None:
+    """What one of two processes opening a new file together sees (about 2 % of openings
+    when they race): the other holds the file's write lock while it switches the file to WAL
+    itself, and SQLite answers "database is locked" at once, not after the busy timeout.
+    Held here by the test, deterministically: the switch is retried until the lock goes."""
+    path = tmp_path / "turnout.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the write (RESERVED) lock of a new, rollback-mode file
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OPEN, f"sqlite:///{path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # ends when the process does: within the 10 s of retries
+            seen.append(line)
+            if "retrying" in line:
+                break
+        assert "switching to WAL: the file is locked; retrying" in "".join(seen), seen
+        writer.execute("ROLLBACK")
+        writer.close()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.strip() == "wal"
+    finally:
+        writer.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
