@@ -25,8 +25,8 @@ __all__ = [
     "BlaxelClient",
     "BlaxelModel",
     "client_for",
-    "live_table",
     "control_url",
+    "live_table",
     "sandbox_error",
 ]
 

@@ -43,8 +43,8 @@ from .http import HttpPool
 __all__ = [
     "KeyMonitor",
     "KeyStatus",
-    "Probe",
     "LIVE_LISTINGS",
+    "Probe",
     "accounts",
     "check_keys",
     "live_listing",
