@@ -42,9 +42,14 @@ class OtherReplica:
     """Holds the database's migration lock, as a replica migrating it would; ``migrate``
     creates the tables (without the lock: it is this replica's) and ``release`` lets go."""
 
-    def __init__(self, url: str, lock: Callable[[], Any]) -> None:
+    def __init__(self, url: str, lock: Callable[[], Any], scratch: Path) -> None:
         self.db = Database(url)
         self._release = lock()
+        # Alembic and the migration scripts loaded now: ``migrate`` must finish well within
+        # the server's wait (MIGRATION_WAIT), even on a loaded machine.
+        warm = Database(f"sqlite:///{scratch}")
+        warm.upgrade()
+        warm.dispose()
 
     def migrate(self) -> None:
         self.db._upgrade("head")
@@ -79,12 +84,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     """The server's ``database_url``, and the other replica holding its migration lock."""
     if request.param == "sqlite":
         path = tmp_path / "turnout.db"
-        other = OtherReplica(f"sqlite:///{path}", _sqlite_lock(path))
+        other = OtherReplica(f"sqlite:///{path}", _sqlite_lock(path), tmp_path / "warm.db")
         yield f"sqlite:///{path}", other
     else:
         schema = request.getfixturevalue("pg_schema")
         url = pg_schema_url(schema)
-        other = OtherReplica(url.replace("postgresql://", "postgresql+psycopg://"), _pg_lock(url))
+        engine_url = url.replace("postgresql://", "postgresql+psycopg://")
+        other = OtherReplica(engine_url, _pg_lock(url), tmp_path / "warm.db")
         yield url, other
     with contextlib.suppress(Exception):
         other.release()  # a test that failed half-way
@@ -212,7 +218,7 @@ def test_a_key_sent_during_the_start_up_migration_is_never_refused(
     waiting = server.text().count(WAITING)
     call = _in_thread(lambda: server.post("/v1/chat/completions", secret))
     _until(lambda: server.text().count(WAITING) > waiting, "the lookup did not wait", server)
-    other.migrate()
+    other.migrate()  # tens of milliseconds (warmed up): well within the server's wait
     other.db.insert_key(row)
     other.release()  # the server's migration now finds the database migrated
     r = call()
