@@ -595,6 +595,9 @@ def bench_lookup(sizes: Sequence[int], repeats: int = 50) -> None:
         f"\nkNN lookup and estimate (exact: one matrix product, a partial sort; "
         f"k={DEFAULTS.neighbours}, 384 dimensions, 2 models)"
     )
+    from turnout.routing.embedding import one_blas_thread
+
+    one_blas_thread()  # as in the gateway, where the routing model's load sets it
     rng = np.random.default_rng(0)
     knn = DEFAULTS
     for n in sizes:

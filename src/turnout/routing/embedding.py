@@ -302,10 +302,11 @@ def one_blas_thread() -> None:
     """Keep numpy's BLAS (OpenBLAS in numpy's wheels) on the calling thread, for the whole
     process. A kNN lookup is one matrix-vector product over the outcome store; OpenBLAS
     splits it over a thread per core, and those threads then spin while they wait for more
-    work, holding the core the event loop needs: 5.1 ms of CPU per ``learned`` decision
-    against 3.0 ms on one thread, same wall time (``python -m bench.learned overhead``,
-    docs/routing.md). Done with threadpoolctl, which finds the BLAS numpy loaded, at run time
-    (the environment variables work only before numpy is imported); without it, nothing."""
+    work, holding the core the event loop needs: 6.7 ms of CPU per ``learned`` decision
+    against 3.7 ms on one thread, 15.9 against 4.1 ms at 100 req/s (``python -m bench.learned
+    overhead``, docs/benchmarks.md). Done with threadpoolctl, which finds the BLAS numpy
+    loaded, at run time (the environment variables work only before numpy is imported);
+    without it, nothing."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
