@@ -152,6 +152,19 @@ def test_every_page_loads_without_errors_or_failed_requests(admin: Watched) -> N
     assert page.evaluate("sessionStorage.getItem('turnout.key')") == MASTER_KEY
 
 
+def test_a_healthy_key_shows_its_check_beside_its_status_and_no_last_error(
+    admin: Watched,
+) -> None:
+    page = admin.page
+    go(admin, "Providers & keys", "Providers and keys")
+    page.get_by_role("button", name="Check now").click()
+    row = page.locator("tr", has=page.get_by_role("cell", name="up", exact=True))
+    field(row, "status").filter(has_text="valid").wait_for()
+    assert "1 model" in field(row, "status").inner_text()  # the check's detail
+    assert field(row, "last-error").inner_text() == "—"
+    assert admin.errors == []
+
+
 def test_playground_streams_the_embedded_model_with_live_figures(admin: Watched) -> None:
     page = admin.page
     page.get_by_label("Model, route or provider:model").fill(LOCAL)

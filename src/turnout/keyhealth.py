@@ -194,7 +194,8 @@ async def check_one(d: Deployment, adapters: AdapterSet, timeout: float) -> KeyS
     code = listing.status
     if code < 400:
         status.status = "valid"
-        status.detail = f"{listing.count} models" if listing.count is not None else None
+        n = listing.count
+        status.detail = None if n is None else f"{n} model" if n == 1 else f"{n} models"
         return status
     message = f"HTTP {code}: {listing.error}"
     if code == 429:

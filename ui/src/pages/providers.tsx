@@ -50,10 +50,13 @@ function ProviderHealth() {
                 <td data-label="Provider">{k.provider}</td>
                 <td data-label="Host">{k.host}</td>
                 <td data-label="Key">{k.key ? `…${k.key}` : "—"}</td>
-                <td data-label="Status"><span class={`status s-${k.status}`}>{k.status}</span></td>
+                <td data-label="Status" data-field="status">
+                  <span class={`status s-${k.status}`}>{k.status}</span>
+                  {k.detail && <span class="check"> {k.detail}</span>}
+                </td>
                 <td data-label="Last checked">{k.last_checked ?? "never"}</td>
                 <td data-label="Latency">{k.latency_ms !== null ? `${k.latency_ms} ms` : "—"}</td>
-                <td data-label="Last error">{k.last_error ?? k.detail ?? "—"}</td>
+                <td data-label="Last error" data-field="last-error">{k.last_error ?? "—"}</td>
               </tr>
             ))}
           </tbody>
