@@ -142,6 +142,10 @@ async def test_sigterm_lets_50_streams_finish_and_logs_them(
                         await asyncio.sleep(0.1)
                     except httpx.ConnectError:
                         refused = True
+                    except httpx.RemoteProtocolError:
+                        # Accepted in the instant the listener closed, then closed unanswered
+                        # (seen under load): not refused yet, probe again.
+                        await asyncio.sleep(0.1)
             assert refused
             assert not all(s.done() for s in streams), "streams should still be running"
 
