@@ -126,15 +126,21 @@ def load_llmrouter(data: Path) -> Table:
 # --- embeddings and neighbours ---------------------------------------------------------------
 
 
+TOKENS = 64
+"""The embedding's cut (``routing.task_tokens``): ``--tokens`` sets it for a run."""
+
+
 def embed_all(prompts: list[str], name: str) -> np.ndarray:
-    """MiniLM vectors of the prompts, cached on disk by the prompts' digest."""
+    """MiniLM vectors of the prompts at the cut ``TOKENS``, cached on disk by the prompts'
+    digest (and the cut, when it is not the default)."""
     from turnout.routing.classifier import TaskClassifier
 
     digest = hashlib.sha256("\0".join(prompts).encode()).hexdigest()[:16]
-    file = CACHE / f"{name}-{digest}.npy"
+    cut = "" if TOKENS == 64 else f"-cut{TOKENS}"
+    file = CACHE / f"{name}-{digest}{cut}.npy"
     if file.is_file():
         return np.load(file)
-    clf = TaskClassifier()
+    clf = TaskClassifier(max_tokens=TOKENS)
     out = np.zeros((len(prompts), 384), dtype=np.float32)
     started = time.perf_counter()
     lock = threading.Lock()
@@ -633,6 +639,7 @@ def bench_overhead(data: Path, n: int) -> None:
     prices = json.loads((data / "llmrouter" / "models.json").read_text())
     config = Config.model_validate(
         {
+            "routing": {"task_tokens": TOKENS},
             "providers": {"nim": {"host": "custom", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [
                 {
@@ -739,7 +746,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--charts", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--requests", type=int, default=400, help="overhead: requests timed")
     parser.add_argument("--lookup-sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--tokens", type=int, default=64, help="the embedding's cut (routing.task_tokens)"
+    )
     args = parser.parse_args(argv)
+    global TOKENS
+    TOKENS = args.tokens
+    if TOKENS != 64:
+        print(f"embedding cut: {TOKENS} tokens (routing.task_tokens)")
     if args.part == "outcomes":
         if args.file is None:
             parser.error("outcomes needs --file (an outcome file, docs/routing.md)")

@@ -340,6 +340,34 @@ def test_a_store_is_embedded_once_and_read_from_the_cache_after(
 
 
 @needs_model
+def test_task_tokens_sets_how_much_of_a_request_the_embedding_reads(tmp_path: Path) -> None:
+    """``routing.task_tokens``: two prompts that differ only in their middle are one vector
+    to a 16-token cut and two to a 256-token one; a store read at one cut is embedded again
+    when the cut changes (a reload), and read back from memory when it does not."""
+    from turnout.routing.learned import OutcomeFiles
+
+    middle = " ".join(["The committee met again and discussed the budget at length."] * 8)
+    a = "Summarise the following minutes. " + middle + " Alpha. " + middle + " Reply in English."
+    b = "Summarise the following minutes. " + middle + " Omega. " + middle + " Reply in English."
+    store = write_store(tmp_path / "o.jsonl", store_rows())
+    files = OutcomeFiles()
+    indexes = []
+    for tokens in (16, 256, 256):
+        gw = Gateway(Config.model_validate({"routing": {"task_tokens": tokens}}))
+        clf = gw.planner.classifier
+        try:
+            same = (clf.embed_sync(a) == clf.embed_sync(b)).all()
+            indexes.append(files.load(str(store), clf.embed_texts, clf.embedding_id))
+        finally:
+            clf.close()
+        assert same == (tokens == 16)
+    assert indexes[0] is not indexes[1] and indexes[1] is indexes[2]
+    assert not (indexes[0].vectors == indexes[1].vectors).all()
+    with pytest.raises(ValueError, match="task_tokens"):
+        Config.model_validate({"routing": {"task_tokens": 4}})
+
+
+@needs_model
 def test_the_quantized_model_is_built_once_and_read_from_disk_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

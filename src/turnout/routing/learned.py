@@ -168,11 +168,13 @@ class LearnedRoute:
 
 
 class OutcomeFiles:
-    """Outcome files loaded into indexes, kept by (path, modification time, size) so that a
-    reload re-reads only the files that changed; shared from one gateway to the next."""
+    """Outcome files loaded into indexes, kept by (path, modification time, size) and the
+    embedding that read them, so that a reload re-reads only the files that changed (and
+    embeds them all again when the embedding changed: ``routing.task_tokens``,
+    ``task_model``); shared from one gateway to the next."""
 
     def __init__(self) -> None:
-        self._indexes: dict[tuple[str, int, int], OutcomeIndex] = {}
+        self._indexes: dict[tuple[str, int, int, str], OutcomeIndex] = {}
 
     @staticmethod
     def _key(path: str) -> tuple[str, int, int]:
@@ -185,10 +187,14 @@ class OutcomeFiles:
     def stale(self, routes: Sequence[Route]) -> bool:
         """Whether a file these routes read changed since it was loaded."""
         paths = {p for r in routes if r.learned is not None for p in r.learned.outcomes}
-        return any(self._key(p) not in self._indexes for p in paths)
+        loaded = {k[:3] for k in self._indexes}
+        return any(self._key(p) not in loaded for p in paths)
 
-    def load(self, path: str, embed: Callable[[list[str]], np.ndarray]) -> OutcomeIndex:
-        key = self._key(path)
+    def load(
+        self, path: str, embed: Callable[[list[str]], np.ndarray], identity: str = ""
+    ) -> OutcomeIndex:
+        """The file's index; ``identity`` names the embedding (``embedding_id``)."""
+        key = (*self._key(path), identity)
         index = self._indexes.get(key)
         if index is None:
             index = OutcomeIndex.build(read_outcomes(path), embed, source=path)

@@ -149,7 +149,7 @@ class Planner:
                 continue
             index = None
             for path in settings.outcomes:
-                part = await clf.run(files.load, path, embed)
+                part = await clf.run(files.load, path, embed, clf.embedding_id)
                 index = part if index is None else index.merged(part)
             if index is None:  # feedback only
                 index = OutcomeIndex.empty()
@@ -185,6 +185,7 @@ class Planner:
                     threshold=self.settings.task_threshold,
                     neighbours=self.settings.task_neighbours,
                     queue=self.settings.task_queue,
+                    max_tokens=self.settings.task_tokens,
                 )
             else:
                 self._classifier = self._classifier_factory()
