@@ -639,7 +639,9 @@ def bench_overhead(data: Path, n: int) -> None:
     prices = json.loads((data / "llmrouter" / "models.json").read_text())
     config = Config.model_validate(
         {
-            "routing": {"task_tokens": TOKENS},
+            # Room for the 16 concurrent requests below: past ``task_queue`` a request goes
+            # unrouted (route order) at once, which would time the fallback, not the router.
+            "routing": {"task_tokens": TOKENS, "task_queue": 32},
             "providers": {"nim": {"host": "custom", "base_url": "http://127.0.0.1:9/v1"}},
             "models": [
                 {
@@ -649,9 +651,6 @@ def bench_overhead(data: Path, n: int) -> None:
                 }
                 for m in table.models
             ],
-            # Room for the 16 concurrent requests below: past ``task_queue`` a request goes
-            # unrouted (route order) at once, which would time the fallback, not the router.
-            "routing": {"task_queue": 32},
             "routes": [
                 {
                     "name": "learned",
@@ -673,22 +672,23 @@ def bench_overhead(data: Path, n: int) -> None:
         gw.planner.learned[route.name] = LearnedRoute(index, route.learned, route.candidates)
         await gw.planner.classifier.embed_and_classify("warm up", None, None)
 
-        async def one(prompt: str) -> float:
+        async def one(prompt: str) -> tuple[float, bool]:
+            """Seconds to plan, and whether the plan rests on estimates (a request beyond
+            ``routing.task_queue`` waiting ones is not embedded: the route's order serves)."""
             t = time.perf_counter()
             plan = await gw.plan(
                 {"model": "learned", "messages": [{"role": "user", "content": prompt}]}
             )
-            assert plan.estimates and "p=" in plan.estimates
-            return time.perf_counter() - t
+            return time.perf_counter() - t, bool(plan.estimates and "p=" in plan.estimates)
 
-        async def bursts(concurrency: int) -> list[float]:
-            times: list[float] = []
+        async def bursts(concurrency: int) -> list[tuple[float, bool]]:
+            times: list[tuple[float, bool]] = []
             for start in range(0, len(prompts), concurrency):
                 batch = prompts[start : start + concurrency]
                 times += await asyncio.gather(*(one(p) for p in batch))
             return times
 
-        async def open_loop(rate: float) -> list[float]:
+        async def open_loop(rate: float) -> list[tuple[float, bool]]:
             """Requests arriving at ``rate`` a second (Poisson), whatever the ones before."""
             rng = np.random.default_rng(3)
             tasks = []
@@ -705,8 +705,10 @@ def bench_overhead(data: Path, n: int) -> None:
         ]
         for label, start in runs:
             cpu0, wall = time.process_time(), time.perf_counter()
-            times = sorted(await start())
+            done = await start()
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall
+            times = sorted(t for t, _ in done)
+            unestimated = sum(not ok for _, ok in done)  # past routing.task_queue: no vector
             load = os.getloadavg()[0]
             print(
                 f"  {label:<14} p50 {1e3 * times[len(times) // 2]:.1f} ms, "
@@ -714,6 +716,11 @@ def bench_overhead(data: Path, n: int) -> None:
                 f"CPU {1e3 * cpu / len(times):.1f} ms a request, "
                 f"{100 * cpu / wall:.0f} % of a core "
                 f"({len(times)} requests; load average {load:.1f} on {os.cpu_count()} cores)"
+                + (
+                    f"; {unestimated} served without an estimate (queue full)"
+                    if unestimated
+                    else ""
+                )
             )
         # the parts: lookup and strategy alone, on vectors already computed
         t = time.perf_counter()
