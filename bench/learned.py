@@ -8,12 +8,14 @@ with no network. Prints tables, writes cost-quality charts (PNG). Not a test.
     .venv/bin/python -m bench.learned lookup              # kNN lookup at 10k / 100k / 1M rows
     .venv/bin/python -m bench.learned mmlu --sample 300   # a quick run on a sample
     .venv/bin/python -m bench.learned outcomes --file my-outcomes.jsonl   # your own data
+    .venv/bin/python -m bench.learned mmlu --tokens 256   # vectors read 256 tokens, not 64
 
 Data: ``../shared/routing-data/`` beside the checkout (or ``--data``). Prompts are embedded
-once with the gateway's MiniLM (the task classifier's vector: first 48 and last 16 tokens)
-and cached under ``bench/.cache``. Every figure is out-of-fold: 5-fold cross-validation, and
-the estimator's settings (neighbours, temperature, prior) are chosen for each outer fold by an
-inner 4-fold cross-validation on that fold's training part only, never on the fold judged.
+once with the gateway's MiniLM (the task classifier's vector: first 48 and last 16 tokens,
+``routing.task_tokens``) and cached under ``bench/.cache``. Every figure is out-of-fold:
+5-fold cross-validation, and the estimator's settings (neighbours, temperature, prior) are
+chosen for each outer fold by an inner 4-fold cross-validation on that fold's training part
+only, never on the fold judged.
 """
 
 from __future__ import annotations

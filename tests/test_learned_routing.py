@@ -407,6 +407,19 @@ def test_the_routing_benchmark_runs_on_a_tiny_sample(tmp_path: Path, capsys: Any
 
 
 @needs_model
+def test_the_estimator_study_runs_on_a_tiny_sample(capsys: Any) -> None:
+    data = shared_path("routing-data")
+    from bench import learned_variants
+
+    args = ["--data", str(data), "--sample", "300", "--only", "knn,probe,shrink,cut"]
+    assert learned_variants.main(["mmlu", *args]) == 0
+    out = capsys.readouterr().out
+    for family in ("knn", "probe", "shrink", "cut"):
+        assert f"  {family} " in out
+    assert "APGR" in out and "CPT(50%)" in out
+
+
+@needs_model
 def test_the_benchmark_runs_on_a_users_own_outcome_file(tmp_path: Path, capsys: Any) -> None:
     from bench import learned
 
