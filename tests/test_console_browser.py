@@ -138,6 +138,16 @@ def field(scope: Any, name: str) -> Any:
     return scope.locator(f'[data-field="{name}"]')
 
 
+def ask(page: Any, model: str, message: str, wait: float = 30_000) -> Any:
+    """Send ``message`` to ``model`` from the playground; the answer's column once done."""
+    page.get_by_label("Model, route or provider:model").fill(model)
+    page.get_by_label("Message").fill(message)
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator('[data-column="0"]')
+    field(answer, "status").filter(has_text="done").wait_for(timeout=wait)
+    return answer
+
+
 def test_every_page_loads_without_errors_or_failed_requests(admin: Watched) -> None:
     page = admin.page
     for link, heading, name in PAGES:
@@ -167,12 +177,8 @@ def test_a_healthy_key_shows_its_check_beside_its_status_and_no_last_error(
 
 def test_playground_streams_the_embedded_model_with_live_figures(admin: Watched) -> None:
     page = admin.page
-    page.get_by_label("Model, route or provider:model").fill(LOCAL)
     page.get_by_label("Max tokens").fill("12")
-    page.get_by_label("Message").fill("Say hello.")
-    page.get_by_role("button", name="Send").click()
-    answer = page.locator('[data-column="0"]')
-    field(answer, "status").filter(has_text="done").wait_for(timeout=60_000)
+    answer = ask(page, LOCAL, "Say hello.", wait=60_000)
     assert field(answer, "provider").inner_text() == "local"
     assert field(answer, "deployment").inner_text() == LOCAL
     assert re.fullmatch(r"\d+ ms|\d+\.\d s", field(answer, "ttft").inner_text())
@@ -187,11 +193,7 @@ def test_a_thumb_on_a_playground_answer_is_stored_as_feedback(
     admin: Watched, console_db: Path
 ) -> None:
     page = admin.page
-    page.get_by_label("Model, route or provider:model").fill("up:model-a")
-    page.get_by_label("Message").fill("Rate me.")
-    page.get_by_role("button", name="Send").click()
-    answer = page.locator('[data-column="0"]')
-    field(answer, "status").filter(has_text="done").wait_for(timeout=30_000)
+    answer = ask(page, "up:model-a", "Rate me.")
     with page.expect_response("**/api/feedback") as posted:
         answer.get_by_role("button", name="Thumbs down").click()
     request_id = posted.value.request.post_data_json["request_id"]
@@ -231,11 +233,7 @@ def test_compare_mode_fills_both_columns_and_the_summary(admin: Watched) -> None
 
 def test_failover_shows_in_the_playground_and_the_performance_page(admin: Watched) -> None:
     page = admin.page
-    page.get_by_label("Model, route or provider:model").fill("failover")
-    page.get_by_label("Message").fill("Hello?")
-    page.get_by_role("button", name="Send").click()
-    answer = page.locator('[data-column="0"]')
-    field(answer, "status").filter(has_text="done").wait_for(timeout=30_000)
+    answer = ask(page, "failover", "Hello?")
     assert field(answer, "provider").inner_text() == "up"
     assert field(answer, "attempts").inner_text() == "2 (1 failed, failed over)"
     go(admin, "Performance", "Performance")
